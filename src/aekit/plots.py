@@ -1,0 +1,90 @@
+"""Figures a person wants to look at, written atomically as PNG.
+
+Uses matplotlib's object API (Figure + Agg), so no global pyplot state and no display is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import torch
+
+from . import io as aio
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    aio.write_bytes(path, buf.getvalue())
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _show_image(ax, item: torch.Tensor) -> None:
+    """Draw one (C, H, W) image in [0, 1]."""
+    img = item.clamp(0, 1).cpu()
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(img[:3].permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, path: str | os.PathLike, title: str | None = None) -> None:
+    """Originals over their reconstructions, each labelled with its squared error.
+
+    x, x_hat: (N, C, H, W) images or (N, D) table rows in [0, 1]; rows are drawn as line plots.
+    """
+    n = len(x)
+    errors = (x_hat - x).pow(2).flatten(1).sum(1)
+    if x.dim() == 4:
+        fig = _figure(1.3 * n + 0.8, 3.0)
+        axes = fig.subplots(2, n, squeeze=False)
+        for i in range(n):
+            _show_image(axes[0, i], x[i])
+            _show_image(axes[1, i], x_hat[i])
+            axes[1, i].set_xlabel(f"err {errors[i]:.2f}", fontsize=8)
+        axes[0, 0].set_ylabel("original")
+        axes[1, 0].set_ylabel("reconstruction")
+    else:
+        fig = _figure(8, 1.4 * n + 0.5)
+        axes = fig.subplots(n, 1, squeeze=False, sharex=True)
+        for i in range(n):
+            ax = axes[i, 0]
+            ax.plot(x[i].cpu().numpy(), "o-", ms=3, lw=1, label="original")
+            ax.plot(x_hat[i].cpu().numpy(), "x--", ms=3, lw=1, label="reconstruction")
+            ax.set_ylabel(f"row {i}\nerr {errors[i]:.3f}", fontsize=8)
+        axes[0, 0].legend(fontsize=8, loc="upper right")
+        axes[-1, 0].set_xlabel("feature")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def loss_curves(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str | None = None) -> None:
+    """One panel per logged quantity (loss, mse, ...), training and validation per epoch."""
+    names = [k[len("train_"):] for k in history[0] if k.startswith("train_")] if history else ["loss"]
+    fig = _figure(4.2 * len(names), 3.2)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    epochs = [r["epoch"] for r in history]
+    for ax, name in zip(axes, names, strict=True):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            key = f"{split}_{name}"
+            if history and key in history[0]:
+                ax.plot(epochs, [r[key] for r in history], style, ms=3, label=split)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        if history and min(r[f"train_{name}"] for r in history) > 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

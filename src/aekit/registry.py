@@ -1,0 +1,60 @@
+"""Name -> model class. A new autoencoder type is one new file that registers itself here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import AekitError
+
+_MODELS: dict[str, type] = {}
+
+
+def register_model(name: str):
+    """Class decorator: make the Autoencoder subclass available as `name`."""
+
+    def add(cls: type) -> type:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        cls.name = name
+        _MODELS[name] = cls
+        return cls
+
+    return add
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (importing the package registers every built-in type)
+
+
+def list_models() -> list[str]:
+    """Names of the available autoencoder types."""
+    _ensure_loaded()
+    return sorted(_MODELS)
+
+
+def get_model_class(name: str) -> type:
+    """The class registered as name; AekitError if there is none."""
+    _ensure_loaded()
+    if name not in _MODELS:
+        raise AekitError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))} (see: aekit models)")
+    return _MODELS[name]
+
+
+def create_model(name: str, input_shape: tuple[int, ...] | list[int], **options: Any):
+    """Build the autoencoder `name` for items of input_shape ((C, H, W) or (D,)) with its options.
+
+    Example: create_model("ae", (1, 28, 28), hidden=(128, 64), latent_dim=32).
+    """
+    return model_from_config({"name": name, "input_shape": list(input_shape), **options})
+
+
+def model_from_config(config: Mapping[str, Any]):
+    """Build a model from the "model" section of a run's config ({"name": ..., options...})."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+        raise AekitError("model: the config must name the model type, e.g. {\"name\": \"ae\", ...}")
+    cls = get_model_class(config["name"])
+    from .config import from_dict
+
+    options = {k: v for k, v in config.items() if k != "name"}
+    return cls(from_dict(cls.Config, options, "model"))

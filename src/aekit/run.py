@@ -1,0 +1,170 @@
+"""Run folders: a trained model on disk, and loading one back without unpickling anything.
+
+A run folder holds
+  config.json             {"aekit_version", "model": {...}, "train": {...}, "data": {...}, "scaling": {...}}
+  model.safetensors       the weights
+  checkpoint.safetensors  weights + optimizer + RNG state + history of the last finished epoch (for --resume)
+  metrics.json            {"history": [...per epoch...], "final": {...}, "evaluation": {...}}
+  loss_curve.png, reconstructions.png
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from . import __version__
+from . import io as aio
+from .config import DataConfig, TrainConfig, from_dict
+from .data.datasets import Scaling, Splits, load_config
+from .errors import AekitError, check
+from .registry import model_from_config
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.json"
+CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
+_PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; AekitError naming the file if it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AekitError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AekitError(f"{path}: not valid JSON ({e})") from None
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomically write tensors (moved to CPU, made contiguous) as a safetensors file."""
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    aio.write_bytes(path, safetensors_bytes(data, metadata=metadata))
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file into CPU tensors and its metadata; refuse anything else (pickles included)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise AekitError(f"{path}: missing") from None
+    except OSError as e:
+        raise AekitError(f"{path}: cannot read ({e.strerror})") from None
+    if head[:1] == b"\x80" or head == b"PK\x03\x04":
+        raise AekitError(f"{path}: is a pickle (torch.save) file; aekit loads only safetensors and never unpickles")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise AekitError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy tensors into model, checking that names and shapes match exactly."""
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    check(not missing and not extra,
+          f"{path}: weights do not match the model in config.json (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in own.items():
+        check(tensors[k].shape == v.shape,
+              f"{path}: weight {k} has shape {list(tensors[k].shape)}, the model expects {list(v.shape)}")
+    model.load_state_dict(tensors)
+
+
+@dataclass
+class Run:
+    """A run folder opened: its config sections, its model (eval mode) and its metrics."""
+
+    path: Path
+    config: dict[str, Any]
+    model: torch.nn.Module
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = WEIGHTS) -> Run:
+        """Open the run folder at path, loading its weights (never unpickling) onto device."""
+        path = Path(path)
+        check(path.is_dir(), f"{path}: no such run folder")
+        weights_path = path / weights
+        if not weights_path.exists():
+            pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+            if pickles:
+                raise AekitError(f"{path}: holds {pickles[0]} but no {weights}; aekit loads only safetensors "
+                                 "weights and never unpickles")
+        config = read_config(path)
+        model = model_from_config(config["model"])
+        tensors, _ = read_tensors(weights_path)
+        load_state(model, tensors, weights_path)
+        metrics = read_json(path / METRICS) if (path / METRICS).exists() else {}
+        return cls(path, config, model.to(device).eval(), metrics)
+
+    @property
+    def scaling(self) -> Scaling:
+        return Scaling.from_dict(self.config["scaling"])
+
+    @property
+    def data_config(self) -> DataConfig:
+        return from_dict(DataConfig, self.config["data"], "data")
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return from_dict(TrainConfig, self.config["train"], "train")
+
+    def load_data(self, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Splits:
+        """The run's data (or another source) prepared with the run's scaling, shape-checked against the model."""
+        cfg = self.data_config
+        if source is not None:
+            cfg = DataConfig(source, cfg.val_split if source == cfg.source else 0.0, cfg.size, cfg.label_column,
+                             cfg.split_seed)
+        splits = load_config(cfg, data_dir=data_dir, scaling=self.scaling)
+        expected = tuple(self.model.config.input_shape)
+        got = splits.train.item_shape
+        check(got == expected, f"{cfg.source}: items have shape {list(got)} but the model in {self.path} "
+                               f"expects {list(expected)}")
+        return splits
+
+    def save_metrics(self) -> None:
+        aio.write_json(self.path / METRICS, self.metrics)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read and check a run folder's config.json."""
+    config = read_json(path / CONFIG)
+    check(isinstance(config, dict), f"{path / CONFIG}: expected a JSON object")
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    check(not unknown, f"{path / CONFIG}: unknown section(s) {unknown}")
+    for key in ("model", "train", "data", "scaling"):
+        check(key in config, f"{path / CONFIG}: no {key!r} section")
+    from_dict(TrainConfig, config["train"], "train")
+    from_dict(DataConfig, config["data"], "data")
+    Scaling.from_dict(config["scaling"])
+    return config
+
+
+def make_config(model: torch.nn.Module, train: TrainConfig, data: DataConfig, scaling: Scaling) -> dict[str, Any]:
+    """The config.json contents for a run."""
+    from .config import to_dict
+
+    return {
+        "aekit_version": __version__,
+        "model": {"name": model.name, **to_dict(model.config)},
+        "train": to_dict(train),
+        "data": to_dict(data),
+        "scaling": scaling.to_dict(),
+    }
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load the trained model from a run folder, in eval mode, on device (never unpickles)."""
+    return Run.open(path, device=device).model

@@ -1,0 +1,366 @@
+"""One model-agnostic training loop: epoch -> step -> eval -> checkpoint.
+
+The data lives in memory; a batch is an index slice of a seeded permutation, so there is no
+per-sample Python in the loop. Models only have to return an Output with .loss and .logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import io as aio
+from .config import DataConfig, TrainConfig, from_dict, to_dict
+from .data.datasets import Dataset, Scaling, Splits, load_config
+from .errors import AekitError, check
+from .registry import get_model_class, model_from_config
+from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, load_state, make_config, read_config, read_tensors, \
+    save_tensors
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA if available, else MPS, else CPU; anything else is checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AekitError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        check(torch.cuda.is_available(), "device cuda was asked for but CUDA is not available; use --device auto")
+        check(device.index is None or device.index < torch.cuda.device_count(), f"no such device {name}")
+    elif device.type == "mps":
+        check(torch.backends.mps.is_available(), "device mps was asked for but MPS is not available")
+    else:
+        check(device.type == "cpu", f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+class Callback:
+    """Hooks the Trainer calls; override what you need (progress bars, logging)."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Trains a model on Splits with Adam, checkpointing into a run folder after every epoch.
+
+    The checkpoint (weights, optimizer, RNG states, history) is one safetensors file written
+    atomically, so a run killed at any moment resumes from its last finished epoch.
+    """
+
+    def __init__(self, model: torch.nn.Module, data: Splits, config: TrainConfig, run_dir: Path,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
+        self.order = torch.Generator().manual_seed(config.seed)  # data order, saved with each checkpoint
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self) -> list[dict[str, float]]:
+        """Train from the current epoch to config.epochs; returns the per-epoch history."""
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.epoch < self.config.epochs:
+            start = time.perf_counter()
+            record = {"epoch": self.epoch + 1}
+            record.update(self.train_epoch())
+            if self.data.test is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(self.data.test).items()})
+            record["time_s"] = round(time.perf_counter() - start, 4)
+            self.epoch += 1
+            self.history.append(record)
+            self.save_checkpoint()
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training data in shuffled batches; returns mean loss and logs."""
+        model, data, bs = self.model.train(), self.data.train, self.config.batch_size
+        perm = torch.randperm(len(data), generator=self.order)
+        totals: dict[str, torch.Tensor] = {}
+        for step, start in enumerate(range(0, len(data), bs)):
+            x = data.batch(perm[start:start + bs]).to(self.device, non_blocking=True)
+            out = model(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            _accumulate(totals, out, len(x))
+            for cb in self.callbacks:
+                cb.on_step(self, step, out.loss)
+        means = _means(totals, len(data))
+        if not math.isfinite(means["loss"]):
+            raise AekitError(f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; "
+                             f"the last good checkpoint is in {self.run_dir}; try a lower --lr")
+        return {f"train_{k}": v for k, v in means.items()}
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, batch_size: int = 1024) -> dict[str, float]:
+        """Mean loss and logs of the model (eval mode) over data."""
+        model = self.model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        for start in range(0, len(data), batch_size):
+            x = data.batch(slice(start, start + batch_size)).to(self.device, non_blocking=True)
+            _accumulate(totals, model(x), len(x))
+        return _means(totals, len(data))
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> None:
+        """Write checkpoint.safetensors (atomic, the resume point), then model.safetensors and metrics.json."""
+        weights = self.model.state_dict()
+        tensors = {f"model.{k}": v for k, v in weights.items()}
+        optim = self.optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, state in optim["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{pid}.{key}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[key] = value
+        tensors["rng.order"] = self.order.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        meta = {"epoch": str(self.epoch), "param_groups": json.dumps(optim["param_groups"]),
+                "optim_scalars": json.dumps(scalars), "history": json.dumps(self.history)}
+        save_tensors(self.run_dir / CHECKPOINT, tensors, meta)
+        save_tensors(self.run_dir / WEIGHTS, weights, {"epoch": str(self.epoch)})
+        metrics_path = self.run_dir / METRICS
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        metrics["history"] = self.history
+        if self.history:
+            metrics["final"] = self.history[-1]
+        aio.write_json(metrics_path, metrics)
+
+    def load_checkpoint(self) -> None:
+        """Restore weights, optimizer, RNG states and history from the run folder's checkpoint."""
+        path = self.run_dir / CHECKPOINT
+        tensors, meta = read_tensors(path)
+        try:
+            self.epoch = int(meta["epoch"])
+            self.history = json.loads(meta["history"])
+            groups = json.loads(meta["param_groups"])
+            scalars = json.loads(meta["optim_scalars"])
+        except (KeyError, ValueError) as e:
+            raise AekitError(f"{path}: incomplete checkpoint metadata ({e})") from None
+        load_state(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value.to(self.device)
+        for pid, values in scalars.items():
+            state.setdefault(int(pid), {}).update(values)
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        except (ValueError, KeyError) as e:
+            raise AekitError(f"{path}: optimizer state does not fit the model ({e})") from None
+        self.order.set_state(tensors["rng.order"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+
+
+def _accumulate(totals: dict[str, torch.Tensor], out, n: int) -> None:
+    # Sums stay tensors on the device: no host sync per step.
+    for key, value in (("loss", out.loss.detach()), *out.logs.items()):
+        totals[key] = totals.get(key, 0) + value.detach().float() * n
+
+
+def _means(totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
+    return {k: float(v) / n for k, v in totals.items()}
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress(Callback):
+    """A tqdm bar per epoch with the live loss on a terminal; one line per epoch otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.bar = None
+        self.last = 0.0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        n = len(trainer.data.train)
+        val = f", {len(trainer.data.test)} held out" if trainer.data.test is not None else ""
+        print(f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{val}) on {trainer.device}, "
+              f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}", file=self.stream)
+
+    def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
+        if not self.tty:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.config.epochs}",
+                            file=self.stream, leave=False, unit="batch", dynamic_ncols=True)
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self.last > 0.25:  # reading the loss syncs the device: a few times a second is enough
+            self.bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+            self.last = now
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        parts = [f"epoch {record['epoch']}/{trainer.config.epochs}"]
+        parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "time_s")]
+        parts.append(f"{record['time_s']:.2f}s")
+        print("  ".join(parts), file=self.stream, flush=True)
+
+
+# ---------------------------------------------------------------- the public entry point
+
+
+def train(data: str | os.PathLike | Splits = "mnist", model: str = "ae", *, out: str | os.PathLike | None = None,
+          resume: bool = False, force: bool = False, quiet: bool = False, data_dir: str | os.PathLike | None = None,
+          callbacks: Iterable[Callback] = (), **options: Any) -> Run:
+    """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
+
+    data: a built-in name ("mnist", "digits"), a path, or Splits from aekit.datasets.load().
+    model: a registered type (see list_models()).
+    out: the run folder (default runs/<model>-<data>, numbered if taken); with resume=True, the run to
+        continue (its config is reused; only epochs, device and quiet may change).
+    options: training options (epochs, batch_size, lr, weight_decay, seed, device), data options
+        (val_split, size, label_column, split_seed) and model options (latent_dim, hidden, ...).
+
+    Bad options or data raise AekitError before anything is written.
+    """
+    train_keys = set(to_dict(TrainConfig()))
+    data_keys = set(to_dict(DataConfig())) - {"source"}
+    train_opts = {k: v for k, v in options.items() if k in train_keys}
+    data_opts = {k: v for k, v in options.items() if k in data_keys}
+    model_opts = {k: v for k, v in options.items() if k not in train_keys | data_keys}
+    if resume:
+        return _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
+
+    train_cfg = from_dict(TrainConfig, train_opts, "train")
+    if isinstance(data, Splits):
+        splits, data_cfg = data, DataConfig(source=f"<in-memory {data.train.name}>", **_listify(data_opts))
+    else:
+        data_cfg = from_dict(DataConfig, {"source": str(data), **_listify(data_opts)}, "data")
+    get_model_class(model)  # unknown names fail before the data is read
+    if not isinstance(data, Splits):
+        splits = load_config(data_cfg, data_dir=data_dir)
+    net = _build_model(model, splits.train.item_shape, model_opts, train_cfg.seed)
+    resolve_device(train_cfg.device)
+    run_dir = _new_run_dir(out, model, splits.train.name, force)
+    config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
+    try:
+        run_dir.mkdir(parents=True)
+        aio.write_json(run_dir / CONFIG, config)
+        trainer = Trainer(net, splits, train_cfg, run_dir, _callbacks(quiet, callbacks))
+        trainer.save_checkpoint()  # epoch 0: the folder loads and resumes from the first moment
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return _finish(trainer, config)
+
+
+def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):
+    torch.manual_seed(seed)  # the initial weights depend on the seed alone
+    return model_from_config({"name": name, "input_shape": list(input_shape), **_listify(options)})
+
+
+def _listify(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+def _callbacks(quiet: bool, extra: Iterable[Callback]) -> list[Callback]:
+    return ([] if quiet else [Progress()]) + list(extra)
+
+
+def _new_run_dir(out: str | os.PathLike | None, model: str, data_name: str, force: bool) -> Path:
+    if out is None:
+        base = Path("runs") / f"{model}-{Path(data_name).stem}"
+        run_dir, n = base, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+        return run_dir
+    run_dir = Path(out)
+    if run_dir.exists():
+        is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
+        empty = run_dir.is_dir() and not any(run_dir.iterdir())
+        if force and is_run:
+            shutil.rmtree(run_dir)
+        elif empty:
+            run_dir.rmdir()
+        else:
+            hint = "; use --resume to continue it or --force to replace it" if is_run else ""
+            raise AekitError(f"{run_dir} already exists{hint}")
+    return run_dir
+
+
+def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run:
+    check(out is not None, "resume needs the run folder to continue (--resume RUN)")
+    run_dir = Path(out)
+    check((run_dir / CHECKPOINT).exists(), f"{run_dir}: no checkpoint to resume from")
+    changed = sorted(set(train_opts) - {"epochs", "device"} | set(data_opts) | set(model_opts))
+    check(not changed, f"--resume continues {run_dir} with its own settings; only epochs and device may change "
+                       f"(got {', '.join(changed)})")
+    config = read_config(run_dir)
+    config["train"] = {**config["train"], **train_opts}
+    train_cfg = from_dict(TrainConfig, config["train"], "train")
+    data_cfg = from_dict(DataConfig, config["data"], "data")
+    splits = load_config(data_cfg, data_dir=data_dir, scaling=Scaling.from_dict(config["scaling"]))
+    net = model_from_config(config["model"])
+    check(tuple(net.config.input_shape) == splits.train.item_shape,
+          f"{data_cfg.source}: items have shape {list(splits.train.item_shape)}, the run's model expects "
+          f"{list(net.config.input_shape)}")
+    trainer = Trainer(net, splits, train_cfg, run_dir, _callbacks(quiet, callbacks))
+    trainer.load_checkpoint()
+    check(trainer.epoch < train_cfg.epochs, f"{run_dir} has already trained {trainer.epoch} epochs; "
+                                            "pass a larger --epochs to train further")
+    aio.write_json(run_dir / CONFIG, config)
+    return _finish(trainer, config)
+
+
+def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:
+    from . import plots
+
+    try:
+        trainer.fit()
+    except KeyboardInterrupt as e:
+        e.run_dir = trainer.run_dir  # the CLI names the folder to resume
+        raise
+    run = Run(trainer.run_dir, config, trainer.model.eval(), json.loads((trainer.run_dir / METRICS).read_text()))
+    plots.loss_curves(run.metrics["history"], run.path / "loss_curve.png", title=f"{run.model.name} on "
+                      f"{trainer.data.train.name}")
+    sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
+    x = sample.batch(slice(0, 8)).to(trainer.device)
+    plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), run.path / "reconstructions.png")
+    return run
