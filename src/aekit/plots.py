@@ -70,7 +70,7 @@ def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, path: str | os.PathLik
 
 def loss_curves(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str | None = None) -> None:
     """One panel per logged quantity (loss, mse, ...), training and validation per epoch."""
-    names = [k[len("train_"):] for k in history[0] if k.startswith("train_")] if history else ["loss"]
+    names = [k[len("train_") :] for k in history[0] if k.startswith("train_")] if history else ["loss"]
     fig = _figure(4.2 * len(names), 3.2)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     epochs = [r["epoch"] for r in history]

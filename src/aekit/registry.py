@@ -52,7 +52,7 @@ def create_model(name: str, input_shape: tuple[int, ...] | list[int], **options:
 def model_from_config(config: Mapping[str, Any]):
     """Build a model from the "model" section of a run's config ({"name": ..., options...})."""
     if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
-        raise AekitError("model: the config must name the model type, e.g. {\"name\": \"ae\", ...}")
+        raise AekitError('model: the config must name the model type, e.g. {"name": "ae", ...}')
     cls = get_model_class(config["name"])
     from .config import from_dict
 

@@ -74,11 +74,15 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: P
     """Copy tensors into model, checking that names and shapes match exactly."""
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    check(not missing and not extra,
-          f"{path}: weights do not match the model in config.json (missing {missing[:3]}, unexpected {extra[:3]})")
+    check(
+        not missing and not extra,
+        f"{path}: weights do not match the model in config.json (missing {missing[:3]}, unexpected {extra[:3]})",
+    )
     for k, v in own.items():
-        check(tensors[k].shape == v.shape,
-              f"{path}: weight {k} has shape {list(tensors[k].shape)}, the model expects {list(v.shape)}")
+        check(
+            tensors[k].shape == v.shape,
+            f"{path}: weight {k} has shape {list(tensors[k].shape)}, the model expects {list(v.shape)}",
+        )
     model.load_state_dict(tensors)
 
 
@@ -100,8 +104,10 @@ class Run:
         if not weights_path.exists():
             pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
             if pickles:
-                raise AekitError(f"{path}: holds {pickles[0]} but no {weights}; aekit loads only safetensors "
-                                 "weights and never unpickles")
+                raise AekitError(
+                    f"{path}: holds {pickles[0]} but no {weights}; aekit loads only safetensors "
+                    "weights and never unpickles"
+                )
         config = read_config(path)
         model = model_from_config(config["model"])
         tensors, _ = read_tensors(weights_path)
@@ -125,13 +131,16 @@ class Run:
         """The run's data (or another source) prepared with the run's scaling, shape-checked against the model."""
         cfg = self.data_config
         if source is not None:
-            cfg = DataConfig(source, cfg.val_split if source == cfg.source else 0.0, cfg.size, cfg.label_column,
-                             cfg.split_seed)
+            cfg = DataConfig(
+                source, cfg.val_split if source == cfg.source else 0.0, cfg.size, cfg.label_column, cfg.split_seed
+            )
         splits = load_config(cfg, data_dir=data_dir, scaling=self.scaling)
         expected = tuple(self.model.config.input_shape)
         got = splits.train.item_shape
-        check(got == expected, f"{cfg.source}: items have shape {list(got)} but the model in {self.path} "
-                               f"expects {list(expected)}")
+        check(
+            got == expected,
+            f"{cfg.source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
+        )
         return splits
 
     def save_metrics(self) -> None:

@@ -23,12 +23,22 @@ from .config import DataConfig, TrainConfig, from_dict, to_dict
 from .data.datasets import Dataset, Scaling, Splits, load_config
 from .errors import AekitError, check
 from .registry import get_model_class, model_from_config
-from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, load_state, make_config, read_config, read_tensors, \
-    save_tensors
+from .run import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    WEIGHTS,
+    Run,
+    load_state,
+    make_config,
+    read_config,
+    read_tensors,
+    save_tensors,
+)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> CUDA if available, else MPS, else CPU; anything else is checked to exist."""
+    """ "auto" -> CUDA if available, else MPS, else CPU; anything else is checked to exist."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -65,8 +75,14 @@ class Trainer:
     atomically, so a run killed at any moment resumes from its last finished epoch.
     """
 
-    def __init__(self, model: torch.nn.Module, data: Splits, config: TrainConfig, run_dir: Path,
-                 callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: Splits,
+        config: TrainConfig,
+        run_dir: Path,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.data = data
@@ -108,7 +124,7 @@ class Trainer:
         perm = torch.randperm(len(data), generator=self.order)
         totals: dict[str, torch.Tensor] = {}
         for step, start in enumerate(range(0, len(data), bs)):
-            x = data.batch(perm[start:start + bs]).to(self.device, non_blocking=True)
+            x = data.batch(perm[start : start + bs]).to(self.device, non_blocking=True)
             out = model(x)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
@@ -118,8 +134,10 @@ class Trainer:
                 cb.on_step(self, step, out.loss)
         means = _means(totals, len(data))
         if not math.isfinite(means["loss"]):
-            raise AekitError(f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; "
-                             f"the last good checkpoint is in {self.run_dir}; try a lower --lr")
+            raise AekitError(
+                f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; "
+                f"the last good checkpoint is in {self.run_dir}; try a lower --lr"
+            )
         return {f"train_{k}": v for k, v in means.items()}
 
     @torch.no_grad()
@@ -150,8 +168,12 @@ class Trainer:
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {"epoch": str(self.epoch), "param_groups": json.dumps(optim["param_groups"]),
-                "optim_scalars": json.dumps(scalars), "history": json.dumps(self.history)}
+        meta = {
+            "epoch": str(self.epoch),
+            "param_groups": json.dumps(optim["param_groups"]),
+            "optim_scalars": json.dumps(scalars),
+            "history": json.dumps(self.history),
+        }
         save_tensors(self.run_dir / CHECKPOINT, tensors, meta)
         save_tensors(self.run_dir / WEIGHTS, weights, {"epoch": str(self.epoch)})
         metrics_path = self.run_dir / METRICS
@@ -215,8 +237,11 @@ class Progress(Callback):
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         n = len(trainer.data.train)
         val = f", {len(trainer.data.test)} held out" if trainer.data.test is not None else ""
-        print(f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{val}) on {trainer.device}, "
-              f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}", file=self.stream)
+        print(
+            f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{val}) on {trainer.device}, "
+            f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}",
+            file=self.stream,
+        )
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         if not self.tty:
@@ -224,8 +249,14 @@ class Progress(Callback):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {trainer.epoch + 1}/{trainer.config.epochs}",
-                            file=self.stream, leave=False, unit="batch", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.steps_per_epoch,
+                desc=f"epoch {trainer.epoch + 1}/{trainer.config.epochs}",
+                file=self.stream,
+                leave=False,
+                unit="batch",
+                dynamic_ncols=True,
+            )
         self.bar.update(1)
         now = time.monotonic()
         if now - self.last > 0.25:  # reading the loss syncs the device: a few times a second is enough
@@ -245,9 +276,18 @@ class Progress(Callback):
 # ---------------------------------------------------------------- the public entry point
 
 
-def train(data: str | os.PathLike | Splits = "mnist", model: str = "ae", *, out: str | os.PathLike | None = None,
-          resume: bool = False, force: bool = False, quiet: bool = False, data_dir: str | os.PathLike | None = None,
-          callbacks: Iterable[Callback] = (), **options: Any) -> Run:
+def train(
+    data: str | os.PathLike | Splits = "mnist",
+    model: str = "ae",
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    callbacks: Iterable[Callback] = (),
+    **options: Any,
+) -> Run:
     """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
 
     data: a built-in name ("mnist", "digits"), a path, or Splits from aekit.datasets.load().
@@ -330,21 +370,28 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
     run_dir = Path(out)
     check((run_dir / CHECKPOINT).exists(), f"{run_dir}: no checkpoint to resume from")
     changed = sorted(set(train_opts) - {"epochs", "device"} | set(data_opts) | set(model_opts))
-    check(not changed, f"--resume continues {run_dir} with its own settings; only epochs and device may change "
-                       f"(got {', '.join(changed)})")
+    check(
+        not changed,
+        f"--resume continues {run_dir} with its own settings; only epochs and device may change "
+        f"(got {', '.join(changed)})",
+    )
     config = read_config(run_dir)
     config["train"] = {**config["train"], **train_opts}
     train_cfg = from_dict(TrainConfig, config["train"], "train")
     data_cfg = from_dict(DataConfig, config["data"], "data")
     splits = load_config(data_cfg, data_dir=data_dir, scaling=Scaling.from_dict(config["scaling"]))
     net = model_from_config(config["model"])
-    check(tuple(net.config.input_shape) == splits.train.item_shape,
-          f"{data_cfg.source}: items have shape {list(splits.train.item_shape)}, the run's model expects "
-          f"{list(net.config.input_shape)}")
+    check(
+        tuple(net.config.input_shape) == splits.train.item_shape,
+        f"{data_cfg.source}: items have shape {list(splits.train.item_shape)}, the run's model expects "
+        f"{list(net.config.input_shape)}",
+    )
     trainer = Trainer(net, splits, train_cfg, run_dir, _callbacks(quiet, callbacks))
     trainer.load_checkpoint()
-    check(trainer.epoch < train_cfg.epochs, f"{run_dir} has already trained {trainer.epoch} epochs; "
-                                            "pass a larger --epochs to train further")
+    check(
+        trainer.epoch < train_cfg.epochs,
+        f"{run_dir} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
+    )
     aio.write_json(run_dir / CONFIG, config)
     return _finish(trainer, config)
 
@@ -358,8 +405,9 @@ def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:
         e.run_dir = trainer.run_dir  # the CLI names the folder to resume
         raise
     run = Run(trainer.run_dir, config, trainer.model.eval(), json.loads((trainer.run_dir / METRICS).read_text()))
-    plots.loss_curves(run.metrics["history"], run.path / "loss_curve.png", title=f"{run.model.name} on "
-                      f"{trainer.data.train.name}")
+    plots.loss_curves(
+        run.metrics["history"], run.path / "loss_curve.png", title=f"{run.model.name} on {trainer.data.train.name}"
+    )
     sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
     x = sample.batch(slice(0, 8)).to(trainer.device)
     plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), run.path / "reconstructions.png")

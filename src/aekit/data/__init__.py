@@ -3,5 +3,15 @@
 from .datasets import BUILTIN, Dataset, Scaling, Splits, info, load, load_config
 from .sources import default_data_dir, fetch_mnist, read_idx
 
-__all__ = ["BUILTIN", "Dataset", "Scaling", "Splits", "default_data_dir", "fetch_mnist", "info", "load",
-           "load_config", "read_idx"]
+__all__ = [
+    "BUILTIN",
+    "Dataset",
+    "Scaling",
+    "Splits",
+    "default_data_dir",
+    "fetch_mnist",
+    "info",
+    "load",
+    "load_config",
+    "read_idx",
+]

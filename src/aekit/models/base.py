@@ -35,15 +35,25 @@ class ModelConfig:
     latent_activation: str = "none"
 
     def __post_init__(self) -> None:
-        check(len(self.input_shape) in (1, 3) and all(s >= 1 for s in self.input_shape),
-              f"model.input_shape must be (C, H, W) or (D,) with positive sizes, got {list(self.input_shape)}")
-        check(self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        check(all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}")
+        check(
+            len(self.input_shape) in (1, 3) and all(s >= 1 for s in self.input_shape),
+            f"model.input_shape must be (C, H, W) or (D,) with positive sizes, got {list(self.input_shape)}",
+        )
+        check(
+            self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
+        )
+        check(
+            all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
+        )
         check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
-        check(self.activation in ACTIVATIONS,
-              f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        check(self.latent_activation == "none" or self.latent_activation in ACTIVATIONS,
-              f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}")
+        check(
+            self.activation in ACTIVATIONS,
+            f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
+        )
+        check(
+            self.latent_activation == "none" or self.latent_activation in ACTIVATIONS,
+            f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}",
+        )
 
 
 @dataclass
@@ -101,8 +111,10 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, *input_shape) reconstruction in (0, 1)."""
-        check(z.dim() == 2 and z.shape[1] == self.config.latent_dim,
-              f"expected codes of shape (N, {self.config.latent_dim}), got {list(z.shape)}")
+        check(
+            z.dim() == 2 and z.shape[1] == self.config.latent_dim,
+            f"expected codes of shape (N, {self.config.latent_dim}), got {list(z.shape)}",
+        )
         return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()

@@ -1,0 +1,136 @@
+"""Every CLI verb through a real subprocess, and the bad inputs a user will try."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_clean_error, run_cli
+from test_data import fake_mnist_files
+
+
+def test_models_and_help():
+    result = run_cli("models")
+    assert result.returncode == 0 and result.stdout.startswith("ae")
+    assert run_cli("--version").stdout.startswith("aekit ")
+    assert "--latent-dim" in run_cli("train", "--help").stdout
+
+
+def test_data_list_and_info():
+    listed = run_cli("data", "list")
+    assert listed.returncode == 0 and "mnist    missing" in listed.stdout and "digits   bundled" in listed.stdout
+    info = json.loads(run_cli("data", "info", "digits").stdout)
+    assert info["item_shape"] == [1, 8, 8] and info["train"] == 1438
+
+
+def test_data_fetch_refuses_files_that_fail_verification(tmp_path):
+    fake_mnist_files(tmp_path / "src", 10, 5)
+    result = run_cli("data", "fetch", "mnist", "--from", tmp_path / "src", "--data-dir", tmp_path / "d")
+    assert_clean_error(result, "SHA-256")
+    assert not (tmp_path / "d" / "mnist").exists()
+    assert_clean_error(run_cli("data", "fetch", "cifar"), "only mnist")
+
+
+def test_train_evaluate_reconstruct(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "train",
+        "--data",
+        "digits",
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "8",
+        "--batch-size",
+        "128",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2" in result.stderr and f"run folder: {out}" in result.stdout
+    assert (out / "model.safetensors").exists() and (out / "loss_curve.png").exists()
+
+    evaluation = run_cli("evaluate", out)
+    assert evaluation.returncode == 0, evaluation.stderr
+    report = json.loads(evaluation.stdout)
+    assert set(report["baselines"]) == {"pca_8", "mean"} and report["items"] == 359
+    assert json.loads((out / "metrics.json").read_text())["evaluation"] == report
+
+    fig = tmp_path / "fig.png"
+    shown = run_cli("reconstruct", out, "-o", fig, "-n", "5")
+    assert shown.returncode == 0 and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    resumed = run_cli("train", "--resume", out, "--epochs", "3", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 3
+
+
+def test_train_reads_the_json_it_writes(tmp_path, digits_run_dir):
+    out = tmp_path / "again"
+    result = run_cli("train", "--config", digits_run_dir / "config.json", "--epochs", "1", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    original = json.loads((digits_run_dir / "config.json").read_text())
+    assert config["model"] == original["model"] and config["train"]["epochs"] == 1
+
+
+def test_train_on_user_arrays(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (40, 3, 6, 6), dtype=np.uint8))
+    result = run_cli("train", "--data", tmp_path / "x.npy", "--out", tmp_path / "r", "--epochs", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["model"]["input_shape"] == [3, 6, 6]
+
+
+TRAIN = ["train", "--out", "TMP/run", "--quiet", "--epochs", "1"]
+BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); TMP and RUN are filled in
+    "mnist missing": ([*TRAIN, "--data", "mnist"], ["aekit data fetch mnist"]),
+    "corrupt npz": ([*TRAIN, "--data", "TMP/corrupt.npz"], ["corrupt.npz", "not a readable"]),
+    "nan in array": ([*TRAIN, "--data", "TMP/nan.npy"], ["NaN"]),
+    "non-numeric csv": ([*TRAIN, "--data", "TMP/words.csv"], ["not numeric"]),
+    "absurd idx header": ([*TRAIN, "--data", "TMP/idx-ubyte"], ["load limit"]),
+    "corrupt image": ([*TRAIN, "--data", "TMP/imgs"], ["a.png", "not a readable image"]),
+    "unknown model": ([*TRAIN, "--data", "digits", "--model", "gan"], ["unknown model 'gan'"]),
+    "latent_dim 0": ([*TRAIN, "--data", "digits", "--latent-dim", "0"], ["latent_dim"]),
+    "batch size 0": ([*TRAIN, "--data", "digits", "--batch-size", "0"], ["batch_size"]),
+    "negative lr": ([*TRAIN, "--data", "digits", "--lr", "-1"], ["lr must be positive"]),
+    "hidden not integers": ([*TRAIN, "--data", "digits", "--hidden", "128,abc"], ["--hidden", "integers"]),
+    "epochs not a number": ([*TRAIN, "--data", "digits", "--epochs", "many"], ["--epochs"]),
+    "missing file": ([*TRAIN, "--data", "TMP/nothing.npy"], ["unknown dataset"]),
+    "config not json": ([*TRAIN, "--config", "TMP/nan.npy"], ["not valid JSON"]),
+    "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),
+    "shape does not fit": (["evaluate", "RUN", "--data", "TMP/wrong.npy"], ["expects [1, 8, 8]"]),
+    "figure not png": (["reconstruct", "RUN", "-o", "TMP/fig.jpg"], ["PNG"]),
+}
+
+
+def make_bad_files(tmp):
+    (tmp / "corrupt.npz").write_bytes(b"PK\x03\x04 this is not a zip")
+    np.save(tmp / "nan.npy", np.array([[0.0, np.nan], [1.0, 2.0]]))
+    (tmp / "words.csv").write_text("a,b\n1,x\n")
+    (tmp / "idx-ubyte").write_bytes(bytes([0, 0, 8, 3]) + (0xFFFFFFFF).to_bytes(4, "big") * 3)
+    (tmp / "imgs").mkdir()
+    (tmp / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    np.save(tmp / "wrong.npy", np.zeros((5, 28, 28), np.uint8))
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, name, digits_run_dir):
+    make_bad_files(tmp_path)
+    args, fragments = BAD_INPUTS[name]
+    args = [str(digits_run_dir) if a == "RUN" else a.replace("TMP", str(tmp_path)) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_clean_error(run_cli(*args), *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no figure
+
+
+def test_the_evaluated_model_is_the_saved_model(digits_run_dir):
+    report = json.loads(run_cli("evaluate", digits_run_dir, "--no-save").stdout)
+    import aekit
+
+    x = aekit.datasets.load("digits").test.floats()
+    mse = float(((aekit.load(digits_run_dir).reconstruct(x) - x) ** 2).mean())
+    assert report["model"]["mse"] == pytest.approx(mse, rel=1e-5)
+    assert torch.isfinite(torch.tensor(mse))

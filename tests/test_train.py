@@ -1,0 +1,149 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import aekit
+from aekit import AekitError
+
+SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
+
+
+def test_training_lowers_the_loss_and_beats_the_mean_image(digits_run):
+    history = digits_run.metrics["history"]
+    assert len(history) == 30
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    result = aekit.evaluate(digits_run, save=False)
+    assert result["split"] == "test" and result["items"] == 359
+    assert result["model"]["mse"] < result["baselines"]["mean"]["mse"]
+    assert result["model"]["sse_per_item"] == pytest.approx(result["model"]["mse"] * 64)
+
+
+def test_run_folder_contents(digits_run_dir):
+    names = {p.name for p in digits_run_dir.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "metrics.json",
+        "loss_curve.png",
+        "reconstructions.png",
+    } <= names
+    config = json.loads((digits_run_dir / "config.json").read_text())
+    assert config["model"]["name"] == "ae" and config["model"]["input_shape"] == [1, 8, 8]
+    assert config["data"]["source"] == "digits" and config["scaling"] == {"lo": 0.0, "hi": 16.0}
+    assert config["aekit_version"] == aekit.__version__
+    assert not [p for p in names if p.endswith(".tmp")]
+
+
+def test_save_load_round_trip_gives_identical_outputs(digits_run):
+    loaded = aekit.load(digits_run.path)
+    assert not loaded.training
+    x = aekit.datasets.load("digits").test.floats()
+    assert torch.equal(loaded.encode(x), digits_run.model.encode(x))
+    assert torch.equal(loaded.reconstruct(x), digits_run.model.reconstruct(x))
+
+
+def test_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path):
+    full = aekit.train("digits", out=tmp_path / "full", epochs=4, **SMALL)
+    aekit.train("digits", out=tmp_path / "part", epochs=2, **SMALL)
+    resumed = aekit.train(out=tmp_path / "part", resume=True, epochs=4, quiet=True)
+    a, b = load_file(full.path / "model.safetensors"), load_file(resumed.path / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in resumed.metrics["history"]] == [1, 2, 3, 4]
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in resumed.metrics["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in full.metrics["history"]]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
+    runs = [aekit.train("digits", out=tmp_path / str(i), epochs=1, seed=s, **SMALL) for i, s in enumerate([1, 1, 2])]
+    w = [load_file(r.path / "model.safetensors") for r in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def test_resume_refuses_changed_settings_and_finished_runs(digits_run_dir):
+    with pytest.raises(AekitError, match="only epochs and device may change"):
+        aekit.train(out=digits_run_dir, resume=True, latent_dim=4)
+    with pytest.raises(AekitError, match="already trained 30 epochs"):
+        aekit.train(out=digits_run_dir, resume=True, quiet=True)
+
+
+def test_existing_run_folder_is_not_clobbered_unless_forced(tmp_path):
+    aekit.train("digits", out=tmp_path / "r", epochs=1, **SMALL)
+    with pytest.raises(AekitError, match="already exists; use --resume"):
+        aekit.train("digits", out=tmp_path / "r", epochs=1, **SMALL)
+    run = aekit.train("digits", out=tmp_path / "r", epochs=2, force=True, **SMALL)
+    assert len(run.metrics["history"]) == 2
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"lr": -0.1}, "lr must be positive"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"val_split": 1.5}, "val_split must be in"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_bad_options_leave_no_run_folder(tmp_path, options, fragment):
+    with pytest.raises(AekitError, match=fragment):
+        aekit.train("digits", out=tmp_path / "r", **{**SMALL, **options})
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_never_unpickles(tmp_path, digits_run_dir):
+    bad = tmp_path / "pickled"
+    bad.mkdir()
+    (bad / "config.json").write_text((digits_run_dir / "config.json").read_text())
+    torch.save(aekit.load(digits_run_dir).state_dict(), bad / "model.pt")
+    with pytest.raises(AekitError, match="holds model.pt but no model.safetensors; .* never unpickles"):
+        aekit.load(bad)
+    (bad / "model.pt").rename(bad / "model.safetensors")
+    with pytest.raises(AekitError, match="is a pickle"):
+        aekit.load(bad)
+
+
+def test_load_refuses_broken_run_folders(tmp_path, digits_run_dir):
+    with pytest.raises(AekitError, match="no such run folder"):
+        aekit.load(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((digits_run_dir / "model.safetensors").read_bytes())
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(AekitError, match="not valid JSON"):
+        aekit.load(broken)
+    config = json.loads((digits_run_dir / "config.json").read_text())
+    config["model"]["latent_dim"] = 5
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AekitError, match="has shape"):
+        aekit.load(broken)
+    (broken / "config.json").write_text((digits_run_dir / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}')
+    with pytest.raises(AekitError, match="not a valid safetensors file"):
+        aekit.load(broken)
+
+
+def test_tables_train_and_keep_their_scaling(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 2))
+    table = np.concatenate([z, z @ rng.normal(size=(2, 4))], axis=1) * 50 + 7
+    np.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,d,e,f", comments="")
+    run = aekit.train(
+        tmp_path / "t.csv", out=tmp_path / "r", epochs=30, hidden=[16], latent_dim=2, batch_size=32, quiet=True
+    )
+    config = json.loads((run.path / "config.json").read_text())
+    assert len(config["scaling"]["lo"]) == 6 and config["model"]["input_shape"] == [6]
+    result = aekit.evaluate(run.path)
+    assert result["items"] == 30 and result["model"]["mse"] < result["baselines"]["mean"]["mse"]
+
+
+def test_data_that_does_not_fit_the_model(tmp_path, digits_run_dir):
+    np.save(tmp_path / "x.npy", np.zeros((5, 28, 28), np.uint8))
+    with pytest.raises(AekitError, match=r"items have shape \[1, 28, 28\] but the model .* expects \[1, 8, 8\]"):
+        aekit.evaluate(digits_run_dir, data=str(tmp_path / "x.npy"), save=False)
