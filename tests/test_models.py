@@ -80,3 +80,14 @@ def test_wrong_input_shape_is_a_clear_error():
         model.encode(torch.rand(2, 1, 28, 28))
     with pytest.raises(AekitError, match="codes of shape"):
         model.decode(torch.rand(2, 5))
+
+
+def test_fused_sigmoid_squared_error_matches_autograd():
+    from aekit.models.base import sigmoid_squared_error
+
+    logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: sigmoid_squared_error(a, b)[0], (logits, x))
+    loss, x_hat = sigmoid_squared_error(logits, x)
+    reference = torch.nn.functional.mse_loss(torch.sigmoid(logits), x, reduction="sum") / 4
+    assert torch.allclose(loss, reference) and torch.equal(x_hat, torch.sigmoid(logits))

@@ -16,7 +16,7 @@ from . import io as aio
 
 def _save(fig, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110)
     aio.write_bytes(path, buf.getvalue())
 
 

@@ -140,7 +140,7 @@ class Trainer:
             )
         return {f"train_{k}": v for k, v in means.items()}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, data: Dataset, batch_size: int = 1024) -> dict[str, float]:
         """Mean loss and logs of the model (eval mode) over data."""
         model = self.model.eval()

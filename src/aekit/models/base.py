@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AekitError, check
@@ -67,9 +66,35 @@ class Output:
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def squared_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Sum of squared errors over an item's features, averaged over the batch (a scalar)."""
-    return F.mse_loss(x_hat, x, reduction="sum") / x.shape[0]
+class _SigmoidSquaredError(torch.autograd.Function):
+    """sigmoid(logits) and sum((sigmoid(logits) - x)^2) as one autograd node.
+
+    Same math as mse_loss(sigmoid(logits), x, reduction="sum"); the backward is one fused
+    sigmoid_backward instead of autograd's chain, which is measurable for small models on a CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor):
+        x_hat = torch.sigmoid(logits)
+        diff = x_hat - x
+        ctx.save_for_backward(x_hat, diff)
+        ctx.mark_non_differentiable(x_hat)
+        flat = diff.reshape(-1)
+        return torch.dot(flat, flat), x_hat
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _unused: torch.Tensor):
+        x_hat, diff = ctx.saved_tensors
+        scaled = diff * (2 * grad)
+        grad_x = -scaled if ctx.needs_input_grad[1] else None
+        return torch.ops.aten.sigmoid_backward(scaled, x_hat), grad_x
+
+
+def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, x_hat): x_hat = sigmoid(logits); loss = squared error summed over an item's features and
+    averaged over the batch. x_hat carries no gradient (the loss does)."""
+    total, x_hat = _SigmoidSquaredError.apply(logits, x)
+    return total / x.shape[0], x_hat
 
 
 class Autoencoder(nn.Module):

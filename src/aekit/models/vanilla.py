@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import register_model
-from .base import Autoencoder, ModelConfig, Output, squared_error
+from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 
 
 @register_model("ae")
@@ -20,6 +20,5 @@ class VanillaAutoencoder(Autoencoder):
 
     def forward(self, x: torch.Tensor) -> Output:
         z = self.encode(x)
-        x_hat = self.decode(z)
-        loss = squared_error(x_hat, x)
+        loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
         return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})

@@ -1,0 +1,42 @@
+# The README's two commands:
+#   make demo   set-up, MNIST, the classic example trained (20 epochs), its figure and metrics
+#   make test   set-up, then the test suite
+# Set-up is a virtual environment in .venv: torch==2.13.0 first (a bare torch requirement would pull
+# several GB of CUDA packages), then aekit itself in editable mode with its dev tools.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    := runs/classic
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/aekit data fetch mnist
+	$(BIN)/aekit train --data mnist --model ae --hidden 128,64 --latent-dim 32 --epochs 20 --batch-size 256 \
+		--lr 1e-3 --seed 0 --out $(RUN) --force
+	$(BIN)/aekit evaluate $(RUN)
+	$(BIN)/aekit reconstruct $(RUN) -o $(RUN)/reconstructions.png -n 10
+	@echo "figure: $(RUN)/reconstructions.png  loss curve: $(RUN)/loss_curve.png  metrics: $(RUN)/metrics.json"
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/train_speed.py
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
