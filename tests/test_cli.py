@@ -100,6 +100,8 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "epochs not a number": ([*TRAIN, "--data", "digits", "--epochs", "many"], ["--epochs"]),
     "missing file": ([*TRAIN, "--data", "TMP/nothing.npy"], ["unknown dataset"]),
     "config not json": ([*TRAIN, "--config", "TMP/nan.npy"], ["not valid JSON"]),
+    "config section not an object": ([*TRAIN, "--config", "TMP/bad.json"], ["'model' section must be an object"]),
+    "resume with other data": (["train", "--resume", "RUN", "--data", "digits"], ["drop --data"]),
     "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),
     "shape does not fit": (["evaluate", "RUN", "--data", "TMP/wrong.npy"], ["expects [1, 8, 8]"]),
     "figure not png": (["reconstruct", "RUN", "-o", "TMP/fig.jpg"], ["PNG"]),
@@ -114,6 +116,7 @@ def make_bad_files(tmp):
     (tmp / "imgs").mkdir()
     (tmp / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     np.save(tmp / "wrong.npy", np.zeros((5, 28, 28), np.uint8))
+    (tmp / "bad.json").write_text('{"model": [1, 2]}')
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)

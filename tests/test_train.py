@@ -147,3 +147,19 @@ def test_data_that_does_not_fit_the_model(tmp_path, digits_run_dir):
     np.save(tmp_path / "x.npy", np.zeros((5, 28, 28), np.uint8))
     with pytest.raises(AekitError, match=r"items have shape \[1, 28, 28\] but the model .* expects \[1, 8, 8\]"):
         aekit.evaluate(digits_run_dir, data=str(tmp_path / "x.npy"), save=False)
+
+
+def test_new_data_is_prepared_with_the_runs_scaling(tmp_path):
+    np.savetxt(tmp_path / "train.csv", np.arange(40.0).reshape(20, 2), delimiter=",")
+    np.savetxt(tmp_path / "new.csv", np.arange(40.0).reshape(20, 2) * 2, delimiter=",")
+    run = aekit.train(
+        tmp_path / "train.csv", out=tmp_path / "r", epochs=1, hidden=[4], latent_dim=1, val_split=0, quiet=True
+    )
+    new = run.load_data(str(tmp_path / "new.csv")).train.floats()
+    assert float(new.max()) == pytest.approx((78 - 1) / 38)  # column 1 scaled by its training range 1..39
+    np.save(tmp_path / "img8.npy", np.full((4, 3, 3), 255, np.uint8))
+    np.save(tmp_path / "imgf.npy", np.full((4, 3, 3), 0.5, np.float32))
+    image_run = aekit.train(
+        tmp_path / "img8.npy", out=tmp_path / "i", epochs=1, hidden=[4], latent_dim=1, val_split=0, quiet=True
+    )
+    assert float(image_run.load_data(str(tmp_path / "imgf.npy")).train.floats().max()) == 0.5  # pixels in [0, 1] stay

@@ -59,7 +59,13 @@ def _parse_as(hint: Any):
 
         return ints
     if hint is bool:
-        return lambda text: {"true": True, "false": False}[text.lower()]
+
+        def boolean(text: str) -> bool:
+            if text.lower() not in ("true", "false"):
+                raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+            return text.lower() == "true"
+
+        return boolean
     return hint
 
 
@@ -130,35 +136,55 @@ def cmd_models(a: argparse.Namespace) -> None:
         print(f"{name:6} {doc[0] if doc else ''}")
 
 
+def _config_file(path: str) -> tuple[str | None, str | None, dict[str, Any]]:
+    """(model name, data source, options) from a JSON file shaped like a run's config.json."""
+    from .errors import check
+    from .run import CONFIG_KEYS, read_json
+
+    file = read_json(Path(path))
+    check(isinstance(file, dict), f"{path}: expected a JSON object with model/train/data sections")
+    unknown = sorted(set(file) - CONFIG_KEYS)
+    check(not unknown, f"{path}: unknown section(s) {unknown}; expected model, train, data")
+    sections = {key: file.get(key) or {} for key in ("model", "train", "data")}
+    for key, section in sections.items():
+        check(isinstance(section, dict), f"{path}: the {key!r} section must be an object")
+    model = {k: v for k, v in sections["model"].items() if k != "input_shape"}  # the data decides the shape
+    data = dict(sections["data"])
+    return model.pop("name", None), data.pop("source", None), {**model, **sections["train"], **data}
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from .config import DataConfig, TrainConfig
+    from .errors import check
     from .train import train
 
-    options: dict[str, Any] = {}
-    model, data = "ae", "mnist"
-    if a.config:
-        from .run import read_json
-
-        file = read_json(Path(a.config))
-        from .errors import check
-
-        check(isinstance(file, dict), f"{a.config}: expected a JSON object with model/train/data sections")
-        file_model = dict(file.get("model") or {})
-        file_model.pop("input_shape", None)  # the data decides it
-        model = file_model.pop("name", model)
-        file_data = dict(file.get("data") or {})
-        data = file_data.pop("source", data)
-        options.update(file_model)
-        options.update(file.get("train") or {})
-        options.update(file_data)
+    model, data, options = _config_file(a.config) if a.config else (None, None, {})
     names = set(_option_names(TrainConfig)) | set(_option_names(DataConfig)) | set(_model_fields())
     options.update(_given(a, sorted(names - {"source", "input_shape"})))
-    model = a.model or model
-    data = a.data or data
     if a.resume:
-        run = train(model=model, out=a.resume, resume=True, quiet=a.quiet, data_dir=a.data_dir, **options)
+        given = [
+            flag
+            for flag, value in (
+                ("--data", a.data),
+                ("--model", a.model),
+                ("--out", a.out),
+                ("--config", a.config),
+                ("--force", a.force),
+            )
+            if value
+        ]
+        check(not given, f"--resume continues the run with its own data and model; drop {', '.join(given)}")
+        run = train(out=a.resume, resume=True, quiet=a.quiet, data_dir=a.data_dir, **options)
     else:
-        run = train(data, model, out=a.out, force=a.force, quiet=a.quiet, data_dir=a.data_dir, **options)
+        run = train(
+            a.data or data or "mnist",
+            a.model or model or "ae",
+            out=a.out,
+            force=a.force,
+            quiet=a.quiet,
+            data_dir=a.data_dir,
+            **options,
+        )
     final = run.metrics.get("final", {})
     shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
     print(f"run folder: {run.path}  {json.dumps(shown)}")
@@ -175,7 +201,7 @@ def cmd_reconstruct(a: argparse.Namespace) -> None:
     from .errors import check
     from .evaluate import reconstruct
 
-    check(a.n >= 1, f"-n must be at least 1, got {a.n}")
+    check(1 <= a.n <= 32, f"-n must be between 1 and 32, got {a.n}")
     check(a.output.lower().endswith(".png"), f"-o {a.output}: the figure is written as PNG; name it *.png")
     print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir))
 
@@ -261,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", parents=[data_dir], help="figure of originals over reconstructions")
     r.add_argument("run", help="run folder")
     r.add_argument("-o", "--output", required=True, help="PNG file to write")
-    r.add_argument("-n", type=int, default=8, help="how many items (default 8)")
+    r.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
     r.add_argument("--data", help="draw items from this data instead of the run's held-out split")
     r.set_defaults(func=cmd_reconstruct)
     return p

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import metrics as M
-from .data.datasets import Dataset
+from .data.datasets import Dataset, Splits
 from .run import Run
 
 
@@ -18,14 +18,14 @@ def _open(run: Run | str | os.PathLike) -> Run:
     return run if isinstance(run, Run) else Run.open(run)
 
 
-def _eval_split(run: Run, data: str | None, data_dir) -> tuple[Dataset, Dataset, str]:
-    """(training data for baselines, data to evaluate on, name of that split)."""
-    own = run.load_data(data_dir=data_dir)
+def _target(run: Run, data: str | None, data_dir) -> tuple[Splits | None, Dataset, str]:
+    """(the run's own splits if loaded, the data to evaluate on, which part of it that is)."""
     if data is not None:
-        return own.train, run.load_data(data, data_dir).train, "all"
+        return None, run.load_data(data, data_dir).train, "all"
+    own = run.load_data(data_dir=data_dir)
     if own.test is None:
-        return own.train, own.train, "train (no held-out split)"
-    return own.train, own.test, "test"
+        return own, own.train, "train (no held-out split)"
+    return own, own.test, "test"
 
 
 @torch.no_grad()
@@ -43,7 +43,8 @@ def evaluate(
     "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it in metrics.json.
     """
     run = _open(run)
-    train, test, split = _eval_split(run, data, data_dir)
+    own, test, split = _target(run, data, data_dir)
+    train = (own or run.load_data(data_dir=data_dir)).train  # the baselines are fitted on the run's training data
     model = run.model.eval()
     n_features = math.prod(test.item_shape)
     errors, totals = [], {}
@@ -85,10 +86,10 @@ def reconstruct(
 ) -> Path:
     """Draw the first n held-out items over their reconstructions into the PNG at out."""
     run = _open(run)
-    _, test, split = _eval_split(run, data, data_dir)
+    _, test, split = _target(run, data, data_dir)
     x = test.batch(slice(0, n))
-    M_title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
+    title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots
 
-    plots.reconstructions(x, run.model.reconstruct(x), out, title=M_title)
+    plots.reconstructions(x, run.model.reconstruct(x), out, title=title)
     return Path(out)

@@ -96,16 +96,16 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = WEIGHTS) -> Run:
+    def open(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
         """Open the run folder at path, loading its weights (never unpickling) onto device."""
         path = Path(path)
         check(path.is_dir(), f"{path}: no such run folder")
-        weights_path = path / weights
+        weights_path = path / WEIGHTS
         if not weights_path.exists():
             pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
             if pickles:
                 raise AekitError(
-                    f"{path}: holds {pickles[0]} but no {weights}; aekit loads only safetensors "
+                    f"{path}: holds {pickles[0]} but no {WEIGHTS}; aekit loads only safetensors "
                     "weights and never unpickles"
                 )
         config = read_config(path)
@@ -113,6 +113,7 @@ class Run:
         tensors, _ = read_tensors(weights_path)
         load_state(model, tensors, weights_path)
         metrics = read_json(path / METRICS) if (path / METRICS).exists() else {}
+        check(isinstance(metrics, dict), f"{path / METRICS}: expected a JSON object")
         return cls(path, config, model.to(device).eval(), metrics)
 
     @property
@@ -157,7 +158,12 @@ def read_config(path: Path) -> dict[str, Any]:
         check(key in config, f"{path / CONFIG}: no {key!r} section")
     from_dict(TrainConfig, config["train"], "train")
     from_dict(DataConfig, config["data"], "data")
-    Scaling.from_dict(config["scaling"])
+    features = Scaling.from_dict(config["scaling"]).features
+    shape = config["model"].get("input_shape") if isinstance(config["model"], dict) else None
+    check(
+        features is None or shape == [features],
+        f"{path / CONFIG}: a per-feature scaling of {features} features does not fit input_shape {shape}",
+    )
     return config
 
 

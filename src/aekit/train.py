@@ -20,21 +20,10 @@ import torch
 
 from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict, to_dict
-from .data.datasets import Dataset, Scaling, Splits, load_config
+from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
 from .registry import get_model_class, model_from_config
-from .run import (
-    CHECKPOINT,
-    CONFIG,
-    METRICS,
-    WEIGHTS,
-    Run,
-    load_state,
-    make_config,
-    read_config,
-    read_tensors,
-    save_tensors,
-)
+from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, load_state, make_config, read_tensors, save_tensors
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -309,7 +298,8 @@ def train(
 
     train_cfg = from_dict(TrainConfig, train_opts, "train")
     if isinstance(data, Splits):
-        splits, data_cfg = data, DataConfig(source=f"<in-memory {data.train.name}>", **_listify(data_opts))
+        check(not data_opts, f"{', '.join(data_opts)}: data options apply to a dataset name or path, not to Splits")
+        splits, data_cfg = data, DataConfig(source=f"<in-memory {data.train.name}>")
     else:
         data_cfg = from_dict(DataConfig, {"source": str(data), **_listify(data_opts)}, "data")
     get_model_class(model)  # unknown names fail before the data is read
@@ -367,33 +357,23 @@ def _new_run_dir(out: str | os.PathLike | None, model: str, data_name: str, forc
 
 def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run:
     check(out is not None, "resume needs the run folder to continue (--resume RUN)")
-    run_dir = Path(out)
-    check((run_dir / CHECKPOINT).exists(), f"{run_dir}: no checkpoint to resume from")
     changed = sorted(set(train_opts) - {"epochs", "device"} | set(data_opts) | set(model_opts))
     check(
         not changed,
-        f"--resume continues {run_dir} with its own settings; only epochs and device may change "
-        f"(got {', '.join(changed)})",
+        f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",
     )
-    config = read_config(run_dir)
-    config["train"] = {**config["train"], **train_opts}
-    train_cfg = from_dict(TrainConfig, config["train"], "train")
-    data_cfg = from_dict(DataConfig, config["data"], "data")
-    splits = load_config(data_cfg, data_dir=data_dir, scaling=Scaling.from_dict(config["scaling"]))
-    net = model_from_config(config["model"])
-    check(
-        tuple(net.config.input_shape) == splits.train.item_shape,
-        f"{data_cfg.source}: items have shape {list(splits.train.item_shape)}, the run's model expects "
-        f"{list(net.config.input_shape)}",
-    )
-    trainer = Trainer(net, splits, train_cfg, run_dir, _callbacks(quiet, callbacks))
+    check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
+    run = Run.open(out)
+    run.config["train"] = {**run.config["train"], **train_opts}
+    train_cfg = from_dict(TrainConfig, run.config["train"], "train")
+    trainer = Trainer(run.model, run.load_data(data_dir=data_dir), train_cfg, run.path, _callbacks(quiet, callbacks))
     trainer.load_checkpoint()
     check(
         trainer.epoch < train_cfg.epochs,
-        f"{run_dir} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
+        f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
     )
-    aio.write_json(run_dir / CONFIG, config)
-    return _finish(trainer, config)
+    aio.write_json(run.path / CONFIG, run.config)
+    return _finish(trainer, run.config)
 
 
 def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:

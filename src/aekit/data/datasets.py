@@ -3,6 +3,7 @@ values to the [0, 1] range every model works in."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,23 @@ class Scaling:
     def from_dict(cls, d: dict) -> Scaling:
         ok = isinstance(d, dict) and set(d) == {"lo", "hi"}
         check(ok, f"scaling: expected {{'lo': ..., 'hi': ...}}, got {d!r}")
-        return cls(d["lo"], d["hi"])
+
+        def number(v) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        lo, hi = d["lo"], d["hi"]
+        scalars = number(lo) and number(hi)
+        lists = isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) > 0
+        check(
+            scalars or (lists and all(map(number, lo + hi))),
+            "scaling: lo and hi must be two finite numbers or two equally long lists of them",
+        )
+        return cls(float(lo), float(hi)) if scalars else cls([float(v) for v in lo], [float(v) for v in hi])
+
+    @property
+    def features(self) -> int | None:
+        """How many features a per-feature scaling is for (None when global)."""
+        return len(self.lo) if isinstance(self.lo, list) else None
 
 
 UINT8 = Scaling(0.0, 255.0)
@@ -121,7 +138,8 @@ def load(
 
     Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a
     seeded random val_split (default 0.1) is held out; built-ins use their own test split unless
-    val_split is given. scaling, when given (e.g. from a trained run), is applied instead of fitted.
+    val_split is given. scaling, when given (a trained run's), is used for tables and for images that are
+    neither uint8 nor already in [0, 1], instead of fitting one.
     """
     cfg = DataConfig(str(source), val_split, tuple(size) if size else None, label_column, split_seed)
     return load_config(cfg, data_dir=data_dir, scaling=scaling)
@@ -230,15 +248,16 @@ def _make_splits(
     train_mask[test_idx] = False
     parts = [np.flatnonzero(train_mask), test_idx]
 
+    # Pixels speak for themselves (uint8 is /255; floats already in [0, 1] stay); tables and other images
+    # take the given scaling (a trained run's) or one fitted on the training part.
     is_image = raw.ndim == 4
-    if scaling is None:
-        if raw.dtype == np.uint8 and is_image:
-            scaling = UINT8
-        elif is_image and raw.min() >= 0 and raw.max() <= 1:
-            scaling = Scaling(0.0, 1.0)
-        else:  # tables: per column; other images: one range for all pixels
-            scaling = Scaling.fit(raw[parts[0]].astype(np.float64), per_feature=not is_image)
-    if raw.dtype == np.uint8 and is_image and scaling == UINT8:
+    if is_image and raw.dtype == np.uint8:
+        scaling = UINT8
+    elif is_image and raw.min() >= 0 and raw.max() <= 1:
+        scaling = Scaling(0.0, 1.0)
+    elif scaling is None:  # tables: per column; other images: one range for all pixels
+        scaling = Scaling.fit(raw[parts[0]].astype(np.float64), per_feature=not is_image)
+    if raw.dtype == np.uint8 and scaling == UINT8:
         x = torch.from_numpy(np.ascontiguousarray(raw))  # kept as uint8, scaled per batch
     else:
         x = torch.from_numpy(scaling.apply(raw.astype(np.float64)))
