@@ -205,6 +205,11 @@ def main() -> int:
             f"{c['seconds'] / w['seconds']:8.2f}x {w['test_mse']:9.5f} {w['peak_rss_mb']:7.0f}MB"
         )
     ratio = c["seconds"] / r["aekit"]["seconds"]
+    print(
+        f"steady state (median turn, about one epoch): classic / aekit = "
+        f"{c['median_turn'] / r['aekit']['median_turn']:.2f}x; a run whose total and median ratios disagree "
+        "was disturbed by the machine"
+    )
     peak = max(r[n]["peak_rss_mb"] for n in WORKERS if n != "classic")
     ok_speed, ok_mem = ratio >= TARGET_RATIO, peak <= TARGET_PEAK_MB
     print(
