@@ -82,6 +82,7 @@ def test_train_on_user_arrays(tmp_path):
     result = run_cli("train", "--data", tmp_path / "x.npy", "--out", tmp_path / "r", "--epochs", "1", "--quiet")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "r" / "config.json").read_text())["model"]["input_shape"] == [3, 6, 6]
+    assert result.stderr == ""  # --quiet: no progress output
 
 
 TRAIN = ["train", "--out", "TMP/run", "--quiet", "--epochs", "1"]

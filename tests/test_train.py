@@ -163,3 +163,20 @@ def test_new_data_is_prepared_with_the_runs_scaling(tmp_path):
         tmp_path / "img8.npy", out=tmp_path / "i", epochs=1, hidden=[4], latent_dim=1, val_split=0, quiet=True
     )
     assert float(image_run.load_data(str(tmp_path / "imgf.npy")).train.floats().max()) == 0.5  # pixels in [0, 1] stay
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
+    import io
+
+    from aekit.train import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    aekit.train("digits", out=tmp_path / "r", epochs=2, callbacks=[Progress(terminal), Progress(log)], **SMALL)
+    assert "batch" in terminal.getvalue() and "loss=" in terminal.getvalue()  # tqdm's bar with the live loss
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("training ae on digits") and len(lines) == 3
+    assert lines[2].startswith("epoch 2/2") and "val_loss" in lines[2] and "batch" not in log.getvalue()

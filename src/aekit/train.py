@@ -249,7 +249,7 @@ class Progress(Callback):
         self.bar.update(1)
         now = time.monotonic()
         if now - self.last > 0.25:  # reading the loss syncs the device: a few times a second is enough
-            self.bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+            self.bar.set_postfix(loss=f"{loss.item():.4g}")
             self.last = now
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
