@@ -77,6 +77,32 @@ def test_train_reads_the_json_it_writes(tmp_path, digits_run_dir):
     assert config["model"] == original["model"] and config["train"]["epochs"] == 1
 
 
+def test_train_a_conv_vae(tmp_path):
+    result = run_cli(
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "vae",
+        "--backbone",
+        "conv",
+        "--hidden",
+        "8,16",
+        "--latent-dim",
+        "4",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "v",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "v" / "config.json").read_text())["model"]
+    assert config["name"] == "vae" and config["backbone"] == "conv" and (tmp_path / "v" / "samples.png").exists()
+    report = json.loads(run_cli("evaluate", tmp_path / "v", "--nll-k", "5").stdout)["model"]
+    assert {"nll", "active_units", "elbo", "kl"} <= set(report)
+
+
 def test_train_on_user_arrays(tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (40, 3, 6, 6), dtype=np.uint8))
     result = run_cli("train", "--data", tmp_path / "x.npy", "--out", tmp_path / "r", "--epochs", "1", "--quiet")
@@ -103,6 +129,17 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "config not json": ([*TRAIN, "--config", "TMP/nan.npy"], ["not valid JSON"]),
     "config section not an object": ([*TRAIN, "--config", "TMP/bad.json"], ["'model' section must be an object"]),
     "resume with other data": (["train", "--resume", "RUN", "--data", "digits"], ["drop --data"]),
+    "unknown noise type": ([*TRAIN, "--data", "digits", "--model", "dae", "--noise", "gaussian,pink"], ["noise"]),
+    "rho outside (0, 1)": ([*TRAIN, "--data", "digits", "--model", "sae", "--rho", "1.5"], ["rho must be in (0, 1)"]),
+    "k over latent_dim": (
+        [*TRAIN, "--data", "digits", "--model", "sae", "--sparsity", "topk", "--k", "40"],
+        ["k (40) must not exceed latent_dim (32)"],
+    ),
+    "negative beta": ([*TRAIN, "--data", "digits", "--model", "vae", "--beta", "-1"], ["beta must be >= 0"]),
+    "option of another type": ([*TRAIN, "--data", "digits", "--model", "ae", "--beta", "2"], ["unknown option 'beta'"]),
+    "conv on a table": ([*TRAIN, "--data", "TMP/words2.csv", "--backbone", "conv"], ["conv backbone needs images"]),
+    "unknown schedule": ([*TRAIN, "--data", "digits", "--schedule", "step"], ["schedule must be one of"]),
+    "nll of a non-vae": (["evaluate", "RUN", "--nll-k", "10"], ["only vae does"]),
     "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),
     "shape does not fit": (["evaluate", "RUN", "--data", "TMP/wrong.npy"], ["expects [1, 8, 8]"]),
     "figure not png": (["reconstruct", "RUN", "-o", "TMP/fig.jpg"], ["PNG"]),
@@ -118,6 +155,7 @@ def make_bad_files(tmp):
     (tmp / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     np.save(tmp / "wrong.npy", np.zeros((5, 28, 28), np.uint8))
     (tmp / "bad.json").write_text('{"model": [1, 2]}')
+    (tmp / "words2.csv").write_text("a,b\n1,2\n3,4\n")
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)

@@ -1,33 +1,59 @@
+"""Every registered type on every backbone (a new type is tested here for free), then each type's own parts."""
+
+import math
+
 import pytest
 import torch
 
 import aekit
 from aekit import AekitError
+from aekit.data import noise
+from aekit.models.base import sigmoid_squared_error
 
-SHAPES = [(1, 28, 28), (3, 8, 8), (10,)]
+MODELS = aekit.list_models()
+SHAPES = {"mlp": [(1, 28, 28), (3, 8, 8), (10,)], "conv": [(1, 28, 28), (3, 32, 32), (1, 8, 8), (2, 13, 17)]}
+CASES = [(backbone, shape) for backbone, shapes in SHAPES.items() for shape in shapes]
 
 
-@pytest.fixture(params=aekit.list_models())
+@pytest.fixture(params=MODELS)
 def name(request):
     return request.param
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-def test_shapes_loss_and_gradients(name, shape):
+def test_the_four_types_are_registered():
+    assert set(MODELS) >= {"ae", "dae", "sae", "vae"}
+
+
+@pytest.mark.parametrize("backbone,shape", CASES, ids=[f"{b}-{'x'.join(map(str, s))}" for b, s in CASES])
+def test_shapes_loss_and_gradients(name, backbone, shape):
     torch.manual_seed(0)
-    model = aekit.create_model(name, shape, hidden=[16], latent_dim=4)
+    model = aekit.create_model(
+        name, shape, backbone=backbone, hidden=[8, 16] if backbone == "conv" else [16], latent_dim=4
+    )
     x = torch.rand(5, *shape)
     out = model(x)
     assert out.x_hat.shape == x.shape and out.z.shape == (5, 4)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     assert 0 <= out.x_hat.min() and out.x_hat.max() <= 1
-    assert all(v.dim() == 0 for v in out.logs.values())
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in out.logs.values()) and "mse" in out.logs
     out.loss.backward()
-    grads = [p.grad for p in model.parameters()]
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
+    assert sum(float(g.abs().sum()) > 0 for g in grads) >= len(grads) - 1  # sigma of a bernoulli VAE may idle
     model.eval()
-    assert model.encode(x).shape == (5, 4) and model.decode(model.encode(x)).shape == x.shape
+    z = model.encode(x)
+    assert z.shape == (5, 4) and model.decode(z).shape == x.shape
+    assert torch.equal(model.encode(x), z)  # eval-mode codes are deterministic for every type
+
+
+def test_conv_needs_images():
+    with pytest.raises(AekitError, match="conv backbone needs images"):
+        aekit.create_model("ae", (10,), backbone="conv")
+
+
+def test_backbone_default_widths_are_recorded():
+    assert aekit.create_model("ae", (1, 8, 8)).config.hidden == (128, 64)
+    assert aekit.create_model("ae", (1, 8, 8), backbone="conv").config.hidden == (32, 64, 128)
 
 
 def test_classic_architecture():
@@ -51,22 +77,45 @@ def test_loss_is_summed_over_features_and_averaged_over_the_batch():
     assert torch.allclose(out.loss, ((out.x_hat - x) ** 2).sum(1).mean())
 
 
+def test_fused_sigmoid_squared_error_matches_autograd():
+    logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: sigmoid_squared_error(a, b)[0], (logits, x))
+    loss, x_hat = sigmoid_squared_error(logits, x)
+    reference = torch.nn.functional.mse_loss(torch.sigmoid(logits), x, reduction="sum") / 4
+    assert torch.allclose(loss, reference) and torch.equal(x_hat, torch.sigmoid(logits))
+
+
 @pytest.mark.parametrize(
-    "options,fragment",
+    "name,options,fragment",
     [
-        ({"latent_dim": 0}, "latent_dim must be a positive integer"),
-        ({"latent_dim": -3}, "latent_dim must be a positive integer"),
-        ({"hidden": [64, 0]}, "hidden sizes must be positive"),
-        ({"hidden": [64, 1.5]}, "expected an integer"),
-        ({"hidden": "128"}, "expected a list"),
-        ({"activation": "swish"}, "activation must be one of"),
-        ({"backbone": "transformer"}, "backbone must be one of"),
-        ({"depth": 3}, "unknown option 'depth'"),
+        ("ae", {"latent_dim": 0}, "latent_dim must be a positive integer"),
+        ("ae", {"latent_dim": -3}, "latent_dim must be a positive integer"),
+        ("ae", {"hidden": [64, 0]}, "hidden sizes must be positive"),
+        ("ae", {"hidden": [64, 1.5]}, "expected an integer"),
+        ("ae", {"hidden": "128"}, "expected a list"),
+        ("ae", {"activation": "swish"}, "activation must be one of"),
+        ("ae", {"backbone": "transformer"}, "backbone must be one of"),
+        ("ae", {"depth": 3}, "unknown option 'depth'"),
+        ("ae", {"rho": 0.1}, "unknown option 'rho'"),
+        ("dae", {"noise": ["gaussian", "pink"]}, "noise must name one or more of"),
+        ("dae", {"noise": []}, "noise must name one or more of"),
+        ("dae", {"noise_p": 1.5}, "noise_p must be in"),
+        ("dae", {"noise_sigma": -1}, "noise_sigma must be >= 0"),
+        ("sae", {"rho": 0}, "rho must be in \\(0, 1\\)"),
+        ("sae", {"rho": 1.2}, "rho must be in \\(0, 1\\)"),
+        ("sae", {"sparsity": "topk", "k": 9, "latent_dim": 8}, "k \\(9\\) must not exceed latent_dim \\(8\\)"),
+        ("sae", {"sparsity": "dropout"}, "sparsity must be one of"),
+        ("sae", {"latent_activation": "relu"}, "leave it none"),
+        ("vae", {"beta": -0.5}, "beta must be >= 0"),
+        ("vae", {"likelihood": "poisson"}, "likelihood must be one of"),
+        ("vae", {"likelihood": "gaussian", "binarize": True}, "binarize needs the bernoulli"),
+        ("vae", {"free_bits": -1}, "free_bits must be >= 0"),
     ],
 )
-def test_bad_model_options(options, fragment):
+def test_bad_model_options(name, options, fragment):
     with pytest.raises(AekitError, match=fragment):
-        aekit.create_model("ae", (1, 8, 8), **options)
+        aekit.create_model(name, (1, 8, 8), **options)
 
 
 def test_unknown_model():
@@ -82,12 +131,97 @@ def test_wrong_input_shape_is_a_clear_error():
         model.decode(torch.rand(2, 5))
 
 
-def test_fused_sigmoid_squared_error_matches_autograd():
-    from aekit.models.base import sigmoid_squared_error
+# ---------------------------------------------------------------- denoising
 
-    logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: sigmoid_squared_error(a, b)[0], (logits, x))
-    loss, x_hat = sigmoid_squared_error(logits, x)
-    reference = torch.nn.functional.mse_loss(torch.sigmoid(logits), x, reduction="sum") / 4
-    assert torch.allclose(loss, reference) and torch.equal(x_hat, torch.sigmoid(logits))
+
+def test_noise_functions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((200, 100), 0.5)
+    noisy = noise.gaussian(x, 0.2, g)
+    assert 0.18 < float((noisy - x).std()) < 0.22 and noisy.min() >= 0 and noisy.max() <= 1
+    assert float(noise.gaussian(x, 2.0, g).max()) == 1.0  # clipped
+    sp = noise.salt_pepper(x, 0.3, g)
+    assert abs(float((sp == 0).float().mean()) - 0.15) < 0.01 and abs(float((sp == 1).float().mean()) - 0.15) < 0.01
+    masked = noise.masking(x, 0.4, g)
+    assert abs(float((masked == 0).float().mean()) - 0.4) < 0.01 and set(masked.unique().tolist()) == {0.0, 0.5}
+    both = noise.corrupt(x, ["salt_pepper", "masking"], 0.0, 0.2, g)
+    assert abs(float((both == 0).float().mean()) - (0.1 + 0.9 * 0.2)) < 0.01
+
+
+def test_denoising_adds_noise_only_in_training():
+    torch.manual_seed(0)
+    model = aekit.create_model("dae", (1, 8, 8), noise=["masking"], noise_p=0.5)
+    x = torch.rand(16, 1, 8, 8)
+    assert not torch.equal(model(x).z, model(x).z)  # training: fresh noise each call
+    model.eval()
+    assert torch.equal(model(x).z, model.encode(x))  # eval: the clean input
+    metrics = model.extra_metrics(x)
+    assert set(metrics) == {"noisy_psnr_db", "denoised_psnr_db", "denoised_mse"}
+
+
+# ---------------------------------------------------------------- sparse
+
+
+def test_topk_keeps_exactly_k_units():
+    model = aekit.create_model("sae", (1, 8, 8), sparsity="topk", k=3, latent_dim=10).eval()
+    z = model.encode(torch.rand(7, 1, 8, 8))
+    assert ((z != 0).sum(1) == 3).all()
+    assert float(model(torch.rand(7, 1, 8, 8)).logs["active_fraction"]) == pytest.approx(0.3)
+
+
+def test_sparsity_penalties():
+    from aekit.models.sparse import kl_sparsity
+
+    assert float(kl_sparsity(0.05, torch.full((4,), 0.05))) == pytest.approx(0, abs=1e-7)
+    assert float(kl_sparsity(0.05, torch.full((4,), 0.5))) == pytest.approx(
+        4 * (0.05 * math.log(0.1) + 0.95 * math.log(1.9))
+    )
+    model = aekit.create_model("sae", (1, 8, 8), sparsity="l1", sparsity_weight=0.0)
+    z = model.encode(torch.rand(7, 1, 8, 8))
+    assert z.min() >= 0  # ReLU codes
+    kl_model = aekit.create_model("sae", (1, 8, 8))
+    z = kl_model.encode(torch.rand(7, 1, 8, 8))
+    assert 0 < z.min() and z.max() < 1  # sigmoid codes
+
+
+# ---------------------------------------------------------------- variational
+
+
+def test_vae_nll_matches_the_exact_likelihood():
+    """With a 1-d code and 3 binary features, p(x) is an integral over z that quadrature gets exactly."""
+    torch.manual_seed(0)
+    vae = aekit.create_model("vae", (3,), hidden=[8], latent_dim=1).double().eval()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    z = torch.linspace(-10, 10, 20001, dtype=torch.float64)[:, None]
+    logits = vae.decode_logits(z)
+    exact = []
+    for item in x:
+        log_joint = vae.log_likelihood(logits, item.expand(len(z), 3)) - 0.5 * (z[:, 0] ** 2 + math.log(2 * math.pi))
+        exact.append(-(torch.logsumexp(log_joint, 0) + math.log(float(z[1] - z[0]))))
+    estimate = vae.nll(x, k=5000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(estimate, torch.stack(exact), atol=0.02)
+
+
+def test_vae_sampling_warmup_free_bits_and_binarize():
+    torch.manual_seed(0)
+    vae = aekit.create_model("vae", (1, 8, 8), latent_dim=3, kl_warmup_steps=10, binarize=True)
+    samples = vae.sample(5, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 1, 8, 8) and 0 <= samples.min() and samples.max() <= 1
+    x = torch.rand(6, 1, 8, 8)
+    out = vae(x)
+    assert int(vae.steps) == 1
+    assert float(out.loss.detach()) == pytest.approx(float(out.logs["rec"] + 0.1 * out.logs["kl"]), rel=1e-5)
+    target = vae.eval().target(x)
+    assert set(target.unique().tolist()) <= {0.0, 1.0} and torch.equal(target, vae.target(x))  # seeded in eval
+    free = aekit.create_model("vae", (1, 8, 8), latent_dim=3, free_bits=5.0).eval()
+    out = free(x)
+    assert float(out.loss) == pytest.approx(float(out.logs["rec"]) + 15.0, rel=1e-5)  # KL below 5 nats/unit is free
+    metrics = vae.extra_metrics(x, nll_k=10)
+    assert set(metrics) == {"active_units", "nll", "nll_k"} and 0 <= metrics["active_units"] <= 3
+
+
+def test_vae_gaussian_likelihood_learns_its_sigma():
+    torch.manual_seed(0)
+    vae = aekit.create_model("vae", (6,), likelihood="gaussian", hidden=[8], latent_dim=2)
+    vae(torch.rand(4, 6)).loss.backward()
+    assert vae.log_sigma.grad is not None and float(vae.log_sigma.grad) != 0

@@ -180,3 +180,74 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("training ae on digits") and len(lines) == 3
     assert lines[2].startswith("epoch 2/2") and "val_loss" in lines[2] and "batch" not in log.getvalue()
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "conv"])
+@pytest.mark.parametrize("name", aekit.list_models())
+def test_every_type_learns_saves_and_loads(tmp_path, name, backbone):
+    hidden = [16, 32] if backbone == "conv" else [64]
+    run = aekit.train(
+        "digits",
+        name,
+        out=tmp_path / "r",
+        epochs=6,
+        backbone=backbone,
+        hidden=hidden,
+        latent_dim=8,
+        batch_size=64,
+        lr=3e-3,
+        quiet=True,
+        device="cpu",
+    )
+    history = run.metrics["history"]
+    assert history[-1]["val_mse"] < 0.8 * history[0]["val_mse"], history
+    x = aekit.datasets.load("digits").test.floats()
+    loaded = aekit.load(run.path)
+    assert torch.equal(loaded.encode(x), run.model.encode(x)) and torch.equal(
+        loaded.reconstruct(x), run.model.reconstruct(x)
+    )
+    result = aekit.evaluate(run, save=False)["model"]
+    assert {"mse", "sse_per_item", "psnr_db", "loss"} <= set(result) and all(np.isfinite(v) for v in result.values())
+    assert (run.path / "samples.png").exists() == (name == "vae")
+
+
+def test_type_metrics_in_evaluate(tmp_path):
+    dae = aekit.train("digits", "dae", out=tmp_path / "d", epochs=30, noise=["gaussian"], noise_sigma=0.3, **SMALL)
+    report = aekit.evaluate(dae, save=False)["model"]
+    assert report["noisy_psnr_db"] < report["denoised_psnr_db"]
+    sae = aekit.train("digits", "sae", out=tmp_path / "s", epochs=2, **SMALL)
+    report = aekit.evaluate(sae, save=False)["model"]
+    assert 0 < report["mean_activation"] < 1 and 0 <= report["active_fraction"] <= 1
+    vae = aekit.train("digits", "vae", out=tmp_path / "v", epochs=2, **SMALL)
+    report = aekit.evaluate(vae, save=False, nll_k=20)["model"]
+    assert report["nll"] <= -report["elbo"] + 1.0 and 0 <= report["active_units"] <= 8 and report["nll_k"] == 20
+    with pytest.raises(AekitError, match="only vae does"):
+        aekit.evaluate(sae, save=False, nll_k=20)
+
+
+def test_resume_after_an_interruption_is_exact_with_noise_and_a_schedule(tmp_path):
+    from aekit.train import Callback
+
+    class Interrupt(Callback):  # Ctrl-C at the end of epoch 2, after its checkpoint
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    options = {**SMALL, "noise": ["gaussian", "masking"], "schedule": "cosine", "epochs": 4}
+    full = aekit.train("digits", "dae", out=tmp_path / "full", **options)
+    with pytest.raises(KeyboardInterrupt):
+        aekit.train("digits", "dae", out=tmp_path / "part", callbacks=[Interrupt()], **options)
+    assert aekit.load(tmp_path / "part") is not None  # the interrupted folder loads
+    resumed = aekit.train(out=tmp_path / "part", resume=True, quiet=True)
+    a, b = load_file(full.path / "model.safetensors"), load_file(resumed.path / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cosine_schedule_shape():
+    from aekit.config import lr_factor
+
+    factors = [lr_factor("cosine", s, 100) for s in range(100)]
+    assert factors[0] == pytest.approx(0.2) and factors[4] == 1.0 and factors[-1] < 0.01
+    assert (
+        all(a >= b for a, b in zip(factors[4:-1], factors[5:], strict=True)) and lr_factor("constant", 50, 100) == 1.0
+    )

@@ -49,6 +49,8 @@ def _parse_as(hint: Any):
     """An argparse type function for a config field's type hint."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: parse as X
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str:
+        return lambda text: [v.strip() for v in text.split(",") if v.strip()]
     if typing.get_origin(hint) is tuple:
 
         def ints(text: str) -> list[int]:
@@ -192,9 +194,11 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
+    from .errors import check
     from .evaluate import evaluate
 
-    print(json.dumps(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save), indent=2))
+    check(a.nll_k >= 0, f"--nll-k must be >= 0, got {a.nll_k}")
+    print(json.dumps(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k), indent=2))
 
 
 def cmd_reconstruct(a: argparse.Namespace) -> None:
@@ -282,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder")
     e.add_argument("--data", help="evaluate on this data instead of the run's held-out split")
     e.add_argument("--no-save", action="store_true", help="do not store the result in the run's metrics.json")
+    e.add_argument(
+        "--nll-k",
+        type=int,
+        default=0,
+        metavar="K",
+        help="vae: importance-sampled negative log-likelihood with K samples per item (slow; 0 skips)",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("reconstruct", parents=[data_dir], help="figure of originals over reconstructions")

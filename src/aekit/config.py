@@ -70,6 +70,20 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at optimizer step `step` (0-based) of `total_steps`."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, total_steps // 20)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: Adam, shuffled mini-batches, a checkpoint after every epoch.
@@ -78,6 +92,8 @@ class TrainConfig:
     batch_size: items per optimizer step.
     lr: Adam learning rate.
     weight_decay: Adam's L2 penalty on the weights.
+    schedule: learning rate over the run: constant, or cosine (linear warm-up over the first 5% of
+        steps, then a cosine decay to 0).
     seed: seeds the initial weights, the data order and any noise.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     """
@@ -86,6 +102,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
+    schedule: str = "constant"
     seed: int = 0
     device: str = "auto"
 
@@ -94,6 +111,9 @@ class TrainConfig:
         check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
         check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        check(
+            self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+        )
         check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
 
 

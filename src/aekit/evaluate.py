@@ -11,6 +11,7 @@ import torch
 
 from . import metrics as M
 from .data.datasets import Dataset, Splits
+from .errors import check
 from .run import Run
 
 
@@ -35,12 +36,15 @@ def evaluate(
     data_dir: str | os.PathLike | None = None,
     batch_size: int = 1024,
     save: bool = True,
+    nll_k: int = 0,
 ) -> dict[str, Any]:
     """Reconstruction metrics of a run on held-out data, beside PCA and mean-item baselines.
 
-    data: another source to evaluate on (default: the run's own held-out split). Returns
-    {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>},
-    "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it in metrics.json.
+    data: another source to evaluate on (default: the run's own held-out split). nll_k: importance
+    samples for the negative log-likelihood of a VAE (0: skip; 1000 or more for a published-style figure).
+    Returns {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>,
+    <the type's own metrics>}, "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it
+    in metrics.json.
     """
     run = _open(run)
     own, test, split = _target(run, data, data_dir)
@@ -56,9 +60,12 @@ def evaluate(
             totals[key] = totals.get(key, 0.0) + float(value) * len(x)
     result_model = M.summarize(torch.cat(errors), n_features)
     result_model.update({k: v / len(test) for k, v in totals.items() if k not in result_model})
+    x_train, x_test = train.floats(), test.floats()
+    if nll_k:
+        check(hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
+    result_model.update(model.extra_metrics(x_test, nll_k=nll_k))
 
     k = model.config.latent_dim
-    x_train, x_test = train.floats(), test.floats()
     baselines = {
         f"pca_{k}": M.summarize(M.squared_errors(x_test, M.pca_reconstruct(x_train, x_test, k)), n_features),
         "mean": M.summarize(M.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),

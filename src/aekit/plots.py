@@ -88,3 +88,18 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | os.PathLike, ti
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def image_grid(x: torch.Tensor, path: str | os.PathLike, columns: int = 8, title: str | None = None) -> None:
+    """Images (N, C, H, W) in [0, 1] as a grid, e.g. samples from a generative model."""
+    rows = -(-len(x) // columns)
+    fig = _figure(1.1 * columns, 1.1 * rows + (0.4 if title else 0))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < len(x):
+            _show_image(ax, x[i])
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import io as aio
-from .config import DataConfig, TrainConfig, from_dict, to_dict
+from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
 from .registry import get_model_class, model_from_config
@@ -84,6 +84,10 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        total = config.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(config.schedule, step, total)
+        )
 
     # ---------------------------------------------------------------- the loop
 
@@ -118,6 +122,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()
+            self.scheduler.step()
             _accumulate(totals, out, len(x))
             for cb in self.callbacks:
                 cb.on_step(self, step, out.loss)
@@ -161,6 +166,7 @@ class Trainer:
             "epoch": str(self.epoch),
             "param_groups": json.dumps(optim["param_groups"]),
             "optim_scalars": json.dumps(scalars),
+            "scheduler": json.dumps(self.scheduler.state_dict()),
             "history": json.dumps(self.history),
         }
         save_tensors(self.run_dir / CHECKPOINT, tensors, meta)
@@ -181,6 +187,7 @@ class Trainer:
             self.history = json.loads(meta["history"])
             groups = json.loads(meta["param_groups"])
             scalars = json.loads(meta["optim_scalars"])
+            scheduler = json.loads(meta["scheduler"])
         except (KeyError, ValueError) as e:
             raise AekitError(f"{path}: incomplete checkpoint metadata ({e})") from None
         load_state(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
@@ -195,6 +202,7 @@ class Trainer:
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         except (ValueError, KeyError) as e:
             raise AekitError(f"{path}: optimizer state does not fit the model ({e})") from None
+        self.scheduler.load_state_dict(scheduler)
         self.order.set_state(tensors["rng.order"])
         torch.set_rng_state(tensors["rng.torch"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
@@ -391,4 +399,7 @@ def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:
     sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
     x = sample.batch(slice(0, 8)).to(trainer.device)
     plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), run.path / "reconstructions.png")
+    if hasattr(run.model, "sample") and sample.is_image:
+        generated = run.model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
+        plots.image_grid(generated.cpu(), run.path / "samples.png", title=f"{run.model.name}: samples from the prior")
     return run

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import AekitError, check
-from .layers import ACTIVATIONS, build_decoder, build_encoder
-
-BACKBONES = ("mlp",)
+from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder
 
 
 @dataclass(frozen=True)
@@ -18,8 +16,9 @@ class ModelConfig:
     """Options every autoencoder type shares.
 
     input_shape: one item's shape, (C, H, W) for images or (D,) for tables (taken from the data).
-    backbone: "mlp" (fully connected).
-    hidden: hidden layer sizes from input to code; the decoder mirrors them.
+    backbone: "mlp" (fully connected) or "conv" (stride-2 convolutions, transposed in the decoder; images only).
+    hidden: layer widths from input to code, mirrored by the decoder: units per layer for mlp (default
+        128,64), channels per stride-2 convolution for conv (default 32,64,128).
     latent_dim: size of the code z.
     activation: nonlinearity between layers.
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
@@ -28,7 +27,7 @@ class ModelConfig:
 
     input_shape: tuple[int, ...] = (1, 28, 28)
     backbone: str = "mlp"
-    hidden: tuple[int, ...] = (128, 64)
+    hidden: tuple[int, ...] | None = None
     latent_dim: int = 32
     activation: str = "relu"
     latent_activation: str = "none"
@@ -41,9 +40,14 @@ class ModelConfig:
         check(
             self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
         )
+        if self.hidden is None:  # frozen: fill in the backbone's default once, so config.json records it
+            object.__setattr__(self, "hidden", DEFAULT_HIDDEN[self.backbone])
         check(
             all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
         )
+        if self.backbone == "conv":
+            check(len(self.input_shape) == 3, "the conv backbone needs images (C, H, W); use --backbone mlp for tables")
+            check(len(self.hidden) >= 1, "the conv backbone needs at least one entry in hidden (channels)")
         check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
         check(
             self.activation in ACTIVATIONS,
@@ -143,9 +147,13 @@ class Autoencoder(nn.Module):
         return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """decode(encode(x)) without gradients."""
-        return self.decode(self.encode(x))
+    def reconstruct(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """decode(encode(x)) without gradients, in batches."""
+        return torch.cat([self.decode(self.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+
+    def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
+        """Metrics of this type over a whole evaluation set x (beyond the averaged logs); none by default."""
+        return {}
 
     def forward(self, x: torch.Tensor) -> Output:  # pragma: no cover - every registered type overrides it
         raise NotImplementedError

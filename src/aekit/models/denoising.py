@@ -1,0 +1,70 @@
+"""The denoising autoencoder: corrupt the input, rebuild the clean one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import metrics
+from ..data.noise import NOISES, corrupt
+from ..errors import check
+from ..registry import register_model
+from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
+
+
+@dataclass(frozen=True)
+class DenoisingConfig(ModelConfig):
+    """Options of the denoising autoencoder, beside the shared ones.
+
+    noise: corruptions applied to each training batch, any of gaussian, salt_pepper, masking
+        (comma-separated to combine them; applied in that order).
+    noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
+    noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
+    """
+
+    noise: tuple[str, ...] = ("gaussian",)
+    noise_sigma: float = 0.5
+    noise_p: float = 0.25
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [n for n in self.noise if n not in NOISES]
+        check(
+            self.noise and not unknown,
+            f"model.noise must name one or more of {', '.join(NOISES)}, got {', '.join(self.noise) or 'nothing'}",
+        )
+        check(self.noise_sigma >= 0, f"model.noise_sigma must be >= 0, got {self.noise_sigma}")
+        check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
+
+
+@register_model("dae")
+class DenoisingAutoencoder(Autoencoder):
+    """Denoising autoencoder: corrupts each training batch, learns to rebuild the clean input.
+
+    Loss: squared error against the clean input, summed over features, averaged over the batch. No noise
+    is added in eval mode (validation, encode, decode). Logs: "mse".
+    """
+
+    Config = DenoisingConfig
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x with this model's training noise applied."""
+        c = self.config
+        return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator)
+
+    def forward(self, x: torch.Tensor) -> Output:
+        z = self.encode(self.corrupt(x) if self.training else x)
+        loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+        return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
+
+    @torch.no_grad()
+    def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
+        """PSNR of the noisy input and of the model's output against the clean x (seeded noise)."""
+        noisy = self.corrupt(x, torch.Generator(x.device).manual_seed(0))
+        denoised = self.reconstruct(noisy)
+        return {
+            "noisy_psnr_db": metrics.psnr(float((noisy - x).pow(2).mean())),
+            "denoised_psnr_db": metrics.psnr(float((denoised - x).pow(2).mean())),
+            "denoised_mse": float((denoised - x).pow(2).mean()),
+        }

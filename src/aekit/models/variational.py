@@ -1,0 +1,170 @@
+"""The variational autoencoder: a Gaussian posterior over the code, a likelihood over the data, and a
+standard normal prior to sample new data from."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import check
+from ..registry import register_model
+from .base import Autoencoder, ModelConfig, Output
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class VariationalConfig(ModelConfig):
+    """Options of the variational autoencoder, beside the shared ones.
+
+    likelihood: bernoulli (each value a coin whose probability the decoder gives; for binary or [0, 1]
+        data) or gaussian (the decoder gives the mean, with one learned standard deviation).
+    beta: weight of the KL term (1 is the true ELBO; above 1 a beta-VAE).
+    kl_warmup_steps: optimizer steps over which the KL weight ramps linearly from 0 to beta.
+    free_bits: nats of KL per code unit (batch average) that are not penalised, against posterior collapse.
+    binarize: sample each training batch to 0/1 with its values as probabilities (dynamic binarization;
+        bernoulli only); evaluation binarizes with a fixed seed.
+    """
+
+    likelihood: str = "bernoulli"
+    beta: float = 1.0
+    kl_warmup_steps: int = 0
+    free_bits: float = 0.0
+    binarize: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.likelihood in LIKELIHOODS,
+            f"model.likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}",
+        )
+        check(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}")
+        check(self.kl_warmup_steps >= 0, f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
+        check(self.free_bits >= 0, f"model.free_bits must be >= 0, got {self.free_bits}")
+        check(not self.binarize or self.likelihood == "bernoulli", "model.binarize needs the bernoulli likelihood")
+        check(
+            self.latent_activation == "none",
+            "model.latent_activation: the VAE's posterior mean and log-variance are linear; leave it none",
+        )
+
+
+@register_model("vae")
+class VariationalAutoencoder(Autoencoder):
+    """Variational autoencoder (Kingma & Welling 2014) with a diagonal Gaussian posterior.
+
+    Loss: negative log-likelihood of the input summed over features (Bernoulli or Gaussian), plus beta
+    times the KL divergence to N(0, I) (with optional warm-up and free bits), averaged over the batch.
+    encode(x) is the posterior mean. Logs: "mse" (of the mean reconstruction), "rec", "kl", "elbo" (per
+    item, beta = 1).
+    """
+
+    Config = VariationalConfig
+
+    def __init__(self, config: VariationalConfig) -> None:
+        super().__init__(config)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for the KL warm-up; saved
+        if config.likelihood == "gaussian":
+            self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))
+
+    def code_features(self) -> int:
+        return 2 * self.config.latent_dim
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z | x), each (N, latent_dim)."""
+        mu, logvar = super().encode(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-20, 10)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per item, (N,), from decoder logits."""
+        if self.config.likelihood == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        scaled = (x - torch.sigmoid(logits)) / self.log_sigma.exp()
+        return -0.5 * (scaled.pow(2) + 2 * self.log_sigma + LOG_2PI).flatten(1).sum(1)
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """The data the likelihood is of: x, or a 0/1 sample of it when binarize is on."""
+        if not self.config.binarize:
+            return x
+        generator = None if self.training else torch.Generator(x.device).manual_seed(0)
+        return torch.bernoulli(x.clamp(0, 1), generator=generator)
+
+    def forward(self, x: torch.Tensor) -> Output:
+        c = self.config
+        target = self.target(x)
+        mu, logvar = self.posterior(target)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        logits = self.decode_logits(z)
+        rec = -self.log_likelihood(logits, target)  # (N,)
+        kl_units = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (N, latent_dim)
+        kl = kl_units.sum(1)
+        kl_term = kl_units.mean(0).clamp(min=c.free_bits).sum() if c.free_bits > 0 else kl.mean()
+        weight = c.beta
+        if self.training:
+            if c.kl_warmup_steps:
+                weight *= min(1.0, (self.steps.item() + 1) / c.kl_warmup_steps)
+            self.steps += 1
+            x_hat = torch.sigmoid(logits)
+        else:
+            x_hat = torch.sigmoid(self.decode_logits(mu))  # the mean reconstruction, deterministic
+        loss = rec.mean() + weight * kl_term
+        logs = {
+            "mse": (x_hat.detach() - x).pow(2).mean(),
+            "rec": rec.detach().mean(),
+            "kl": kl.detach().mean(),
+            "elbo": -(rec + kl).detach().mean(),
+        }
+        return Output(x_hat.detach(), mu, loss, logs)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n new items (N, *input_shape): decoder means at z ~ N(0, temperature^2 I)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device) * temperature
+        return self.decode(z)
+
+    @torch.no_grad()
+    def nll(
+        self, x: torch.Tensor, k: int = 1000, batch_size: int = 4096, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Importance-sampled negative log-likelihood per item, (N,) float64 in nats (Burda et al. 2016):
+        -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). x is taken as given (binarize it first)."""
+        check(k >= 1, f"nll needs k >= 1 importance samples, got {k}")
+        out = []
+        items = max(1, batch_size // k)  # items per pass, each with k samples (or fewer passes per item)
+        per_pass = max(1, min(k, batch_size))
+        for start in range(0, len(x), items):
+            xb = x[start : start + items]
+            mu, logvar = self.posterior(xb)
+            std = (0.5 * logvar).exp()
+            log_w = []
+            for s in range(0, k, per_pass):
+                m = min(per_pass, k - s)
+                eps = torch.randn(m, *mu.shape, generator=generator, device=mu.device)  # (m, B, L)
+                z = mu + std * eps
+                logits = self.decode_logits(z.flatten(0, 1))
+                log_px = self.log_likelihood(logits, xb.repeat(m, *([1] * (xb.dim() - 1)))).view(m, -1)
+                log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+                log_qz = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - std.log().sum(-1)
+                log_w.append((log_px + log_pz - log_qz).double())
+            out.append(math.log(k) - torch.logsumexp(torch.cat(log_w), 0))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def extra_metrics(self, x: torch.Tensor, nll_k: int = 0, **options) -> dict[str, float]:
+        """Active units (Burda et al.: Var_x E_q[z_u] > 0.01) and, with nll_k > 0, the importance-sampled
+        NLL over x (binarized with a fixed seed when binarize is on)."""
+        target = self.target(x)  # eval mode: seeded
+        mu = torch.cat([self.posterior(target[i : i + 1024])[0] for i in range(0, len(x), 1024)])
+        result = {"active_units": int((mu.var(0) > 0.01).sum())}
+        if nll_k:
+            nll = self.nll(target, nll_k, generator=torch.Generator(x.device).manual_seed(0))
+            result.update({"nll": float(nll.mean()), "nll_k": nll_k})
+        return result
