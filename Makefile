@@ -31,8 +31,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Every benchmark in docs/benchmarks.md, one after another (about 1.5 hours on 2 cores).
 bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/sparse.py
+	$(BIN)/python bench/denoise.py
+	$(BIN)/python bench/conv_ae.py
+	$(BIN)/python bench/vae_nll.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench

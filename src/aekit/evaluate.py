@@ -29,6 +29,20 @@ def _target(run: Run, data: str | None, data_dir) -> tuple[Splits | None, Datase
     return own, own.test, "test"
 
 
+def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
+    """Reconstruction metrics and the model's logs, averaged over test."""
+    errors, totals = [], {}
+    for start in range(0, len(test), batch_size):
+        x = test.batch(slice(start, start + batch_size))
+        out = model(x)
+        errors.append(M.squared_errors(x, out.x_hat))
+        for key, value in (("loss", out.loss), *out.logs.items()):
+            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
+    result = M.summarize(torch.cat(errors), math.prod(test.item_shape))
+    result.update({k: v / len(test) for k, v in totals.items() if k not in result})
+    return result
+
+
 @torch.no_grad()
 def evaluate(
     run: Run | str | os.PathLike,
@@ -47,25 +61,17 @@ def evaluate(
     in metrics.json.
     """
     run = _open(run)
+    model = run.model.eval()
+    check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
     own, test, split = _target(run, data, data_dir)
     train = (own or run.load_data(data_dir=data_dir)).train  # the baselines are fitted on the run's training data
-    model = run.model.eval()
-    n_features = math.prod(test.item_shape)
-    errors, totals = [], {}
-    for start in range(0, len(test), batch_size):
-        x = test.batch(slice(start, start + batch_size))
-        out = model(x)
-        errors.append(M.squared_errors(x, out.x_hat))
-        for key, value in (("loss", out.loss), *out.logs.items()):
-            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
-    result_model = M.summarize(torch.cat(errors), n_features)
-    result_model.update({k: v / len(test) for k, v in totals.items() if k not in result_model})
-    x_train, x_test = train.floats(), test.floats()
-    if nll_k:
-        check(hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
-    result_model.update(model.extra_metrics(x_test, nll_k=nll_k))
+    with torch.random.fork_rng():  # a VAE samples its code: the same figures every call, the caller's RNG untouched
+        torch.manual_seed(0)
+        result_model = _model_metrics(model, test, batch_size)
+        x_train, x_test = train.floats(), test.floats()
+        result_model.update(model.extra_metrics(x_test, nll_k=nll_k))
 
-    k = model.config.latent_dim
+    k, n_features = model.config.latent_dim, math.prod(test.item_shape)
     baselines = {
         f"pca_{k}": M.summarize(M.squared_errors(x_test, M.pca_reconstruct(x_train, x_test, k)), n_features),
         "mean": M.summarize(M.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),

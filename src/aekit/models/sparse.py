@@ -72,6 +72,11 @@ class SparseAutoencoder(Autoencoder):
         top = h.topk(c.k, dim=1)
         return torch.zeros_like(h).scatter(1, top.indices, top.values)
 
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        # Sigmoid codes average rho; the decoder sees them divided by rho, so its weights need not grow
+        # 1/rho times larger under Adam's fixed-size steps (an equivalent model that trains much better).
+        return super().decode_logits(z / self.config.rho if self.config.sparsity == "kl" else z)
+
     def active(self, z: torch.Tensor) -> torch.Tensor:
         """Which code values count as on."""
         return z > 0.5 if self.config.sparsity == "kl" else z != 0

@@ -1,0 +1,169 @@
+"""VAE on dynamically binarized MNIST: aekit against the peer library Pythae, same model, same epochs.
+
+Both train the same VAE: encoder 784-512-256 (ReLU) to a 32-dimensional diagonal Gaussian posterior,
+decoder 32-256-512-784 with a Bernoulli likelihood, Adam 1e-3 with a cosine decay (aekit per step after a
+5% warm-up; Pythae's CosineAnnealingLR per epoch), batch 128, every training batch binarized afresh.
+The test NLL is importance-sampled with k samples per image (Burda et al. 2016) on the 10k test images
+binarized once with seed 0, the same binary test set for both, each library with its own estimator.
+Targets (aekit): NLL at most 90 nats after a training run of at most 30 minutes on a 2-core CPU.
+Published: Pythae's VAE reproduction 89.78; Burda et al.'s 1-layer VAE 86.76 (3280 epochs, k=5000).
+
+    pip install pythae                      # next to torch 2.13.0 (make bench does it)
+    python bench/vae_nll.py                 # the acceptance run: 150 epochs, k=1000
+    python bench/vae_nll.py --epochs 2 --k 10 --items 500   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+import aekit
+
+HIDDEN, LATENT, BATCH, LR = (512, 256), 32, 128, 1e-3
+TARGET_NLL, TARGET_MINUTES = 90.0, 30.0
+
+
+def train_aekit(epochs: int, out: str) -> tuple[aekit.Run, float]:
+    start = time.perf_counter()
+    run = aekit.train(
+        "mnist",
+        "vae",
+        out=out,
+        force=True,
+        quiet=True,
+        binarize=True,
+        hidden=HIDDEN,
+        latent_dim=LATENT,
+        epochs=epochs,
+        batch_size=BATCH,
+        lr=LR,
+        schedule="cosine",
+        seed=0,
+    )
+    return run, time.perf_counter() - start
+
+
+def train_pythae(epochs: int, train_x: torch.Tensor):
+    from pythae.data.datasets import DatasetOutput
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+    from torch import nn
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, HIDDEN[0]), nn.ReLU(), nn.Linear(*HIDDEN), nn.ReLU())
+            self.mu, self.logvar = nn.Linear(HIDDEN[1], LATENT), nn.Linear(HIDDEN[1], LATENT)
+
+        def forward(self, x):
+            h = self.body(x)
+            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Linear(LATENT, HIDDEN[1]),
+                nn.ReLU(),
+                nn.Linear(HIDDEN[1], HIDDEN[0]),
+                nn.ReLU(),
+                nn.Linear(HIDDEN[0], 784),
+                nn.Sigmoid(),
+            )
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=self.body(z).view(-1, 1, 28, 28))
+
+    class DynamicallyBinarized(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = x
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return DatasetOutput(data=torch.bernoulli(self.x[i]))
+
+    torch.manual_seed(0)
+    model = VAE(
+        VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce"),
+        encoder=Encoder(),
+        decoder=Decoder(),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        config = BaseTrainerConfig(
+            output_dir=tmp,
+            num_epochs=epochs,
+            learning_rate=LR,
+            per_device_train_batch_size=BATCH,
+            optimizer_cls="Adam",
+            scheduler_cls="CosineAnnealingLR",
+            scheduler_params={"T_max": epochs},
+            no_cuda=True,
+            steps_saving=None,
+        )
+        start = time.perf_counter()
+        logging.disable(logging.WARNING)  # Pythae logs every epoch; keep the report readable
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            TrainingPipeline(model=model, training_config=config)(train_data=DynamicallyBinarized(train_x))
+        logging.disable(logging.NOTSET)
+        seconds = time.perf_counter() - start
+    return model.eval(), seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--k", type=int, default=1000, help="importance samples per test image")
+    p.add_argument("--items", type=int, default=10000, help="test images to estimate the NLL on")
+    p.add_argument("--out", default="runs/vae-binarized")
+    p.add_argument("--skip-pythae", action="store_true")
+    a = p.parse_args()
+
+    splits = aekit.datasets.load("mnist")
+    test_bin = torch.bernoulli(splits.test.floats()[: a.items], generator=torch.Generator().manual_seed(0))
+    rows = []
+    run, seconds = train_aekit(a.epochs, a.out)
+    start = time.perf_counter()
+    nll = float(run.model.nll(test_bin, a.k, generator=torch.Generator().manual_seed(0)).mean())
+    rows.append(("aekit vae", seconds, nll, time.perf_counter() - start))
+    if not a.skip_pythae:
+        model, seconds = train_pythae(a.epochs, splits.train.floats())
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        with torch.no_grad():
+            nll_p = -float(model.get_nll(test_bin, n_samples=a.k, batch_size=min(a.k, 500)))
+        rows.append(("pythae 0.1.2 VAE", seconds, nll_p, time.perf_counter() - start))
+
+    print(
+        f"dynamically binarized MNIST, VAE 784-512-256-{LATENT}, Bernoulli, {a.epochs} epochs, batch {BATCH}; "
+        f"NLL with k={a.k} on {a.items} test images"
+    )
+    print(f"{'library':18} {'train min':>9} {'NLL (nats)':>11} {'NLL eval min':>13}")
+    for name, train_s, value, eval_s in rows:
+        print(f"{name:18} {train_s / 60:9.1f} {value:11.2f} {eval_s / 60:13.1f}")
+    print("published: Pythae's VAE reproduction 89.78; Burda et al. 2016, 1-layer VAE 86.76")
+    ok = rows[0][2] <= TARGET_NLL and rows[0][1] / 60 <= TARGET_MINUTES
+    print(f"aekit targets: NLL <= {TARGET_NLL} and training <= {TARGET_MINUTES:.0f} min: {'PASS' if ok else 'FAIL'}")
+    print(
+        "reproduce: python bench/vae_nll.py"
+        + "".join(
+            f" --{k} {v}" for k, v in (("epochs", a.epochs), ("k", a.k), ("items", a.items)) if v != p.get_default(k)
+        )
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
