@@ -18,23 +18,24 @@ import time
 import aekit
 
 TARGET_SSE, TARGET_MINUTES = 2.5, 15.0
+OPTIONS = {  # also the model bench/compress.py codes with
+    "backbone": "conv",
+    "hidden": (32, 64, 128),
+    "latent_dim": 30,
+    "epochs": 32,
+    "batch_size": 128,
+    "lr": 2e-3,
+    "schedule": "cosine",
+    "seed": 0,
+}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=OPTIONS["epochs"])
     p.add_argument("--out", default="runs/conv-ae-30")
     a = p.parse_args()
-    options = {
-        "backbone": "conv",
-        "hidden": (32, 64, 128),
-        "latent_dim": 30,
-        "epochs": a.epochs,
-        "batch_size": 128,
-        "lr": 2e-3,
-        "schedule": "cosine",
-        "seed": 0,
-    }
+    options = {**OPTIONS, "epochs": a.epochs}
     start = time.perf_counter()
     run = aekit.train("mnist", "ae", out=a.out, force=True, quiet=True, **options)
     minutes = (time.perf_counter() - start) / 60
@@ -50,9 +51,8 @@ def main() -> int:
     print(f"{'Hinton & Salakhutdinov 2006, deep autoencoder (quoted)':52} {3.00:22.2f}")
     ok = model["sse_per_item"] <= TARGET_SSE and minutes <= TARGET_MINUTES
     print(f"targets: <= {TARGET_SSE} per image and <= {TARGET_MINUTES:.0f} min: {'PASS' if ok else 'FAIL'}")
-    print(
-        f"reproduce: python bench/conv_ae.py{f' --epochs {a.epochs}' if a.epochs != 32 else ''}  (run folder {a.out})"
-    )
+    epochs = f" --epochs {a.epochs}" if a.epochs != OPTIONS["epochs"] else ""
+    print(f"reproduce: python bench/conv_ae.py{epochs}  (run folder {a.out})")
     return 0 if ok else 1
 
 

@@ -215,7 +215,7 @@ def test_vae_sampling_warmup_free_bits_and_binarize():
     assert set(target.unique().tolist()) <= {0.0, 1.0} and torch.equal(target, vae.target(x))  # seeded in eval
     free = aekit.create_model("vae", (1, 8, 8), latent_dim=3, free_bits=5.0).eval()
     out = free(x)
-    assert float(out.loss.detach()) == pytest.approx(float(out.logs["rec"]) + 15.0, rel=1e-5)  # KL below 5 nats/unit is free
+    assert float(out.loss.detach()) == pytest.approx(float(out.logs["rec"]) + 15.0, rel=1e-5)  # under 5 nats free
     metrics = vae.extra_metrics(x, nll_k=10)
     assert set(metrics) == {"active_units", "nll", "nll_k"} and 0 <= metrics["active_units"] <= 3
 

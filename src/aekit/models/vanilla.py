@@ -10,7 +10,7 @@ from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 
 @register_model("ae")
 class VanillaAutoencoder(Autoencoder):
-    """Vanilla autoencoder (MLP backbone).
+    """Vanilla autoencoder: squared reconstruction error, nothing else.
 
     Loss: squared error summed over an item's features, averaged over the batch. Logs: "mse", the
     per-feature mean squared error.
