@@ -31,14 +31,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Every benchmark in docs/benchmarks.md, one after another (about 1.5 hours on 2 cores).
+# Every benchmark in docs/benchmarks.md, one after another (about 2.5 hours on 2 cores). The peer
+# libraries they compare with (Pythae, PyOD) are installed here only, next to torch 2.13.0.
 bench: setup
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/sparse.py
 	$(BIN)/python bench/denoise.py
 	$(BIN)/python bench/conv_ae.py
 	$(BIN)/python bench/vae_nll.py
+	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/features.py
+	$(BIN)/python bench/anomaly.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -143,6 +143,20 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),
     "shape does not fit": (["evaluate", "RUN", "--data", "TMP/wrong.npy"], ["expects [1, 8, 8]"]),
     "figure not png": (["reconstruct", "RUN", "-o", "TMP/fig.jpg"], ["PNG"]),
+    "compress wrong shape": (["compress", "RUN", "TMP/wrong.npy", "-o", "TMP/x.aez"], ["expects [1, 8, 8]"]),
+    "compress empty input": (["compress", "RUN", "TMP/empty.npy", "-o", "TMP/x.aez"], ["no items"]),
+    "compress 13 bits": (["compress", "RUN", "digits", "-o", "TMP/x.aez", "--bits", "13"], ["between 1 and 12"]),
+    "decompress not an aez": (["decompress", "TMP/nan.npy", "-o", "TMP/x.npz"], ["not an .aez file"]),
+    "decompress corrupt aez": (["decompress", "TMP/corrupt.aez", "-o", "TMP/x.npz"], ["corrupt"]),
+    "features unknown run": (["features", "TMP/no-run", "digits", "-o", "TMP/f.npy"], ["no such run folder"]),
+    "features wrong file type": (["features", "RUN", "TMP/notes.txt", "-o", "TMP/f.npy"], ["unsupported file type"]),
+    "features csv output": (["features", "RUN", "digits", "-o", "TMP/f.csv"], [".npy or .npz"]),
+    "denoise unknown noise": (["denoise", "RUN", "digits", "--add-noise", "pink", "-o", "TMP/d.npz"], ["'pink'"]),
+    "generate manifold of 8-d codes": (["generate", "RUN", "--manifold", "-o", "TMP/m.png"], ["latent_dim 2"]),
+    "generate temperature 0": (["generate", "RUN", "--temperature", "0", "-o", "TMP/g.png"], ["temperature"]),
+    "anomaly contamination 2": (["anomaly", "RUN", "digits", "--contamination", "2"], ["contamination"]),
+    "anomaly normal without labels": (["anomaly", "RUN", "TMP/unlabeled.npy", "--normal", "1"], ["no labels"]),
+    "latent map wrong shape": (["latent", "RUN", "TMP/wrong.npy", "-o", "TMP/m.png"], ["expects [1, 8, 8]"]),
 }
 
 
@@ -156,6 +170,10 @@ def make_bad_files(tmp):
     np.save(tmp / "wrong.npy", np.zeros((5, 28, 28), np.uint8))
     (tmp / "bad.json").write_text('{"model": [1, 2]}')
     (tmp / "words2.csv").write_text("a,b\n1,2\n3,4\n")
+    np.save(tmp / "empty.npy", np.zeros((0, 8, 8), np.uint8))
+    np.save(tmp / "unlabeled.npy", np.zeros((5, 8, 8), np.uint8))
+    (tmp / "notes.txt").write_text("not data")
+    (tmp / "corrupt.aez").write_bytes(b"AEKZ\x01" + bytes(range(40)))
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)

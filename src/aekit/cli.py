@@ -210,6 +210,118 @@ def cmd_reconstruct(a: argparse.Namespace) -> None:
     print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir))
 
 
+def cmd_compress(a: argparse.Namespace) -> None:
+    from .apps.compress import compress_file
+
+    report = compress_file(a.run, a.input, a.output, bits=a.bits, split=a.split, force=a.force, data_dir=a.data_dir)
+    print(json.dumps(report, indent=2))
+
+
+def cmd_decompress(a: argparse.Namespace) -> None:
+    from .apps.compress import decompress_file
+
+    print(json.dumps(decompress_file(a.file, a.output, run=a.run, force=a.force), indent=2))
+
+
+def cmd_features(a: argparse.Namespace) -> None:
+    from .apps.features import features_file
+
+    print(json.dumps(features_file(a.run, a.input, a.output, a.split, a.force, a.data_dir), indent=2))
+
+
+def cmd_denoise(a: argparse.Namespace) -> None:
+    from .apps.denoise import denoise_file
+
+    report = denoise_file(
+        a.run,
+        a.input,
+        a.output,
+        a.split,
+        add_noise=a.add_noise,
+        sigma=a.sigma,
+        p=a.p,
+        seed=a.seed,
+        noisy_out=a.noisy_out,
+        figure=a.figure,
+        force=a.force,
+        data_dir=a.data_dir,
+    )
+    print(json.dumps(report, indent=2))
+
+
+def cmd_generate(a: argparse.Namespace) -> None:
+    from .apps import generate as G
+    from .apps import open_run, read_input, refuse_existing, to_raw, write_array
+    from .errors import check
+
+    out = refuse_existing(a.output, a.force)
+    check(out.suffix.lower() in (".png", ".npz", ".npy"), f"-o {out}: write a .png figure, or .npz/.npy arrays")
+    run = open_run(a.run)
+    columns = 8
+    if a.interpolate:
+        items = read_input(run, a.data or run.data_config.source, a.split, a.data_dir)
+        i, j = a.interpolate
+        check(0 <= i < len(items) and 0 <= j < len(items), f"--interpolate: indices must be in 0..{len(items) - 1}")
+        x, columns = (
+            G.interpolate(run, items.batch(slice(i, i + 1))[0], items.batch(slice(j, j + 1))[0], a.steps),
+            a.steps,
+        )
+        what = f"interpolation from item {i} to item {j}"
+    elif a.manifold:
+        x, columns, what = G.manifold(run, a.grid, a.data_dir), a.grid, "the 2-d latent manifold"
+    else:
+        x, what = G.generate(run, a.n, a.temperature, a.seed, a.data_dir), f"{a.n} samples, temperature {a.temperature}"
+    if out.suffix.lower() == ".png":
+        from . import plots
+
+        check(x.dim() == 4, "the model makes table rows, not images; write them with -o FILE.npz")
+        plots.image_grid(x, out, columns=min(columns, len(x)), title=f"{run.model.name}: {what}")
+    else:
+        write_array(out, to_raw(x, run.scaling), a.force)
+    print(json.dumps({"output": str(out), "items": len(x), "what": what}, indent=2))
+
+
+def cmd_anomaly(a: argparse.Namespace) -> None:
+    from .apps.anomaly import anomaly_file
+
+    report = anomaly_file(
+        a.run,
+        a.input,
+        a.split,
+        contamination=a.contamination,
+        percentile=a.percentile,
+        normal=a.normal,
+        out=a.output,
+        figure=a.figure,
+        force=a.force,
+        data_dir=a.data_dir,
+    )
+    print(json.dumps(report, indent=2))
+
+
+def cmd_latent(a: argparse.Namespace) -> None:
+    from . import plots
+    from .apps import open_run, read_input, refuse_existing
+    from .apps.features import features
+    from .errors import check
+
+    out = refuse_existing(a.output, a.force)
+    check(out.suffix.lower() == ".png", f"-o {out}: the map is written as .png")
+    check(a.max_items >= 1, f"--max-items must be at least 1, got {a.max_items}")
+    run = open_run(a.run)
+    items = read_input(run, a.input, a.split, a.data_dir)
+    if len(items) > a.max_items:  # a seeded subset, in order
+        import torch
+
+        keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[: a.max_items]
+        items = items.subset(keep.sort().values)
+    z = features(run, items.floats())
+    labels = items.y.numpy() if items.y is not None else None
+    title = f"{run.model.name}: codes of {len(z)} items of {a.input}"
+    plots.latent_map(z, labels, out, title=title, names=items.classes)
+    print(json.dumps({"output": str(out), "items": len(z), "latent_dim": z.shape[1]}, indent=2))
+
+
 def _given(a: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
 
@@ -301,6 +413,91 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
     r.add_argument("--data", help="draw items from this data instead of the run's held-out split")
     r.set_defaults(func=cmd_reconstruct)
+
+    input_help = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
+    split_help = "all items (default), or only the train or test part (a built-in's test set; what a run held out)"
+    c = sub.add_parser("compress", parents=[data_dir], help="items -> an .aez file of entropy-coded latent codes")
+    c.add_argument("run", help="run folder of the model to compress with")
+    c.add_argument("input", help=input_help)
+    c.add_argument("-o", "--output", required=True, help=".aez file to write")
+    c.add_argument("--bits", type=int, default=8, help="bits per code dimension (1-12, default 8)")
+    c.add_argument("--split", default="all", choices=("all", "train", "test"), help=split_help)
+    c.add_argument("--force", action="store_true", help="replace an existing output")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help=".aez file -> the decoded items (.npz, .npy or a folder of PNGs)")
+    d.add_argument("file", help=".aez file made by aekit compress")
+    d.add_argument("-o", "--output", required=True, help=".npz, .npy, or a folder name for PNG images")
+    d.add_argument("--run", help="run folder of the model (default: the one named in the file)")
+    d.add_argument("--force", action="store_true", help="replace an existing output")
+    d.set_defaults(func=cmd_decompress)
+
+    def use(
+        name: str, help: str, output_help: str, data: bool = True, required: bool = True
+    ) -> argparse.ArgumentParser:
+        v = sub.add_parser(name, parents=[data_dir], help=help)
+        v.add_argument("run", help="run folder of a trained model")
+        if data:
+            v.add_argument("input", help=input_help)
+            v.add_argument("--split", default="all", choices=("all", "train", "test"), help=split_help)
+        v.add_argument("-o", "--output", required=required, help=output_help)
+        v.add_argument("--force", action="store_true", help="replace existing outputs")
+        return v
+
+    f = use("features", "the codes of items as a feature matrix", ".npy (codes) or .npz (x: codes, y: labels)")
+    f.set_defaults(func=cmd_features)
+
+    n = use("denoise", "clean items with a trained model (a dae)", ".npz, .npy, or a folder name for PNG images")
+    n.add_argument(
+        "--add-noise",
+        type=_parse_as(tuple[str, ...]),
+        metavar="KINDS",
+        help="corrupt the input first (gaussian, salt_pepper, masking; comma-separated) and report PSNR",
+    )
+    n.add_argument("--sigma", type=float, default=0.5, help="Gaussian noise standard deviation (default 0.5)")
+    n.add_argument("--p", type=float, default=0.25, help="share hit by salt_pepper or masking (default 0.25)")
+    n.add_argument("--seed", type=int, default=0, help="seed of the added noise (default 0)")
+    n.add_argument("--noisy-out", help="also write the noisy copy here")
+    n.add_argument("--figure", help="PNG of noisy over denoised (over clean) items")
+    n.set_defaults(func=cmd_denoise)
+
+    g = use("generate", "new items, interpolations, or the 2-d latent manifold", ".png grid, or .npz/.npy", data=False)
+    g.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
+    g.add_argument("--temperature", type=float, default=1.0, help="spread of the codes drawn (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the codes drawn (default 0)")
+    g.add_argument("--interpolate", type=int, nargs=2, metavar=("I", "J"), help="decode the line between items I and J")
+    g.add_argument("--data", help="the items for --interpolate (default: the run's data)")
+    g.add_argument("--split", default="test", choices=("all", "train", "test"), help="part of --data (default test)")
+    g.add_argument("--steps", type=int, default=10, help="images along an interpolation (default 10)")
+    g.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
+    g.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")
+    g.set_defaults(func=cmd_generate)
+
+    an = use(
+        "anomaly",
+        "score items by reconstruction error (VAE: negative ELBO) and flag the unusual",
+        "CSV of index, score, flagged (and label)",
+        required=False,
+    )
+    an.add_argument("--contamination", type=float, help="flag this share of the input (its highest scores)")
+    an.add_argument(
+        "--percentile",
+        type=float,
+        default=99.0,
+        help="else flag scores above this percentile of the run's training data (default 99)",
+    )
+    an.add_argument(
+        "--normal",
+        type=_parse_as(tuple[str, ...]),
+        metavar="LABELS",
+        help="labels of normal items (numbers or class names): adds AUROC and AUPRC",
+    )
+    an.add_argument("--figure", help="PNG: score histogram with the threshold and the most anomalous items")
+    an.set_defaults(func=cmd_anomaly)
+
+    m = use("latent", "a 2-d map of the codes (PCA above 2 dimensions), coloured by label", ".png")
+    m.add_argument("--max-items", type=int, default=5000, help="plot at most this many items (default 5000)")
+    m.set_defaults(func=cmd_latent)
     return p
 
 

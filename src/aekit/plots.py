@@ -103,3 +103,70 @@ def image_grid(x: torch.Tensor, path: str | os.PathLike, columns: int = 8, title
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def anomalies(
+    scores, threshold: float, top: torch.Tensor, top_scores, path: str | os.PathLike, title: str | None = None
+) -> None:
+    """The histogram of anomaly scores with the threshold, and the most anomalous items (images) beside it."""
+    images = top.dim() == 4 and len(top) > 0
+    fig = _figure(11 if images else 6, 3.4)
+    grid = fig.add_gridspec(2, 1 + (-(-len(top) // 2) if images else 0))
+    ax = fig.add_subplot(grid[:, 0])
+    ax.hist(scores, bins=60, color="tab:blue", alpha=0.8)
+    ax.axvline(threshold, color="tab:red", ls="--", label=f"threshold {threshold:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("items")
+    ax.legend(fontsize=8)
+    if images:
+        for i in range(len(top)):
+            item_ax = fig.add_subplot(grid[i % 2, 1 + i // 2])
+            _show_image(item_ax, top[i])
+            item_ax.set_xlabel(f"{top_scores[i]:.3g}", fontsize=8)
+        fig.text(0.62, 0.96, "most anomalous", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def latent_map(z: torch.Tensor, labels, path: str | os.PathLike, title: str | None = None, names=None) -> None:
+    """Codes (N, latent_dim) on a plane (their first two principal components when latent_dim > 2),
+    coloured by label when labels are given."""
+    z = z.double()
+    axis_names = ("z[0]", "z[1]")
+    if z.shape[1] > 2:
+        centred = z - z.mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        z, axis_names = centred @ v[:2].T, ("PC 1", "PC 2")
+    elif z.shape[1] == 1:
+        z = torch.cat([z, torch.zeros_like(z)], 1)
+    fig = _figure(6.4, 5.4)
+    ax = fig.subplots()
+    points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10" if labels is not None else None, s=3, alpha=0.6)
+    if labels is not None:
+        values = sorted(set(int(v) for v in labels))
+        handles = [
+            ax.scatter([], [], color=points.cmap(points.norm(v)), s=12, label=names[v] if names else str(v))
+            for v in values
+        ]
+        ax.legend(handles=handles, fontsize=7, markerscale=1.5, loc="best")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], path: str | os.PathLike, title=None) -> None:
+    """Rows of images (each (N, C, H, W) in [0, 1], the same N), one named row each: before/after figures."""
+    n = len(rows[0])
+    fig = _figure(1.2 * n + 0.8, 1.3 * len(rows) + 0.5)
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (row, name) in enumerate(zip(rows, names, strict=True)):
+        for i in range(n):
+            _show_image(axes[r, i], row[i])
+        axes[r, 0].set_ylabel(name)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

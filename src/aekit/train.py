@@ -58,7 +58,7 @@ class Callback:
 
 
 class Trainer:
-    """Trains a model on Splits with Adam, checkpointing into a run folder after every epoch.
+    """Trains a model on Splits with Adam, checkpointing into a run folder after every epoch (if run_dir).
 
     The checkpoint (weights, optimizer, RNG states, history) is one safetensors file written
     atomically, so a run killed at any moment resumes from its last finished epoch.
@@ -69,14 +69,14 @@ class Trainer:
         model: torch.nn.Module,
         data: Splits,
         config: TrainConfig,
-        run_dir: Path,
+        run_dir: Path | None,
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.data = data
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
@@ -128,9 +128,9 @@ class Trainer:
                 cb.on_step(self, step, out.loss)
         means = _means(totals, len(data))
         if not math.isfinite(means["loss"]):
+            kept = f"the last good checkpoint is in {self.run_dir}; " if self.run_dir else ""
             raise AekitError(
-                f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; "
-                f"the last good checkpoint is in {self.run_dir}; try a lower --lr"
+                f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; {kept}try a lower lr"
             )
         return {f"train_{k}": v for k, v in means.items()}
 
@@ -148,6 +148,8 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write checkpoint.safetensors (atomic, the resume point), then model.safetensors and metrics.json."""
+        if self.run_dir is None:
+            return
         weights = self.model.state_dict()
         tensors = {f"model.{k}": v for k, v in weights.items()}
         optim = self.optimizer.state_dict()

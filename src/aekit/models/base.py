@@ -151,6 +151,14 @@ class Autoencoder(nn.Module):
         """decode(encode(x)) without gradients, in batches."""
         return torch.cat([self.decode(self.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
 
+    @torch.no_grad()
+    def anomaly_scores(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """How unusual each item is, (N,) float64, higher is more unusual: the squared reconstruction error
+        summed over the item's features."""
+        return torch.cat(
+            [(self.reconstruct(xb).double() - xb.double()).pow(2).flatten(1).sum(1) for xb in x.split(batch_size)]
+        )
+
     def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
         """Metrics of this type over a whole evaluation set x (beyond the averaged logs); none by default."""
         return {}

@@ -158,6 +158,22 @@ class VariationalAutoencoder(Autoencoder):
         return torch.cat(out)
 
     @torch.no_grad()
+    def anomaly_scores(self, x: torch.Tensor, batch_size: int = 1024, samples: int = 8) -> torch.Tensor:
+        """Negative ELBO per item (nats), (N,) float64, from `samples` draws of z per item with a fixed
+        seed (the same scores on every call). x is taken as given, not binarized."""
+        generator = torch.Generator(x.device).manual_seed(0)
+        out = []
+        for xb in x.split(batch_size):
+            mu, logvar = self.posterior(xb)
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+            rec = 0.0
+            for _ in range(samples):
+                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator, device=mu.device)
+                rec = rec - self.log_likelihood(self.decode_logits(z), xb) / samples
+            out.append((rec + kl).double())
+        return torch.cat(out)
+
+    @torch.no_grad()
     def extra_metrics(self, x: torch.Tensor, nll_k: int = 0, **options) -> dict[str, float]:
         """Active units (Burda et al.: Var_x E_q[z_u] > 0.01) and, with nll_k > 0, the importance-sampled
         NLL over x (binarized with a fixed seed when binarize is on)."""

@@ -1,0 +1,108 @@
+"""Anomaly scoring: how badly a trained model rebuilds each item (negative ELBO for a VAE), and a threshold.
+
+The threshold comes from the input itself at a contamination rate (flag the top share of it), or from the
+run's own training data at a percentile (flag what scores above most of what the model was trained on).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .. import io as aio
+from ..errors import AekitError, check
+from ..run import Run
+from . import check_items, open_run, read_input, refuse_existing
+
+
+def scores(run: Run | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
+    """Anomaly score of each item of x (N, ...) in [0, 1], (N,) float64: higher is more unusual."""
+    model = open_run(run).model
+    check_items(model, x)
+    return model.anomaly_scores(x).numpy()
+
+
+def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:
+    """AUROC and AUPRC (average precision) of scores against 0/1 truth, anomalies the positive class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    check(0 < anomalous.sum() < len(anomalous), "AUROC needs both normal and anomalous items among the labels")
+    return {
+        "auroc": float(roc_auc_score(anomalous, scores)),
+        "auprc": float(average_precision_score(anomalous, scores)),
+        "anomalous_share": float(anomalous.mean()),
+    }
+
+
+def anomaly_file(
+    run: Run | str | os.PathLike,
+    source: str,
+    split: str = "all",
+    contamination: float | None = None,
+    percentile: float = 99.0,
+    normal: list[str] | None = None,
+    out: str | os.PathLike | None = None,
+    figure: str | os.PathLike | None = None,
+    force: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Score the items of source, flag those above a threshold, and report (and optionally write) the result.
+
+    contamination: flag this share of the input (its top scores); otherwise the threshold is the percentile
+    of the run's training-data scores. normal: labels (numbers or class names) of the normal items; with
+    labelled input this adds AUROC and AUPRC. out: a CSV of index, score, flagged (and label). figure: a PNG
+    with the score histogram and the most anomalous items.
+    """
+    run = open_run(run)
+    if contamination is not None:
+        check(0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
+    check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
+    for path, suffix in ((out, ".csv"), (figure, ".png")):
+        if path is not None:
+            check(refuse_existing(path, force).suffix.lower() == suffix, f"{path}: write it as a {suffix} file")
+    items = read_input(run, source, split, data_dir)
+    check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
+    s = scores(run, items.floats())
+    if contamination is not None:
+        threshold, basis = float(np.quantile(s, 1 - contamination)), f"top {contamination:g} of the input"
+    else:
+        train = run.load_data(data_dir=data_dir).train
+        threshold = float(np.percentile(scores(run, train.floats()), percentile))
+        basis = f"{percentile:g}th percentile of the run's training data"
+    flagged = s > threshold
+    report = {
+        "items": len(s),
+        "threshold": threshold,
+        "threshold_from": basis,
+        "flagged": int(flagged.sum()),
+        "flagged_share": float(flagged.mean()),
+        "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
+    }
+    if normal is not None:
+        names = items.classes or []
+        wanted = {names.index(v) if v in names else _int(v) for v in normal}
+        report.update(label_metrics(s, ~np.isin(items.y.numpy(), sorted(wanted))))
+    if out is not None:
+        rows = ["index,score,flagged" + (",label" if items.y is not None else "")]
+        labels = items.y.tolist() if items.y is not None else None
+        for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
+            rows.append(f"{i},{score:.6g},{int(flag)}" + (f",{labels[i]}" if labels else ""))
+        aio.write_bytes(out, ("\n".join(rows) + "\n").encode())
+        report["output"] = str(out)
+    if figure is not None:
+        from .. import plots
+
+        top = np.asarray(report["most_anomalous"][:8])
+        shown = items.batch(torch.from_numpy(top))
+        plots.anomalies(s, threshold, shown, s[top], figure, title=f"{run.model.name} anomaly scores: {source}")
+        report["figure"] = str(figure)
+    return report
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise AekitError(f"normal label {text!r} is not a label of this data") from None

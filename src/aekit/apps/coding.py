@@ -1,0 +1,89 @@
+"""Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with one table per dimension.
+
+Symbols are coded item by item, dimension by dimension; dimension j uses frequency table freqs[j], which
+the encoder builds from the codes themselves and the file stores (so the decoder needs nothing else).
+State: 32 bits, renormalized a byte at a time; probabilities in units of 2**PROB_BITS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AekitError
+
+PROB_BITS = 15
+PROB_SCALE = 1 << PROB_BITS
+RANS_L = 1 << 23  # lower bound of the normalized state; the state stays in [RANS_L, 2**31)
+MAX_SYMBOLS = 1 << 12  # bits per dimension up to 12, far below PROB_SCALE
+
+
+def frequency_tables(q: np.ndarray, n_symbols: int) -> np.ndarray:
+    """Per-dimension frequencies (D, n_symbols) summing to PROB_SCALE, at least 1 for every symbol seen.
+
+    q: (N, D) integer symbols in [0, n_symbols).
+    """
+    counts = np.stack([np.bincount(col, minlength=n_symbols) for col in q.T]).astype(np.int64)
+    return np.stack([_normalize(c) for c in counts])
+
+
+def _normalize(counts: np.ndarray) -> np.ndarray:
+    total = int(counts.sum())
+    freqs = np.maximum(counts * PROB_SCALE // total, counts > 0).astype(np.int64)
+    excess = int(freqs.sum()) - PROB_SCALE
+    while excess != 0:  # give the rounding error to (or take it from) the most frequent symbols
+        i = int(freqs.argmax())
+        change = -excess if excess < 0 else min(excess, int(freqs[i]) - 1)
+        freqs[i] += change
+        excess += change if excess < 0 else -change
+    return freqs
+
+
+def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
+    """rANS-encode symbols q (N, D) with tables freqs (D, S); returns the byte stream."""
+    n, d = q.shape
+    f = freqs.tolist()
+    c = _cumulative(freqs).tolist()
+    symbols = q.reshape(-1).tolist()
+    out = bytearray()
+    x = RANS_L
+    for i in range(n * d - 1, -1, -1):  # rANS codes backwards so that the decoder reads forwards
+        j, s = i % d, symbols[i]
+        fs = f[j][s]
+        x_max = ((RANS_L >> PROB_BITS) << 8) * fs
+        while x >= x_max:
+            out.append(x & 0xFF)
+            x >>= 8
+        x = (x // fs << PROB_BITS) + x % fs + c[j][s]
+    out += x.to_bytes(4, "little")
+    out.reverse()
+    return bytes(out)
+
+
+def decode(data: bytes, n: int, freqs: np.ndarray) -> np.ndarray:
+    """Inverse of encode: the (n, D) symbols. AekitError if data is not a stream of exactly that."""
+    d = freqs.shape[0]
+    f = freqs.tolist()
+    c = _cumulative(freqs).tolist()
+    lookup = [np.repeat(np.arange(freqs.shape[1]), row).tolist() for row in freqs]  # slot -> symbol
+    mask = PROB_SCALE - 1
+    out = [0] * (n * d)
+    try:
+        x, pos = int.from_bytes(data[:4], "big"), 4
+        for i in range(n * d):
+            j = i % d
+            slot = x & mask
+            s = lookup[j][slot]
+            out[i] = s
+            x = f[j][s] * (x >> PROB_BITS) + slot - c[j][s]
+            while x < RANS_L:
+                x = (x << 8) | data[pos]
+                pos += 1
+    except IndexError:
+        raise AekitError("the coded latents end early: the file is truncated or corrupt") from None
+    if x != RANS_L or pos != len(data):
+        raise AekitError("the coded latents do not decode cleanly: the file is corrupt")
+    return np.asarray(out, dtype=np.int64).reshape(n, d)
+
+
+def _cumulative(freqs: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.zeros((freqs.shape[0], 1), np.int64), np.cumsum(freqs, axis=1)[:, :-1]], axis=1)

@@ -1,0 +1,72 @@
+"""Noise removal: run items through a trained model (a dae is made for it), optionally after adding noise
+first, so that the result can be measured against the clean items."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .. import metrics as M
+from ..data.noise import NOISES, corrupt
+from ..errors import check
+from ..run import Run
+from . import check_items, open_run, read_input, refuse_existing, to_raw, write_array
+
+
+def denoise(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
+    """Cleaned items: the model's reconstructions of x (N, ...) in [0, 1]."""
+    model = open_run(run).model
+    check_items(model, x)
+    return model.reconstruct(x)
+
+
+def denoise_file(
+    run: Run | str | os.PathLike,
+    source: str,
+    out: str | os.PathLike,
+    split: str = "all",
+    add_noise: list[str] | None = None,
+    sigma: float = 0.5,
+    p: float = 0.25,
+    seed: int = 0,
+    noisy_out: str | os.PathLike | None = None,
+    figure: str | os.PathLike | None = None,
+    force: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Denoise the items of source into out (.npz, .npy or a folder of PNGs, in the data's own units).
+
+    add_noise: corrupt the items first (any of gaussian, salt_pepper, masking, with sigma and p, seeded),
+    to measure the model against the clean items: the report gives PSNR of the noisy and the denoised
+    items; noisy_out keeps the noisy copy. figure: a PNG of noisy over denoised (over clean) items.
+    """
+    run = open_run(run)
+    for kind in add_noise or []:
+        check(kind in NOISES, f"unknown noise {kind!r}; choose from {', '.join(NOISES)}")
+    check(sigma >= 0 and 0 <= p <= 1, f"noise sigma must be >= 0 and p in [0, 1], got {sigma} and {p}")
+    paths = [refuse_existing(path, force) for path in (out, noisy_out, figure) if path is not None]
+    check(len({pth.resolve() for pth in paths}) == len(paths), "the outputs must be different files")
+    items = read_input(run, source, split, data_dir)
+    check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
+    clean = items.floats()
+    noisy = corrupt(clean, add_noise, sigma, p, torch.Generator().manual_seed(seed)) if add_noise else clean
+    cleaned = denoise(run, noisy)
+    report = {"items": len(clean), "output": str(out)}
+    if add_noise:
+        n_features = math.prod(items.item_shape)
+        report["noisy_psnr_db"] = M.summarize(M.squared_errors(clean, noisy), n_features)["psnr_db"]
+        report["denoised_psnr_db"] = M.summarize(M.squared_errors(clean, cleaned), n_features)["psnr_db"]
+    if figure is not None:
+        from .. import plots
+
+        rows = [noisy[:10], cleaned[:10]] + ([clean[:10]] if add_noise else [])
+        names = ["noisy" if add_noise else "input", "denoised"] + (["clean"] if add_noise else [])
+        plots.rows_of_images(rows, names, figure, title=f"{run.model.name}: denoising {source}")
+        report["figure"] = str(figure)
+    if noisy_out is not None:
+        write_array(noisy_out, to_raw(noisy, items.scaling), force)
+        report["noisy_output"] = str(noisy_out)
+    write_array(out, to_raw(cleaned, items.scaling), force)
+    return report

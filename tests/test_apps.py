@@ -1,0 +1,225 @@
+"""Using a trained model: compression, features, scikit-learn estimators, denoising, generation, anomalies."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aekit
+from aekit.apps import coding
+from aekit.apps import compress as C
+from aekit.apps.anomaly import anomaly_file
+from aekit.apps.denoise import denoise_file
+from aekit.apps.features import features_file
+from aekit.errors import AekitError
+from conftest import assert_clean_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    return aekit.datasets.load("digits").test
+
+
+# ---------------------------------------------------------------- compression
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 5), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_rans_decodes_what_it_encodes(n, d, bits, seed):
+    rng = np.random.default_rng(seed)
+    skew = rng.uniform(0.5, 20)  # from nearly uniform to very peaked symbol distributions
+    q = np.minimum(rng.exponential(skew, (n, d)).astype(np.int64), (1 << bits) - 1)
+    freqs = coding.frequency_tables(q, 1 << bits)
+    assert (freqs.sum(1) == coding.PROB_SCALE).all()
+    assert all((freqs[j, np.unique(q[:, j])] > 0).all() for j in range(d))  # every symbol seen is codable
+    np.testing.assert_array_equal(coding.decode(coding.encode(q, freqs), n, freqs), q)
+
+
+def test_rans_reaches_the_entropy():
+    q = np.random.default_rng(0).binomial(255, 0.5, (20000, 1))
+    p = np.bincount(q[:, 0]) / len(q)
+    entropy_bytes = -(p[p > 0] * np.log2(p[p > 0])).sum() * len(q) / 8
+    size = len(coding.encode(q, coding.frequency_tables(q, 256)))
+    assert entropy_bytes <= size <= entropy_bytes * 1.005 + 8
+
+
+def test_compress_round_trip_is_exact(digits_run, digits_test):
+    x = digits_test.floats()
+    model = digits_run.model
+    blob = aekit.compress(digits_run, x, bits=6)
+    x_hat, header = aekit.decompress(blob, digits_run)
+    expected = model.decode(C.dequantize(C.quantize(model.encode(x), 6))).detach()
+    assert torch.equal(x_hat, expected)
+    assert header["items"] == len(x) and header["item_shape"] == [1, 8, 8] and header["bits"] == 6
+    assert len(blob) < len(x) * 8 * 6 / 8 + 1500  # at most 6 bits per code value, plus header and tables
+    mse = {
+        b: float((aekit.decompress(aekit.compress(digits_run, x, bits=b), digits_run)[0] - x).pow(2).mean())
+        for b in (2, 8)
+    }
+    assert mse[8] < mse[2]  # finer quantization, closer to the input
+
+
+def test_aez_files_that_are_damaged_or_from_another_model_are_refused(digits_run, digits_test, tmp_path):
+    blob = aekit.compress(digits_run, digits_test.floats()[:50])
+    for cut in (0, 3, 8, 40, len(blob) // 2, len(blob) - 1):
+        with pytest.raises(AekitError, match="aez|truncated|corrupt"):
+            aekit.decompress(blob[:cut], digits_run)
+    for i in range(0, len(blob), max(1, len(blob) // 25)):
+        damaged = bytearray(blob)
+        damaged[i] ^= 0x10
+        with pytest.raises(AekitError):
+            aekit.decompress(bytes(damaged), digits_run)
+    other = aekit.train("digits", "ae", out=tmp_path / "other", epochs=1, hidden=[32], latent_dim=8, seed=1, quiet=True)
+    with pytest.raises(AekitError, match="another model"):
+        aekit.decompress(blob, other)
+
+
+def test_compress_and_decompress_commands(digits_run_dir, tmp_path):
+    aez = tmp_path / "d.aez"
+    report = json.loads(
+        run_cli("compress", digits_run_dir, "digits", "-o", aez, "--split", "test", "--bits", "7").stdout
+    )
+    assert report["items"] == 359 and report["bytes"] == aez.stat().st_size and report["ratio"] > 10
+    assert json.loads(run_cli("decompress", aez, "-o", tmp_path / "d.npz").stdout)["items"] == 359
+    x = np.load(tmp_path / "d.npz")["x"]
+    expected, _ = aekit.decompress(aez.read_bytes(), digits_run_dir)
+    np.testing.assert_allclose(x, expected.numpy() * 16, rtol=1e-6)  # back in the digits' own units, 0..16
+    assert run_cli("decompress", aez, "-o", tmp_path / "pngs").returncode == 0
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 359
+    assert_clean_error(run_cli("decompress", aez, "-o", tmp_path / "d.npz"), "exists", "--force")
+
+
+# ---------------------------------------------------------------- features and the scikit-learn estimators
+
+
+def test_features_file_holds_codes_and_labels(digits_run, tmp_path):
+    report = features_file(digits_run, "digits", tmp_path / "f.npz", split="test")
+    saved = np.load(tmp_path / "f.npz")
+    assert report["items"] == 359 and saved["x"].shape == (359, 8) and saved["y"].shape == (359,)
+    x = aekit.datasets.load("digits").test.floats()
+    np.testing.assert_allclose(saved["x"], aekit.features(digits_run, x).numpy(), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")  # array-API checks need SciPy set-up
+@pytest.mark.parametrize("name", ["AutoencoderTransformer", "AutoencoderDetector"])
+def test_estimators_pass_scikit_learns_checks(name):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    torch.set_num_threads(1)  # dozens of tiny fits: threads only add overhead
+    try:
+        results = check_estimator(getattr(aekit, name)(epochs=10), on_fail=None)
+    finally:
+        torch.set_num_threads(2)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert not failed and len(results) > 30
+
+
+def test_transformer_in_a_pipeline_and_grid_search():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    X, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(
+        aekit.AutoencoderTransformer(hidden=(32,), epochs=30, batch_size=64), LogisticRegression(max_iter=2000)
+    )
+    search = GridSearchCV(pipe, {"autoencodertransformer__latent_dim": [2, 12]}, cv=2).fit(X[:1200], y[:1200])
+    assert search.best_params_ == {"autoencodertransformer__latent_dim": 12}
+    assert search.score(X[1200:], y[1200:]) > 0.75  # chance is 0.1
+    ae = search.best_estimator_[0]
+    assert ae.transform(X[:5]).shape == (5, 12) and ae.inverse_transform(ae.transform(X[:5])).shape == (5, 64)
+    assert list(ae.get_feature_names_out()[:2]) == ["autoencodertransformer0", "autoencodertransformer1"]
+
+
+def test_transformer_wraps_a_trained_run(digits_run_dir, digits_test):
+    rows = digits_test.floats().flatten(1).numpy() * 16  # raw digits pixels, 0..16
+    t = aekit.AutoencoderTransformer(run=str(digits_run_dir)).fit(rows)
+    expected = aekit.features(digits_run_dir, digits_test.floats()).numpy()
+    np.testing.assert_allclose(t.transform(rows), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_detector_finds_the_digits_it_was_not_trained_on():
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import roc_auc_score
+
+    X, y = load_digits(return_X_y=True)
+    detector = aekit.AutoencoderDetector(latent_dim=4, hidden=(32,), epochs=150, batch_size=32, contamination=0.05)
+    detector.fit(X[y == 0])
+    assert detector.labels_.mean() == pytest.approx(0.05, abs=0.02)
+    scores = detector.decision_function(X)
+    assert roc_auc_score(y != 0, scores) > 0.9
+    np.testing.assert_array_equal(detector.predict(X), (scores > detector.threshold_).astype(int))
+    np.testing.assert_array_equal(detector.score_samples(X), -scores)
+
+
+# ---------------------------------------------------------------- denoising, generation, anomalies
+
+
+def test_denoise_with_added_noise_reports_and_writes(tmp_path):
+    options = {"epochs": 40, "hidden": [64], "latent_dim": 16, "noise_sigma": 0.3, "batch_size": 32, "lr": 3e-3}
+    run = aekit.train("digits", "dae", out=tmp_path / "dae", quiet=True, **options)
+    report = denoise_file(
+        run,
+        "digits",
+        tmp_path / "clean.npz",
+        split="test",
+        add_noise=["gaussian"],
+        sigma=0.3,
+        noisy_out=tmp_path / "noisy.npz",
+        figure=tmp_path / "fig.png",
+    )
+    assert report["denoised_psnr_db"] > report["noisy_psnr_db"] + 3
+    assert np.load(tmp_path / "clean.npz")["x"].shape == (359, 1, 8, 8) and (tmp_path / "fig.png").stat().st_size > 0
+    assert not np.array_equal(np.load(tmp_path / "noisy.npz")["x"], np.load(tmp_path / "clean.npz")["x"])
+
+
+def test_generate_interpolate_and_manifold(digits_run, tmp_path):
+    a = aekit.generate(digits_run, n=6, seed=3)
+    assert a.shape == (6, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.equal(a, aekit.generate(digits_run, n=6, seed=3)) and not torch.equal(
+        a, aekit.generate(digits_run, n=6, seed=4)
+    )
+    x = aekit.datasets.load("digits").test.floats()[:2]
+    line = aekit.interpolate(digits_run, x[0], x[1], steps=5)
+    torch.testing.assert_close(line[[0, -1]], digits_run.model.reconstruct(x))
+    with pytest.raises(AekitError, match="latent_dim 2"):
+        aekit.manifold(digits_run)
+    vae = aekit.train("digits", "vae", out=tmp_path / "v2", epochs=2, hidden=[32], latent_dim=2, quiet=True)
+    assert aekit.manifold(vae, grid=4).shape == (16, 1, 8, 8)
+
+
+def test_anomaly_scores_threshold_and_labels(digits_run, tmp_path):
+    report = anomaly_file(
+        digits_run,
+        "digits",
+        split="test",
+        contamination=0.1,
+        normal=["0", "1", "2", "3", "4"],
+        out=tmp_path / "s.csv",
+        figure=tmp_path / "a.png",
+    )
+    assert report["flagged"] == pytest.approx(36, abs=1) and 0 <= report["auroc"] <= 1 and "auprc" in report
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "index,score,flagged,label" and len(lines) == 360
+    by_percentile = anomaly_file(digits_run, "digits", split="test", percentile=90)
+    assert 0 < by_percentile["flagged_share"] < 0.3 and "90th percentile" in by_percentile["threshold_from"]
+
+
+def test_use_commands_on_a_run(digits_run_dir, tmp_path):
+    for args, output in (
+        (["features", digits_run_dir, "digits", "-o", tmp_path / "f.npy"], "f.npy"),
+        (["generate", digits_run_dir, "-n", "16", "-o", tmp_path / "g.png"], "g.png"),
+        (["generate", digits_run_dir, "--interpolate", "0", "5", "-o", tmp_path / "i.npz"], "i.npz"),
+        (["anomaly", digits_run_dir, "digits", "--normal", "3", "--figure", tmp_path / "a.png"], "a.png"),
+        (["latent", digits_run_dir, "digits", "--split", "test", "-o", tmp_path / "m.png"], "m.png"),
+        (["denoise", digits_run_dir, "digits", "--add-noise", "masking", "-o", tmp_path / "dn"], "dn"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert (tmp_path / output).exists()
+        json.loads(result.stdout)  # every verb reports in JSON
+    assert np.load(tmp_path / "f.npy").shape == (1797, 8) and np.load(tmp_path / "i.npz")["x"].shape == (10, 1, 8, 8)
