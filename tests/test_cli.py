@@ -143,21 +143,26 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),
     "shape does not fit": (["evaluate", "RUN", "--data", "TMP/wrong.npy"], ["expects [1, 8, 8]"]),
     "figure not png": (["reconstruct", "RUN", "-o", "TMP/fig.jpg"], ["PNG"]),
-    "compress wrong shape": (["compress", "RUN", "TMP/wrong.npy", "-o", "TMP/x.aez"], ["expects [1, 8, 8]"]),
-    "compress empty input": (["compress", "RUN", "TMP/empty.npy", "-o", "TMP/x.aez"], ["no items"]),
     "compress 13 bits": (["compress", "RUN", "digits", "-o", "TMP/x.aez", "--bits", "13"], ["between 1 and 12"]),
     "decompress not an aez": (["decompress", "TMP/nan.npy", "-o", "TMP/x.npz"], ["not an .aez file"]),
     "decompress corrupt aez": (["decompress", "TMP/corrupt.aez", "-o", "TMP/x.npz"], ["corrupt"]),
-    "features unknown run": (["features", "TMP/no-run", "digits", "-o", "TMP/f.npy"], ["no such run folder"]),
-    "features wrong file type": (["features", "RUN", "TMP/notes.txt", "-o", "TMP/f.npy"], ["unsupported file type"]),
+    "decompress missing file": (["decompress", "TMP/none.aez", "-o", "TMP/x.npz"], ["cannot read"]),
     "features csv output": (["features", "RUN", "digits", "-o", "TMP/f.csv"], [".npy or .npz"]),
     "denoise unknown noise": (["denoise", "RUN", "digits", "--add-noise", "pink", "-o", "TMP/d.npz"], ["'pink'"]),
+    "generate unknown run": (["generate", "TMP/no-run", "-o", "TMP/g.png"], ["no such run folder"]),
     "generate manifold of 8-d codes": (["generate", "RUN", "--manifold", "-o", "TMP/m.png"], ["latent_dim 2"]),
     "generate temperature 0": (["generate", "RUN", "--temperature", "0", "-o", "TMP/g.png"], ["temperature"]),
     "anomaly contamination 2": (["anomaly", "RUN", "digits", "--contamination", "2"], ["contamination"]),
     "anomaly normal without labels": (["anomaly", "RUN", "TMP/unlabeled.npy", "--normal", "1"], ["no labels"]),
-    "latent map wrong shape": (["latent", "RUN", "TMP/wrong.npy", "-o", "TMP/m.png"], ["expects [1, 8, 8]"]),
 }
+
+VERB_OUTPUTS = {"compress": "x.aez", "features": "f.npy", "denoise": "d.npz", "anomaly": "s.csv", "latent": "m.png"}
+for verb, output in VERB_OUTPUTS.items():  # every verb that reads data, on the inputs a user gets wrong
+    use = ["-o", f"TMP/{output}"]
+    BAD_INPUTS[f"{verb}: wrong shape"] = ([verb, "RUN", "TMP/wrong.npy", *use], ["expects [1, 8, 8]"])
+    BAD_INPUTS[f"{verb}: wrong file type"] = ([verb, "RUN", "TMP/notes.txt", *use], ["unsupported file type"])
+    BAD_INPUTS[f"{verb}: empty input"] = ([verb, "RUN", "TMP/empty.npy", *use], ["no items"])
+    BAD_INPUTS[f"{verb}: unknown run"] = ([verb, "TMP/no-run", "digits", *use], ["no such run folder"])
 
 
 def make_bad_files(tmp):
