@@ -250,35 +250,23 @@ def cmd_denoise(a: argparse.Namespace) -> None:
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
-    from .apps import generate as G
-    from .apps import open_run, read_input, refuse_existing, to_raw, write_array
-    from .errors import check
+    from .apps.generate import generate_file
 
-    out = refuse_existing(a.output, a.force)
-    check(out.suffix.lower() in (".png", ".npz", ".npy"), f"-o {out}: write a .png figure, or .npz/.npy arrays")
-    run = open_run(a.run)
-    columns = 8
-    if a.interpolate:
-        items = read_input(run, a.data or run.data_config.source, a.split, a.data_dir)
-        i, j = a.interpolate
-        check(0 <= i < len(items) and 0 <= j < len(items), f"--interpolate: indices must be in 0..{len(items) - 1}")
-        x, columns = (
-            G.interpolate(run, items.batch(slice(i, i + 1))[0], items.batch(slice(j, j + 1))[0], a.steps),
-            a.steps,
-        )
-        what = f"interpolation from item {i} to item {j}"
-    elif a.manifold:
-        x, columns, what = G.manifold(run, a.grid, a.data_dir), a.grid, "the 2-d latent manifold"
-    else:
-        x, what = G.generate(run, a.n, a.temperature, a.seed, a.data_dir), f"{a.n} samples, temperature {a.temperature}"
-    if out.suffix.lower() == ".png":
-        from . import plots
-
-        check(x.dim() == 4, "the model makes table rows, not images; write them with -o FILE.npz")
-        plots.image_grid(x, out, columns=min(columns, len(x)), title=f"{run.model.name}: {what}")
-    else:
-        write_array(out, to_raw(x, run.scaling), a.force)
-    print(json.dumps({"output": str(out), "items": len(x), "what": what}, indent=2))
+    report = generate_file(
+        a.run,
+        a.output,
+        n=a.n,
+        temperature=a.temperature,
+        seed=a.seed,
+        between=a.interpolate,
+        data=a.data,
+        split=a.split,
+        steps=a.steps,
+        grid=a.grid if a.manifold else None,
+        force=a.force,
+        data_dir=a.data_dir,
+    )
+    print(json.dumps(report, indent=2))
 
 
 def cmd_anomaly(a: argparse.Namespace) -> None:

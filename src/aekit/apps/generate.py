@@ -13,7 +13,7 @@ import torch
 
 from ..errors import check
 from ..run import Run
-from . import decode_all, encode_all, open_run
+from . import decode_all, encode_all, open_run, read_input, refuse_existing, to_raw, write_array
 
 
 def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,3 +67,44 @@ def manifold(run: Run | str | os.PathLike, grid: int = 15, data_dir: str | os.Pa
     z1, z0 = torch.meshgrid(q.flip(0), q, indexing="ij")
     eps = torch.stack([z0.flatten(), z1.flatten()], 1)
     return decode_all(run.model, mean + eps @ factor.T)
+
+
+def generate_file(
+    run: Run | str | os.PathLike,
+    out: str | os.PathLike,
+    n: int = 64,
+    temperature: float = 1.0,
+    seed: int = 0,
+    between: tuple[int, int] | None = None,
+    data: str | None = None,
+    split: str = "test",
+    steps: int = 10,
+    grid: int | None = None,
+    force: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default; with
+    between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
+    with grid=G the 2-d latent manifold on a G x G lattice."""
+    out = refuse_existing(out, force)
+    check(out.suffix.lower() in (".png", ".npz", ".npy"), f"{out}: write a .png figure, or .npz/.npy arrays")
+    run = open_run(run)
+    columns = 8
+    if between:
+        items = read_input(run, data or run.data_config.source, split, data_dir)
+        i, j = between
+        check(0 <= i < len(items) and 0 <= j < len(items), f"interpolate: indices must be in 0..{len(items) - 1}")
+        x = interpolate(run, items.batch(slice(i, i + 1))[0], items.batch(slice(j, j + 1))[0], steps)
+        columns, what = steps, f"interpolation from item {i} to item {j}"
+    elif grid is not None:
+        x, columns, what = manifold(run, grid, data_dir), grid, "the 2-d latent manifold"
+    else:
+        x, what = generate(run, n, temperature, seed, data_dir), f"{n} samples, temperature {temperature}"
+    if out.suffix.lower() == ".png":
+        from .. import plots
+
+        check(x.dim() == 4, "the model makes table rows, not images; write them as .npz")
+        plots.image_grid(x, out, columns=min(columns, len(x)), title=f"{run.model.name}: {what}")
+    else:
+        write_array(out, to_raw(x, run.scaling), force)
+    return {"output": str(out), "items": len(x), "what": what}
