@@ -223,3 +223,12 @@ def test_use_commands_on_a_run(digits_run_dir, tmp_path):
         assert (tmp_path / output).exists()
         json.loads(result.stdout)  # every verb reports in JSON
     assert np.load(tmp_path / "f.npy").shape == (1797, 8) and np.load(tmp_path / "i.npz")["x"].shape == (10, 1, 8, 8)
+
+
+def test_train_on_one_class_then_score_all(tmp_path):
+    run = aekit.train(
+        "digits", "ae", out=tmp_path / "zeros", epochs=60, hidden=[32], latent_dim=4, classes=[0], quiet=True
+    )
+    assert set(run.load_data().train.y.tolist()) == {0} and set(run.load_data().test.y.tolist()) == {0}
+    report = anomaly_file(run, "digits", split="test", normal=["0"])  # another read of the source: every class
+    assert report["items"] == 359 and report["auroc"] > 0.9

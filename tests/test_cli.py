@@ -138,6 +138,8 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "negative beta": ([*TRAIN, "--data", "digits", "--model", "vae", "--beta", "-1"], ["beta must be >= 0"]),
     "option of another type": ([*TRAIN, "--data", "digits", "--model", "ae", "--beta", "2"], ["unknown option 'beta'"]),
     "conv on a table": ([*TRAIN, "--data", "TMP/words2.csv", "--backbone", "conv"], ["conv backbone needs images"]),
+    "unknown class": ([*TRAIN, "--data", "digits", "--classes", "seven"], ["'seven' is not a label of digits"]),
+    "classes of unlabeled data": ([*TRAIN, "--data", "TMP/unlabeled.npy", "--classes", "1"], ["has no labels"]),
     "unknown schedule": ([*TRAIN, "--data", "digits", "--schedule", "step"], ["schedule must be one of"]),
     "nll of a non-vae": (["evaluate", "RUN", "--nll-k", "10"], ["only vae does"]),
     "unknown run": (["evaluate", "TMP/no-run"], ["no such run folder"]),

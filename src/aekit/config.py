@@ -127,6 +127,8 @@ class DataConfig:
     size: (height, width) to resize images from a folder to.
     label_column: CSV column holding labels (kept out of the features).
     split_seed: seed of the random hold-out split.
+    classes: keep only the items with these labels (numbers, or an image folder's subfolder names), e.g.
+        to train on normal items only for anomaly detection.
     """
 
     source: str = "mnist"
@@ -134,6 +136,7 @@ class DataConfig:
     size: tuple[int, ...] | None = None
     label_column: str | None = None
     split_seed: int = 0
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check(self.source != "", "data.source must name a dataset or a path")
@@ -143,3 +146,4 @@ class DataConfig:
             ok = len(self.size) == 2 and all(s >= 1 for s in self.size)
             check(ok, f"data.size must be two positive integers HEIGHT,WIDTH, got {list(self.size)}")
         check(self.split_seed >= 0, f"data.split_seed must be >= 0, got {self.split_seed}")
+        check(self.classes is None or len(self.classes) > 0, "data.classes must name at least one label")

@@ -129,12 +129,12 @@ class Run:
         return from_dict(TrainConfig, self.config["train"], "train")
 
     def load_data(self, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Splits:
-        """The run's data (or another source) prepared with the run's scaling, shape-checked against the model."""
+        """The run's data prepared with the run's scaling, shape-checked against the model; or another source
+        (every item of it, whatever the run's data.classes; for the run's own source, the same hold-out)."""
         cfg = self.data_config
         if source is not None:
-            cfg = DataConfig(
-                source, cfg.val_split if source == cfg.source else 0.0, cfg.size, cfg.label_column, cfg.split_seed
-            )
+            same = source == cfg.source
+            cfg = DataConfig(source, cfg.val_split if same else 0.0, cfg.size, cfg.label_column, cfg.split_seed)
         splits = load_config(cfg, data_dir=data_dir, scaling=self.scaling)
         expected = tuple(self.model.config.input_shape)
         got = splits.train.item_shape

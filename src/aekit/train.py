@@ -302,6 +302,8 @@ def train(
     data_keys = set(to_dict(DataConfig())) - {"source"}
     train_opts = {k: v for k, v in options.items() if k in train_keys}
     data_opts = {k: v for k, v in options.items() if k in data_keys}
+    if isinstance(data_opts.get("classes"), list | tuple):  # labels may be given as numbers in Python
+        data_opts["classes"] = [str(c) for c in data_opts["classes"]]
     model_opts = {k: v for k, v in options.items() if k not in train_keys | data_keys}
     if resume:
         return _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)

@@ -131,6 +131,7 @@ def load(
     size: tuple[int, int] | None = None,
     label_column: str | None = None,
     split_seed: int = 0,
+    classes: list[str] | None = None,
     data_dir: str | os.PathLike | None = None,
     scaling: Scaling | None = None,
 ) -> Splits:
@@ -138,10 +139,18 @@ def load(
 
     Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a
     seeded random val_split (default 0.1) is held out; built-ins use their own test split unless
-    val_split is given. scaling, when given (a trained run's), is used for tables and for images that are
-    neither uint8 nor already in [0, 1], instead of fitting one.
+    val_split is given. classes keeps only the items with those labels. scaling, when given (a trained
+    run's), is used for tables and for images that are neither uint8 nor already in [0, 1], instead of
+    fitting one.
     """
-    cfg = DataConfig(str(source), val_split, tuple(size) if size else None, label_column, split_seed)
+    cfg = DataConfig(
+        str(source),
+        val_split,
+        tuple(size) if size else None,
+        label_column,
+        split_seed,
+        tuple(map(str, classes or ())) or None,
+    )
     return load_config(cfg, data_dir=data_dir, scaling=scaling)
 
 
@@ -159,6 +168,9 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
             test[np.random.default_rng(0).permutation(len(test))[: len(test) // 5]] = True
             x_train, y_train, x_test, y_test = d["x"][~test], d["y"][~test], d["x"][test], d["y"][test]
             fixed = Scaling(0.0, 16.0)  # raw digits pixels are 0..16: a fixed range, so every split agrees
+        if cfg.classes is not None:
+            x_train, y_train = _keep_classes(x_train, y_train, None, cfg.classes, name)
+            x_test, y_test = _keep_classes(x_test, y_test, None, cfg.classes, name)
         if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
             return _make_splits(x_train[:, None], y_train.astype(np.int64), name, None, cfg, None, scaling or fixed)
         x, y = np.concatenate([x_train, x_test])[:, None], np.concatenate([y_train, y_test]).astype(np.int64)
@@ -168,7 +180,28 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if not path.exists():
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTIN)}) and no such file or folder")
     x, y, classes = read_path(path, cfg)
+    if cfg.classes is not None:
+        x, y = _keep_classes(x, y, classes, cfg.classes, path.name)
     return _make_splits(x, y, path.name, classes, cfg, None, scaling)
+
+
+def _keep_classes(
+    x: np.ndarray, y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The items whose label is one of wanted (label numbers, or class names when the data has them)."""
+    check(y is not None, f"{name}: has no labels, so data.classes cannot select items")
+    labels = []
+    for v in wanted:
+        if names and v in names:
+            labels.append(names.index(v))
+        else:
+            try:
+                labels.append(int(v))
+            except ValueError:
+                raise AekitError(f"data.classes: {v!r} is not a label of {name}") from None
+    keep = np.isin(y, labels)
+    check(keep.any(), f"{name}: no items with labels {', '.join(wanted)}")
+    return x[keep], y[keep]
 
 
 def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
