@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/aekit train --data mnist --model ae --hidden 128,64 --latent-dim 32 --epochs 20 --batch-size 256 \
 		--lr 1e-3 --seed 0 --out $(RUN) --force
 	$(BIN)/aekit evaluate $(RUN)
-	$(BIN)/aekit reconstruct $(RUN) -o $(RUN)/reconstructions.png -n 10
+	$(BIN)/aekit reconstruct $(RUN) -o $(RUN)/reconstructions.png -n 10 --force
 	@echo "figure: $(RUN)/reconstructions.png  loss curve: $(RUN)/loss_curve.png  metrics: $(RUN)/metrics.json"
 
 test: setup

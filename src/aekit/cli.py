@@ -202,12 +202,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def cmd_reconstruct(a: argparse.Namespace) -> None:
+    from .apps import refuse_existing
     from .errors import check
     from .evaluate import reconstruct
 
     check(1 <= a.n <= 32, f"-n must be between 1 and 32, got {a.n}")
     check(a.output.lower().endswith(".png"), f"-o {a.output}: the figure is written as PNG; name it *.png")
-    print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir))
+    print(reconstruct(a.run, refuse_existing(a.output, a.force), n=a.n, data=a.data, data_dir=a.data_dir))
 
 
 def cmd_compress(a: argparse.Namespace) -> None:
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="PNG file to write")
     r.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
     r.add_argument("--data", help="draw items from this data instead of the run's held-out split")
+    r.add_argument("--force", action="store_true", help="replace an existing figure")
     r.set_defaults(func=cmd_reconstruct)
 
     input_help = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
@@ -499,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     except AekitError as e:
         message = " ".join(str(e).split())
         print(f"aekit: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the disk is full, a folder is not writable, ...: say so in one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"aekit: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as e:
         run_dir = getattr(e, "run_dir", None)

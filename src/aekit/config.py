@@ -94,6 +94,7 @@ class TrainConfig:
     weight_decay: Adam's L2 penalty on the weights.
     schedule: learning rate over the run: constant, or cosine (linear warm-up over the first 5% of
         steps, then a cosine decay to 0).
+    grad_clip: clip the gradients' global norm to this before each step; None (default) does not clip.
     seed: seeds the initial weights, the data order and any noise.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     """
@@ -103,6 +104,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "constant"
+    grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -114,6 +116,7 @@ class TrainConfig:
         check(
             self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
         )
+        check(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be positive, got {self.grad_clip}")
         check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
 
 

@@ -12,7 +12,8 @@ import torch
 from . import metrics as M
 from .data.datasets import Dataset, Splits
 from .errors import check
-from .run import Run
+from .io import FolderLock
+from .run import METRICS, Run, read_json
 
 
 def _open(run: Run | str | os.PathLike) -> Run:
@@ -84,8 +85,10 @@ def evaluate(
         "baselines": baselines,
     }
     if save:
-        run.metrics["evaluation"] = result
-        run.save_metrics()
+        with FolderLock(run.path):  # not while a training writes the same metrics.json
+            run.metrics = read_json(run.path / METRICS) if (run.path / METRICS).exists() else {}
+            run.metrics["evaluation"] = result
+            run.save_metrics()
     return result
 
 

@@ -6,11 +6,13 @@ per-sample Python in the loop. Models only have to return an Output with .loss a
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -116,23 +118,36 @@ class Trainer:
         model, data, bs = self.model.train(), self.data.train, self.config.batch_size
         perm = torch.randperm(len(data), generator=self.order)
         totals: dict[str, torch.Tensor] = {}
+        first_bad = torch.tensor(-1, device=self.device)  # step of the first non-finite loss, kept on the device
+        check_every = 1 if self.device.type == "cpu" else 16  # reading it back syncs an accelerator
         for step, start in enumerate(range(0, len(data), bs)):
             x = data.batch(perm[start : start + bs]).to(self.device, non_blocking=True)
             out = model(x)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
+            if self.config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip, foreach=True)
             self.optimizer.step()
             self.scheduler.step()
+            first_bad = torch.where((first_bad < 0) & ~out.loss.detach().isfinite(), step, first_bad)
+            if (step + 1) % check_every == 0 or start + bs >= len(data):
+                self._stop_if_diverged(int(first_bad), out.loss.detach())
             _accumulate(totals, out, len(x))
             for cb in self.callbacks:
                 cb.on_step(self, step, out.loss)
-        means = _means(totals, len(data))
-        if not math.isfinite(means["loss"]):
-            kept = f"the last good checkpoint is in {self.run_dir}; " if self.run_dir else ""
-            raise AekitError(
-                f"training diverged: the loss became {means['loss']} in epoch {self.epoch + 1}; {kept}try a lower lr"
-            )
-        return {f"train_{k}": v for k, v in means.items()}
+        return {f"train_{k}": v for k, v in _means(totals, len(data)).items()}
+
+    def _stop_if_diverged(self, step: int, loss: torch.Tensor) -> None:
+        if step < 0:
+            return
+        kept = f"{self.run_dir} keeps the checkpoint of epoch {self.epoch}; " if self.run_dir else "nothing saved; "
+        clip = "" if self.config.grad_clip is not None else " or clip them (--grad-clip 1.0)"
+        value = float(loss) if not math.isfinite(float(loss)) else "nan or inf"  # accelerators check late
+        raise AekitError(
+            f"training stopped: the loss became {value} at epoch {self.epoch + 1}, step {step + 1} of "
+            f"{self.steps_per_epoch}; {kept}likely causes: a learning rate too high (lr {self.config.lr}: try a "
+            f"tenth), exploding gradients (try a lower lr{clip}), or extreme values in the data"
+        )
 
     @torch.inference_mode()
     def evaluate(self, data: Dataset, batch_size: int = 1024) -> dict[str, float]:
@@ -319,17 +334,40 @@ def train(
         splits = load_config(data_cfg, data_dir=data_dir)
     net = _build_model(model, splits.train.item_shape, model_opts, train_cfg.seed)
     resolve_device(train_cfg.device)
-    run_dir = _new_run_dir(out, model, splits.train.name, force)
+    run_dir, replaced = _new_run_dir(out, model, splits.train.name, force)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
+    # The folder is built under a hidden name and renamed into place with its first checkpoint, so it
+    # never exists half-made: a kill at any moment leaves no folder or one that loads and resumes.
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
+    lock = aio.FolderLock(staging)
     try:
-        run_dir.mkdir(parents=True)
-        aio.write_json(run_dir / CONFIG, config)
-        trainer = Trainer(net, splits, train_cfg, run_dir, _callbacks(quiet, callbacks))
-        trainer.save_checkpoint()  # epoch 0: the folder loads and resumes from the first moment
+        staging.chmod(0o777 & ~aio.current_umask())
+        lock.acquire()  # moves with the folder: held until training ends
+        aio.write_json(staging / CONFIG, config)
+        trainer = Trainer(net, splits, train_cfg, staging, _callbacks(quiet, callbacks))
+        trainer.save_checkpoint()  # epoch 0
+        _move_into_place(staging, run_dir, replaced)
+        trainer.run_dir = run_dir
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        lock.release()
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    return _finish(trainer, config)
+    finally:
+        if replaced is not None:
+            replaced.release()
+    with lock:
+        return _finish(trainer, config)
+
+
+def _move_into_place(staging: Path, run_dir: Path, replaced: aio.FolderLock | None) -> None:
+    """Rename the finished staging folder to run_dir; an old run there (locked by us: --force) goes."""
+    if replaced is None:
+        os.rename(staging, run_dir)  # fails, rather than merging, if someone created run_dir meanwhile
+        return
+    old = staging.with_name(staging.name.replace(".partial", ".old"))
+    os.rename(run_dir, old)
+    os.rename(staging, run_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):
@@ -345,26 +383,44 @@ def _callbacks(quiet: bool, extra: Iterable[Callback]) -> list[Callback]:
     return ([] if quiet else [Progress()]) + list(extra)
 
 
-def _new_run_dir(out: str | os.PathLike | None, model: str, data_name: str, force: bool) -> Path:
+def _new_run_dir(
+    out: str | os.PathLike | None, model: str, data_name: str, force: bool
+) -> tuple[Path, aio.FolderLock | None]:
+    """(the run folder to create, the lock on the old run there if force replaces one)."""
     if out is None:
         base = Path("runs") / f"{model}-{Path(data_name).stem}"
         run_dir, n = base, 1
         while run_dir.exists():
             n += 1
             run_dir = base.with_name(f"{base.name}-{n}")
-        return run_dir
-    run_dir = Path(out)
-    if run_dir.exists():
-        is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
-        empty = run_dir.is_dir() and not any(run_dir.iterdir())
-        if force and is_run:
-            shutil.rmtree(run_dir)
-        elif empty:
-            run_dir.rmdir()
-        else:
-            hint = "; use --resume to continue it or --force to replace it" if is_run else ""
-            raise AekitError(f"{run_dir} already exists{hint}")
-    return run_dir
+    else:
+        run_dir = Path(out)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AekitError(f"cannot create {run_dir.parent}: {e.strerror or e}") from None
+    _remove_abandoned(run_dir)
+    if not run_dir.exists():
+        return run_dir, None
+    is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+        return run_dir, None
+    if force and is_run:
+        return run_dir, aio.FolderLock(run_dir).acquire()  # refuses while another process trains it
+    hint = "; use --resume to continue it or --force to replace it" if is_run else ""
+    raise AekitError(f"{run_dir} already exists{hint}")
+
+
+def _remove_abandoned(run_dir: Path) -> None:
+    """Delete staging folders for run_dir left by killed processes (their lock is free)."""
+    for path in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*.partial"):
+        try:
+            lock = aio.FolderLock(path).acquire()
+        except (AekitError, OSError):
+            continue  # another process is building it
+        lock.release()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run:
@@ -375,17 +431,19 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
         f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",
     )
     check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
-    run = Run.open(out)
-    run.config["train"] = {**run.config["train"], **train_opts}
-    train_cfg = from_dict(TrainConfig, run.config["train"], "train")
-    trainer = Trainer(run.model, run.load_data(data_dir=data_dir), train_cfg, run.path, _callbacks(quiet, callbacks))
-    trainer.load_checkpoint()
-    check(
-        trainer.epoch < train_cfg.epochs,
-        f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
-    )
-    aio.write_json(run.path / CONFIG, run.config)
-    return _finish(trainer, run.config)
+    with aio.FolderLock(out):
+        run = Run.open(out)
+        run.config["train"] = {**run.config["train"], **train_opts}
+        train_cfg = from_dict(TrainConfig, run.config["train"], "train")
+        data = run.load_data(data_dir=data_dir)
+        trainer = Trainer(run.model, data, train_cfg, run.path, _callbacks(quiet, callbacks))
+        trainer.load_checkpoint()
+        check(
+            trainer.epoch < train_cfg.epochs,
+            f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
+        )
+        aio.write_json(run.path / CONFIG, run.config)
+        return _finish(trainer, run.config)
 
 
 def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:

@@ -62,6 +62,11 @@ def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
 def decode(data: bytes, n: int, freqs: np.ndarray) -> np.ndarray:
     """Inverse of encode: the (n, D) symbols. AekitError if data is not a stream of exactly that."""
     d = freqs.shape[0]
+    # Each item costs at least this many bits, however likely its symbols: a stream too short for n items
+    # is refused before any work (a small file claiming billions of items would otherwise run for hours).
+    min_bits = float(np.log2(PROB_SCALE / freqs.max(axis=1)).sum())
+    if n * min_bits * 0.99 > 8 * len(data) + 64:
+        raise AekitError(f"the coded latents are too short for the {n} items the file claims: it is corrupt")
     f = freqs.tolist()
     c = _cumulative(freqs).tolist()
     lookup = [np.repeat(np.arange(freqs.shape[1]), row).tolist() for row in freqs]  # slot -> symbol

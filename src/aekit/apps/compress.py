@@ -22,6 +22,7 @@ import torch
 from .. import io as aio
 from .. import metrics as M
 from ..data.datasets import UINT8, Scaling
+from ..data.sources import check_load_size
 from ..errors import AekitError, check
 from ..run import Run
 from . import coding, decode_all, encode_all, open_run, read_input, refuse_existing, to_raw, write_array
@@ -119,7 +120,9 @@ def read_aez(data: bytes) -> tuple[dict, Quantized]:
     check(len(raw) == expected, "the .aez file's frequency tables have the wrong size")
     freqs = np.frombuffer(raw, "<u2").astype(np.int64).reshape(d, n_symbols)
     check(bool((freqs.sum(1) == coding.PROB_SCALE).all()), "the .aez file's frequency tables are corrupt")
-    q = coding.decode(parts[2], header["items"], freqs)
+    n = header["items"]
+    check_load_size(n * (16 * d + 4 * math.prod(header["item_shape"])), "the .aez file", f"decoding {n} items")
+    q = coding.decode(parts[2], n, freqs)
     lo, step = (np.asarray(header[k], np.float32) for k in ("lo", "step"))
     return header, Quantized(q, lo, step, header["bits"])
 

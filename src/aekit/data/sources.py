@@ -35,12 +35,21 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 
 
 def max_load_bytes() -> int:
-    """Largest array a loader may allocate: $AEKIT_MAX_LOAD_BYTES, default 8 GiB."""
-    raw = os.environ.get("AEKIT_MAX_LOAD_BYTES", str(8 << 30))
+    """Largest array a loader may allocate: $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory,
+    whichever is less."""
+    raw = os.environ.get("AEKIT_MAX_LOAD_BYTES")
+    if raw is None:
+        try:
+            half_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        except (AttributeError, ValueError, OSError):  # not POSIX
+            half_ram = 8 << 30
+        return min(8 << 30, half_ram)
     try:
-        return int(raw)
+        limit = int(raw)
     except ValueError:
-        raise AekitError(f"AEKIT_MAX_LOAD_BYTES must be a whole number of bytes, got {raw!r}") from None
+        limit = -1
+    check(limit > 0, f"AEKIT_MAX_LOAD_BYTES must be a positive whole number of bytes, got {raw!r}")
+    return limit
 
 
 def _human(n: int) -> str:
@@ -51,7 +60,8 @@ def _human(n: int) -> str:
     return ""  # pragma: no cover
 
 
-def _check_size(nbytes: int, path: Path | str, what: str) -> None:
+def check_load_size(nbytes: int, path: Path | str, what: str) -> None:
+    """AekitError naming path unless nbytes fits the load limit (max_load_bytes)."""
     limit = max_load_bytes()
     check(
         nbytes <= limit,
@@ -99,7 +109,7 @@ def parse_idx(f, name: str) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", dims_raw)
     dtype = np.dtype(_IDX_DTYPES[head[2]])
     nbytes = int(np.prod(dims, dtype=object)) * dtype.itemsize
-    _check_size(nbytes, name, f"the IDX header's shape {list(dims)}")
+    check_load_size(nbytes, name, f"the IDX header's shape {list(dims)}")
     data = _read_bounded(f, nbytes + 1)
     check(len(data) >= nbytes, f"{name}: truncated: the header promises {nbytes} bytes of data, found {len(data)}")
     check(len(data) == nbytes, f"{name}: has bytes after the data its header describes")
@@ -373,12 +383,12 @@ def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 return _pick_npz(path, loaded)
-        _check_size(loaded.nbytes, path, f"the array of shape {list(loaded.shape)}")
+        check_load_size(loaded.nbytes, path, f"the array of shape {list(loaded.shape)}")
         check(loaded.nbytes <= size, f"{path}: truncated")
         return np.array(loaded), None
     except AekitError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+    except Exception as e:  # numpy parses the header with Python's tokenizer: damaged bytes raise anything
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "allow_pickle" in msg or "Python objects" in msg:
             msg = "it holds Python objects, which aekit does not unpickle; save plain numeric arrays"
@@ -394,11 +404,25 @@ def _pick_npz(path: Path, npz) -> tuple[np.ndarray, np.ndarray | None]:
         x_name = names[0]
     y_name = next((n for n in ("y", "labels", "targets", "arr_1") if n in names), None)
     for name in filter(None, (x_name, y_name)):
-        info = npz.zip.getinfo(name + ".npy")
-        _check_size(info.file_size, path, f"array '{name}'")
+        _check_npz_member(path, npz.zip, name)
     x = npz[x_name]
     y = npz[y_name] if y_name else None
     return x, y
+
+
+def _check_npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> None:
+    """Refuse a member whose declared or header-claimed size is over the load limit, or whose .npy header
+    claims more data than the member holds (numpy would allocate the claimed size before reading)."""
+    info = zf.getinfo(name + ".npy")
+    check_load_size(info.file_size, path, f"array '{name}'")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        check(version in readers, f"{path}: array '{name}' has an unsupported .npy version {version}")
+        shape, _, dtype = readers[version](f)
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    check_load_size(nbytes, path, f"array '{name}' of shape {list(shape)}")
+    check(nbytes <= info.file_size, f"{path}: array '{name}' is truncated (its header claims {_human(nbytes)})")
 
 
 def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
@@ -409,7 +433,7 @@ def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, n
     """
     try:
         size = path.stat().st_size
-        _check_size(size * 8, path, "the table")  # a parsed number takes at most 8x its shortest text
+        check_load_size(size * 8, path, "the table")  # a parsed number takes at most 8x its shortest text
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -516,7 +540,7 @@ def read_image_folder(
         h, w = first[1], first[0]
     else:
         h, w = size
-    _check_size(len(images) * h * w * channels, path, f"{len(images)} images of {h}x{w}x{channels}")
+    check_load_size(len(images) * h * w * channels, path, f"{len(images)} images of {h}x{w}x{channels}")
     x = np.empty((len(images), h, w, channels), dtype=np.uint8)
     for i, img in enumerate(images):
         img = _to_mode(img, mode)

@@ -1,0 +1,436 @@
+"""Issue 5's promises: killed runs resume exactly, run folders are locked, divergence stops cleanly, and no
+input file (random, truncated, bit-flipped or crafted to exhaust memory) gets past a one-line AekitError."""
+
+import gzip
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from safetensors.torch import load_file
+
+import aekit
+from aekit import AekitError, datasets
+from aekit.cli import main as cli_main
+from aekit.data.sources import idx_bytes
+from conftest import run_cli
+
+SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
+# dae + cosine schedule: a resume must restore the noise RNG and the scheduler, not just the weights
+KILL_TRAIN = ["train", "--data", "digits", "--model", "dae", "--hidden", "32", "--latent-dim", "8"]
+KILL_TRAIN += ["--batch-size", "8", "--epochs", "6", "--schedule", "cosine", "--device", "cpu", "--quiet"]
+
+
+def _epochs_done(run_dir: Path) -> int:
+    try:
+        return len(json.loads((run_dir / "metrics.json").read_text())["history"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def _popen(*args) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "aekit", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _history(run_dir: Path) -> list[dict]:
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+
+
+def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    done = run_cli(*KILL_TRAIN, "--out", tmp_path / "reference")
+    assert done.returncode == 0, done.stderr
+    rng = random.Random(5)
+    # Kill while starting up, and at random moments after 0, 2 and 4 finished epochs (mid-epoch or mid-save).
+    for i, after in enumerate([-1, 0, 2, 4]):
+        out = tmp_path / f"killed-{i}"
+        proc = _popen(*KILL_TRAIN, "--out", out)
+        deadline = time.monotonic() + 120
+        while after >= 0 and _epochs_done(out) < after and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(1.0, 3.0) if after < 0 else rng.uniform(0.0, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():
+            aekit.Run.open(out)  # whatever the moment, the folder loads: its last complete checkpoint
+            if _epochs_done(out) < 6:
+                resumed = run_cli("train", "--resume", out, "--quiet")
+                assert resumed.returncode == 0, resumed.stderr
+        else:  # killed before the folder was complete: nothing is there, so train again from scratch
+            again = run_cli(*KILL_TRAIN, "--out", out)
+            assert again.returncode == 0, again.stderr
+        assert _same_weights(out, tmp_path / "reference"), f"kill point {i}"
+        assert _history(out) == _history(tmp_path / "reference")
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+        leftovers += [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+        assert not leftovers, leftovers
+
+
+def test_a_second_process_cannot_write_a_run_folder_that_is_training(tmp_path, capsys):
+    out = tmp_path / "busy"
+    long_run = [a if a != "6" else "1000" for a in KILL_TRAIN]  # --epochs 1000: it trains until stopped
+    first = _popen(*long_run, "--out", out)
+    deadline = time.monotonic() + 120
+    while _epochs_done(out) < 1 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first.poll() is None, first.stderr.read()
+    for args in (
+        [*KILL_TRAIN, "--out", out, "--force"],
+        ["train", "--resume", out, "--epochs", "2000"],
+        ["evaluate", out],
+    ):
+        assert cli_main(list(map(str, args))) == 2
+        assert "is in use by another aekit process (pid" in capsys.readouterr().err
+    assert first.poll() is None  # unharmed: still training
+    first.send_signal(signal.SIGINT)  # Ctrl-C: stops after writing nothing half-made
+    assert first.wait(60) == 130
+    assert "continue with: aekit train --resume" in first.stderr.read()
+    epochs = _epochs_done(out)
+    assert epochs >= 1 and [r["epoch"] for r in _history(out)] == list(range(1, epochs + 1))
+    assert cli_main(["train", "--resume", str(out), "--epochs", str(epochs + 1), "--quiet"]) == 0  # lock released
+
+
+def test_force_replaces_a_finished_run_whole(tmp_path):
+    aekit.train("digits", out=tmp_path / "r", epochs=2, **SMALL)
+    aekit.train("digits", out=tmp_path / "r", epochs=1, force=True, **SMALL)
+    assert _epochs_done(tmp_path / "r") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from aekit.models.vanilla import VanillaAutoencoder
+
+    original, calls = VanillaAutoencoder.forward, [0]
+
+    def poisoned(self, x):
+        out = original(self, x)
+        if self.training:
+            calls[0] += 1
+            if calls[0] >= 30:  # 23 steps per epoch: the 7th step of epoch 2
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VanillaAutoencoder, "forward", poisoned)
+    with pytest.raises(AekitError, match=r"loss became nan at epoch 2, step 7 of 23; .* checkpoint of epoch 1"):
+        aekit.train("digits", out=tmp_path / "r", epochs=3, **SMALL)
+    assert calls[0] == 30  # stopped at once
+    run = aekit.Run.open(tmp_path / "r")
+    assert len(run.metrics["history"]) == 1
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+    calls[0] = 0
+    args = ["train", "--data", "digits", "--hidden", "32", "--latent-dim", "8", "--batch-size", "64", "--quiet"]
+    assert cli_main([*args, "--device", "cpu", "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "likely causes" in err[0] and "--grad-clip" in err[0]
+
+
+def test_grad_clip_limits_each_update(tmp_path):
+    torch.manual_seed(0)  # the initial weights: the seed alone decides them
+    start = aekit.create_model("ae", (1, 8, 8), hidden=[32], latent_dim=8).state_dict()
+    free = aekit.train("digits", out=tmp_path / "free", epochs=2, seed=0, **SMALL)
+    clipped = aekit.train("digits", out=tmp_path / "clipped", epochs=2, seed=0, grad_clip=1e-9, **SMALL)
+    assert clipped.config["train"]["grad_clip"] == 1e-9
+
+    def moved(run) -> float:
+        return sum(float((v - start[k]).abs().sum()) for k, v in run.model.state_dict().items())
+
+    # Adam divides by the gradient's size; at a norm of 1e-9 its epsilon (1e-8) dominates: tiny steps.
+    assert 0 < moved(clipped) < 0.01 * moved(free)
+    with pytest.raises(AekitError, match="grad_clip must be positive"):
+        aekit.train("digits", out=tmp_path / "bad", grad_clip=0.0, **SMALL)
+
+
+# ---------------------------------------------------------------- untrusted bytes, every loader
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same cases every run
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def damaged(valid: bytes):
+    """Truncations, bit flips and plain garbage derived from a valid file's bytes."""
+
+    def flip(flips):
+        out = bytearray(valid)
+        for pos, bit in flips:
+            out[pos % len(out)] ^= 1 << bit
+        return bytes(out)
+
+    return st.one_of(
+        st.integers(0, len(valid) - 1).map(lambda n: valid[:n]),
+        st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 7)), min_size=1, max_size=6).map(flip),
+        st.binary(max_size=256),
+        st.binary(min_size=1, max_size=64).map(lambda extra: valid + extra),
+    )
+
+
+def loads_or_refuses(load) -> None:
+    """The only acceptable outcomes for damaged input: a result, or an AekitError (never another exception)."""
+    try:
+        load()
+    except AekitError as e:
+        assert "\n" not in str(e).strip()
+
+
+def _images() -> np.ndarray:
+    return (np.arange(5 * 6 * 7) % 251).astype(np.uint8).reshape(5, 6, 7)
+
+
+def _npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, _images())
+    return buf.getvalue()
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=_images(), y=np.arange(5))
+    return buf.getvalue()
+
+
+def _png(kind: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_images()[0]).save(buf, kind)
+    return buf.getvalue()
+
+
+CSV = b"a,b,label\n0.5,1,x\n2,3.25,y\n4,5,x\n6,7,y\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("data.idx", idx_bytes(_images())),
+        ("data-idx3-ubyte.gz", gzip.compress(idx_bytes(_images()), mtime=0)),
+        ("data.npy", _npy()),
+        ("data.npz", _npz()),
+        ("data.csv", CSV),
+    ],
+)
+def test_damaged_data_files_load_or_fail_cleanly(name, valid):
+    @FUZZ
+    @given(damaged(valid))
+    def check(data):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            loads_or_refuses(lambda: datasets.load(path, label_column="label" if name.endswith("csv") else None))
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "BMP"])
+def test_damaged_images_load_or_fail_cleanly(kind):
+    valid = _png(kind)
+
+    @FUZZ
+    @given(damaged(valid))
+    def check(data):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / f"a.{kind.lower()}").write_bytes(valid)
+            (folder / f"b.{kind.lower()}").write_bytes(data)
+            loads_or_refuses(lambda: datasets.load(folder))
+
+    check()
+
+
+@pytest.mark.parametrize("member", ["config.json", "model.safetensors"])
+def test_damaged_run_folders_load_or_fail_cleanly(digits_run_dir, member):
+    valid = (digits_run_dir / member).read_bytes()
+
+    @FUZZ
+    @given(damaged(valid))
+    def check(data):
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = Path(tmp) / "run"
+            run_dir.mkdir()
+            for name in ("config.json", "model.safetensors"):
+                (run_dir / name).write_bytes(data if name == member else (digits_run_dir / name).read_bytes())
+            loads_or_refuses(lambda: aekit.Run.open(run_dir).model.reconstruct(torch.rand(2, 1, 8, 8)))
+
+    check()
+
+
+@FUZZ
+@given(st.data())
+def test_config_json_values_are_validated(digits_run_dir, data):
+    config = json.loads((digits_run_dir / "config.json").read_text())
+    section = data.draw(st.sampled_from(["model", "train", "data"]))
+    key = data.draw(st.sampled_from(sorted(config[section]) + ["no_such_option"]))
+    value = data.draw(st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(), st.text()))
+    config[section][key] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        (run_dir / "config.json").write_text(json.dumps(config))
+        (run_dir / "model.safetensors").write_bytes((digits_run_dir / "model.safetensors").read_bytes())
+        loads_or_refuses(lambda: aekit.Run.open(run_dir))
+
+
+def test_damaged_aez_files_are_refused(digits_run):
+    x = datasets.load("digits").test.floats()[:20]
+    valid = aekit.compress(digits_run, x, bits=6)
+
+    @FUZZ
+    @given(damaged(valid))
+    def check(data):
+        if data == valid:
+            return
+        with pytest.raises(AekitError):  # the CRC-32 catches any change a loader could act on
+            aekit.decompress(data, digits_run)
+
+    check()
+
+
+# ---------------------------------------------------------------- crafted bombs: bounded memory and time
+
+BOMBS = r"""
+import io, os, resource, struct, sys, time, zipfile, zlib
+from pathlib import Path
+import numpy as np
+import numpy.lib.format as fmt
+import aekit
+from aekit.run import read_tensors
+
+tmp = Path(sys.argv[1])
+run = aekit.Run.open(sys.argv[2])
+cases = {}
+
+def case(name):
+    def wrap(f):
+        cases[name] = f
+        return f
+    return wrap
+
+@case("IDX header claiming 2**96 bytes")
+def _():
+    (tmp / "big-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1))
+    aekit.datasets.load(tmp / "big-idx3-ubyte")
+
+@case("PNG declaring 100000 x 100000 pixels")
+def _():
+    folder = tmp / "png"
+    folder.mkdir()
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", 100000, 100000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # a valid IHDR: only the size is absurd
+    (folder / "big.png").write_bytes(bytes(data))
+    aekit.datasets.load(folder)
+
+@case("npz zip bomb: 600 MB of zeros in 0.6 MB")
+def _():
+    with zipfile.ZipFile(tmp / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("x.npy", "w", force_zip64=True) as f:
+            fmt.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (600 << 20,)})
+            for _ in range(600 >> 4):
+                f.write(bytes(16 << 20))
+    aekit.datasets.load(tmp / "bomb.npz")
+
+@case("npz member whose header claims 10**10 items")
+def _():
+    buf = io.BytesIO()
+    fmt.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (10**10,)})
+    with zipfile.ZipFile(tmp / "lie.npz", "w") as z:
+        z.writestr("x.npy", buf.getvalue() + bytes(10))
+    aekit.datasets.load(tmp / "lie.npz")
+
+@case("npy header claiming 10**12 items")
+def _():
+    buf = io.BytesIO()
+    fmt.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    (tmp / "lie.npy").write_bytes(buf.getvalue() + bytes(64))
+    aekit.datasets.load(tmp / "lie.npy")
+
+@case("safetensors header length of 2**40 bytes")
+def _():
+    head = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    (tmp / "h.safetensors").write_bytes(struct.pack("<Q", 2**40) + head)
+    read_tensors(tmp / "h.safetensors")
+
+@case("safetensors tensor claiming 400 GB")
+def _():
+    head = b'{"a":{"dtype":"F32","shape":[100000000000],"data_offsets":[0,400000000000]}}'
+    (tmp / "t.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + bytes(8))
+    read_tensors(tmp / "t.safetensors")
+
+def aez_claiming(items):
+    from aekit.apps.compress import MAGIC, VERSION, _U32
+    import json
+    x = aekit.datasets.load("digits").test.floats()[:5]
+    blob = aekit.compress(run, x, bits=4)
+    parts, pos = [], 5
+    for _ in range(3):
+        (n,) = _U32.unpack_from(blob, pos)
+        parts.append(blob[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    header = json.loads(parts[0])
+    header["items"] = items
+    parts[0] = json.dumps(header).encode()
+    body = MAGIC + bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
+    aekit.decompress(body + _U32.pack(zlib.crc32(body)), run)
+
+@case(".aez claiming 10**9 items (over the load limit)")
+def _():
+    aez_claiming(10**9)
+
+@case(".aez claiming 10**5 items in a 5-item stream (hours of decoding)")
+def _():
+    aez_claiming(10**5)
+
+for name, make in cases.items():
+    start = time.perf_counter()
+    try:
+        make()
+    except aekit.AekitError as e:
+        print(f"{name}\t{time.perf_counter() - start:.2f}\t{e}")
+    else:
+        print(f"{name}\tLOADED")
+print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_crafted_bombs_end_in_clean_errors_with_bounded_memory_and_time(tmp_path, digits_run_dir):
+    script = tmp_path / "bombs.py"
+    script.write_text(BOMBS)
+    env_limit = str(256 << 20)  # the load limit for this run: 256 MB
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(digits_run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "AEKIT_MAX_LOAD_BYTES": env_limit},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    results = [line.split("\t") for line in lines[:-1]]
+    assert len(results) == 9
+    for name, seconds, *message in results:
+        assert seconds != "LOADED", name
+        assert message and message[0].strip(), name  # the error says what is wrong
+        assert float(seconds) < 10, (name, seconds)
+    peak = int(lines[-1].split()[1])
+    assert peak < 1024, f"peak resident memory {peak} MB"  # torch and numpy themselves take ~300 MB
