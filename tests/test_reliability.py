@@ -434,3 +434,30 @@ def test_crafted_bombs_end_in_clean_errors_with_bounded_memory_and_time(tmp_path
         assert float(seconds) < 10, (name, seconds)
     peak = int(lines[-1].split()[1])
     assert peak < 1024, f"peak resident memory {peak} MB"  # torch and numpy themselves take ~300 MB
+
+
+# ---------------------------------------------------------------- outputs: never clobbered without --force
+
+
+@pytest.mark.parametrize(
+    ("verb", "name"),
+    [
+        (["reconstruct", "{run}", "-n", "4"], "fig.png"),
+        (["compress", "{run}", "digits", "--split", "test"], "codes.aez"),
+        (["features", "{run}", "digits"], "codes.npy"),
+        (["denoise", "{run}", "digits", "--split", "test"], "clean.npz"),
+        (["generate", "{run}", "-n", "4"], "samples.png"),
+        (["anomaly", "{run}", "digits", "--split", "test"], "scores.csv"),
+        (["latent", "{run}", "digits", "--split", "test"], "map.png"),
+    ],
+)
+def test_no_verb_overwrites_an_existing_output_without_force(tmp_path, digits_run_dir, capsys, verb, name):
+    out = tmp_path / name
+    out.write_bytes(b"precious")
+    args = [a.format(run=digits_run_dir) for a in verb] + ["-o", str(out)]
+    assert cli_main(args) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert cli_main([*args, "--force"]) == 0
+    assert out.read_bytes() != b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary files left beside it

@@ -432,6 +432,8 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
     )
     check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
     with aio.FolderLock(out):
+        for stale in Path(out).glob(".*.tmp"):  # half-written files of a killed process (never under real names)
+            stale.unlink(missing_ok=True)
         run = Run.open(out)
         run.config["train"] = {**run.config["train"], **train_opts}
         train_cfg = from_dict(TrainConfig, run.config["train"], "train")
