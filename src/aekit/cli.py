@@ -155,10 +155,16 @@ def _config_file(path: str) -> tuple[str | None, str | None, dict[str, Any]]:
     return model.pop("name", None), data.pop("source", None), {**model, **sections["train"], **data}
 
 
-def cmd_train(a: argparse.Namespace) -> None:
+def cmd_train(a: argparse.Namespace) -> int | None:
+    from . import distributed
     from .config import DataConfig, TrainConfig
     from .errors import check
     from .train import train
+
+    if a.nproc != 1:
+        check(a.nproc >= 1, f"--nproc must be at least 1, got {a.nproc}")
+        check(distributed.world()[1] == 1, "--nproc starts the processes itself; do not combine it with torchrun")
+        return distributed.launch(a.nproc, _without_option(a.argv, "--nproc"))
 
     model, data, options = _config_file(a.config) if a.config else (None, None, {})
     names = set(_option_names(TrainConfig)) | set(_option_names(DataConfig)) | set(_model_fields())
@@ -187,10 +193,25 @@ def cmd_train(a: argparse.Namespace) -> None:
             data_dir=a.data_dir,
             **options,
         )
+    if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
+        return None
     final = run.metrics.get("final", {})
     shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
     print(f"run folder: {run.path}  {json.dumps(shown)}")
     print(f"next: aekit evaluate {run.path}")
+
+
+def _without_option(argv: list[str], flag: str) -> list[str]:
+    """argv less `flag VALUE` or `flag=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -371,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N local processes (DistributedDataParallel: gloo on CPU, NCCL on GPUs); for several "
+        "machines use torchrun --nnodes ... -m aekit train",
+    )
     seen: set[str] = set()
     from .registry import get_model_class, list_models
 
@@ -494,10 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `aekit` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from .errors import AekitError
 
     try:
-        args.func(args)
+        code = args.func(args)
     except AekitError as e:
         message = " ".join(str(e).split())
         print(f"aekit: error: {message}", file=sys.stderr)
@@ -511,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; continue with: aekit train --resume {run_dir}" if run_dir else ""
         print(f"aekit: interrupted{hint}", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
 from .data.datasets import Dataset, Splits, load_config
@@ -75,7 +76,15 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.device = resolve_device(config.device)
+        self.rank, self.world = distributed.world()
+        if self.world > 1 and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", distributed.local_rank())  # one GPU per process
+            torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
+        self.net = self.model  # what the steps call: the model, or its DistributedDataParallel wrapper
+        if self.world > 1:
+            distributed.setup()
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model)  # starts from rank 0's weights
         self.data = data
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
@@ -101,7 +110,7 @@ class Trainer:
             start = time.perf_counter()
             record = {"epoch": self.epoch + 1}
             record.update(self.train_epoch())
-            if self.data.test is not None:
+            if self.data.test is not None and self.rank == 0:
                 record.update({f"val_{k}": v for k, v in self.evaluate(self.data.test).items()})
             record["time_s"] = round(time.perf_counter() - start, 4)
             self.epoch += 1
@@ -114,17 +123,30 @@ class Trainer:
         return self.history
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the training data in shuffled batches; returns mean loss and logs."""
-        model, data, bs = self.model.train(), self.data.train, self.config.batch_size
+        """One pass over the training data in shuffled batches; returns mean loss and logs.
+
+        With several processes every one draws the same permutation and takes its slice of each global
+        batch; its loss is weighted by its share, so DDP's gradient average is the global batch's gradient.
+        """
+        model, data, bs = self.net.train(), self.data.train, self.config.batch_size
         perm = torch.randperm(len(data), generator=self.order)
+        if self.world > 1:  # per-rank noise (dae, vae) that a resume with the same world size reproduces
+            torch.manual_seed(self.config.seed + 1_000_003 * (self.epoch + 1) + 7919 * self.rank)
         totals: dict[str, torch.Tensor] = {}
         first_bad = torch.tensor(-1, device=self.device)  # step of the first non-finite loss, kept on the device
         check_every = 1 if self.device.type == "cpu" else 16  # reading it back syncs an accelerator
         for step, start in enumerate(range(0, len(data), bs)):
-            x = data.batch(perm[start : start + bs]).to(self.device, non_blocking=True)
+            idx = perm[start : start + bs]
+            mine, share = idx, 1.0
+            if self.world > 1:
+                mine = idx.tensor_split(self.world)[self.rank]
+                share = len(mine) * self.world / len(idx)
+                if len(mine) == 0:  # a last batch smaller than the world: take part with a weight of 0
+                    mine, share = idx[:1], 0.0
+            x = data.batch(mine).to(self.device, non_blocking=True)
             out = model(x)
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (out.loss * share if share != 1.0 else out.loss).backward()
             if self.config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip, foreach=True)
             self.optimizer.step()
@@ -132,10 +154,11 @@ class Trainer:
             first_bad = torch.where((first_bad < 0) & ~out.loss.detach().isfinite(), step, first_bad)
             if (step + 1) % check_every == 0 or start + bs >= len(data):
                 self._stop_if_diverged(int(first_bad), out.loss.detach())
-            _accumulate(totals, out, len(x))
+            _accumulate(totals, out, len(x) if share else 0)
             for cb in self.callbacks:
                 cb.on_step(self, step, out.loss)
-        return {f"train_{k}": v for k, v in _means(totals, len(data)).items()}
+        sums = distributed.all_sum(totals, self.device)
+        return {f"train_{k}": v / len(data) for k, v in sums.items()}
 
     def _stop_if_diverged(self, step: int, loss: torch.Tensor) -> None:
         if step < 0:
@@ -152,7 +175,7 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, data: Dataset, batch_size: int = 1024) -> dict[str, float]:
         """Mean loss and logs of the model (eval mode) over data."""
-        model = self.model.eval()
+        model = self.model.eval()  # not the DDP wrapper: rank 0 evaluates alone
         totals: dict[str, torch.Tensor] = {}
         for start in range(0, len(data), batch_size):
             x = data.batch(slice(start, start + batch_size)).to(self.device, non_blocking=True)
@@ -163,7 +186,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write checkpoint.safetensors (atomic, the resume point), then model.safetensors and metrics.json."""
-        if self.run_dir is None:
+        if self.run_dir is None or self.rank != 0:
             return
         weights = self.model.state_dict()
         tensors = {f"model.{k}": v for k, v in weights.items()}
@@ -195,9 +218,9 @@ class Trainer:
             metrics["final"] = self.history[-1]
         aio.write_json(metrics_path, metrics)
 
-    def load_checkpoint(self) -> None:
-        """Restore weights, optimizer, RNG states and history from the run folder's checkpoint."""
-        path = self.run_dir / CHECKPOINT
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        """Restore weights, optimizer, RNG states and history from a checkpoint (default: the run folder's)."""
+        path = path or self.run_dir / CHECKPOINT
         tensors, meta = read_tensors(path)
         try:
             self.epoch = int(meta["epoch"])
@@ -301,7 +324,7 @@ def train(
     data_dir: str | os.PathLike | None = None,
     callbacks: Iterable[Callback] = (),
     **options: Any,
-) -> Run:
+) -> Run | None:
     """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
 
     data: a built-in name ("mnist", "digits"), a path, or Splits from aekit.datasets.load().
@@ -311,7 +334,9 @@ def train(
     options: training options (epochs, batch_size, lr, weight_decay, seed, device), data options
         (val_split, size, label_column, split_seed) and model options (latent_dim, hidden, ...).
 
-    Bad options or data raise AekitError before anything is written.
+    Bad options or data raise AekitError before anything is written. Under torchrun (or `aekit train
+    --nproc N`) every process calls this; they train one model with DistributedDataParallel, rank 0
+    writes the run folder and returns the Run, the others return None.
     """
     train_keys = set(to_dict(TrainConfig()))
     data_keys = set(to_dict(DataConfig())) - {"source"}
@@ -320,9 +345,17 @@ def train(
     if isinstance(data_opts.get("classes"), list | tuple):  # labels may be given as numbers in Python
         data_opts["classes"] = [str(c) for c in data_opts["classes"]]
     model_opts = {k: v for k, v in options.items() if k not in train_keys | data_keys}
-    if resume:
-        return _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
+    started = distributed.setup()  # under torchrun or --nproc: join the other processes
+    try:
+        if resume:
+            return _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
+        return _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts)
+    finally:
+        if started:
+            distributed.teardown()
 
+
+def _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts) -> Run | None:
     train_cfg = from_dict(TrainConfig, train_opts, "train")
     if isinstance(data, Splits):
         check(not data_opts, f"{', '.join(data_opts)}: data options apply to a dataset name or path, not to Splits")
@@ -334,17 +367,31 @@ def train(
         splits = load_config(data_cfg, data_dir=data_dir)
     net = _build_model(model, splits.train.item_shape, model_opts, train_cfg.seed)
     resolve_device(train_cfg.device)
-    run_dir, replaced = _new_run_dir(out, model, splits.train.name, force)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
-    # The folder is built under a hidden name and renamed into place with its first checkpoint, so it
-    # never exists half-made: a kill at any moment leaves no folder or one that loads and resumes.
+    rank = distributed.world()[0]
+    trainer = Trainer(net, splits, train_cfg, None, _callbacks(quiet or rank > 0, callbacks))
+    lock = distributed.on_rank0(lambda: _create_run_dir(trainer, out, model, splits.train.name, force, config))
+    if lock is None:  # another rank than 0: train, write nothing
+        trainer.fit()
+        return None
+    with lock:
+        return _finish(trainer, config)
+
+
+def _create_run_dir(trainer: Trainer, out, model: str, data_name: str, force: bool, config) -> aio.FolderLock:
+    """Make the run folder with its config and epoch-0 checkpoint; returns its lock, held.
+
+    The folder is built under a hidden name and renamed into place whole, so a kill at any moment leaves
+    no folder or one that loads and resumes.
+    """
+    run_dir, replaced = _new_run_dir(out, model, data_name, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
     lock = aio.FolderLock(staging)
     try:
         staging.chmod(0o777 & ~aio.current_umask())
         lock.acquire()  # moves with the folder: held until training ends
         aio.write_json(staging / CONFIG, config)
-        trainer = Trainer(net, splits, train_cfg, staging, _callbacks(quiet, callbacks))
+        trainer.run_dir = staging
         trainer.save_checkpoint()  # epoch 0
         _move_into_place(staging, run_dir, replaced)
         trainer.run_dir = run_dir
@@ -355,8 +402,7 @@ def train(
     finally:
         if replaced is not None:
             replaced.release()
-    with lock:
-        return _finish(trainer, config)
+    return lock
 
 
 def _move_into_place(staging: Path, run_dir: Path, replaced: aio.FolderLock | None) -> None:
@@ -423,7 +469,7 @@ def _remove_abandoned(run_dir: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run:
+def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run | None:
     check(out is not None, "resume needs the run folder to continue (--resume RUN)")
     changed = sorted(set(train_opts) - {"epochs", "device"} | set(data_opts) | set(model_opts))
     check(
@@ -431,21 +477,35 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
         f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",
     )
     check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
-    with aio.FolderLock(out):
-        for stale in Path(out).glob(".*.tmp"):  # half-written files of a killed process (never under real names)
-            stale.unlink(missing_ok=True)
+    rank = distributed.world()[0]
+    lock = distributed.on_rank0(lambda: _lock_for_resume(Path(out)))
+    try:
         run = Run.open(out)
         run.config["train"] = {**run.config["train"], **train_opts}
         train_cfg = from_dict(TrainConfig, run.config["train"], "train")
         data = run.load_data(data_dir=data_dir)
-        trainer = Trainer(run.model, data, train_cfg, run.path, _callbacks(quiet, callbacks))
-        trainer.load_checkpoint()
+        trainer = Trainer(run.model, data, train_cfg, None, _callbacks(quiet or rank > 0, callbacks))
+        trainer.load_checkpoint(run.path / CHECKPOINT)
         check(
             trainer.epoch < train_cfg.epochs,
             f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
         )
+        if lock is None:  # another rank than 0: train, write nothing
+            trainer.fit()
+            return None
+        trainer.run_dir = run.path
         aio.write_json(run.path / CONFIG, run.config)
         return _finish(trainer, run.config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_for_resume(run_dir: Path) -> aio.FolderLock:
+    lock = aio.FolderLock(run_dir).acquire()
+    for stale in run_dir.glob(".*.tmp"):  # half-written files of a killed process (never under real names)
+        stale.unlink(missing_ok=True)
+    return lock
 
 
 def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:

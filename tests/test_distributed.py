@@ -1,0 +1,59 @@
+"""Multi-process training (issue 6): DDP on gloo over loopback equals one process with the same global batch."""
+
+import subprocess
+import sys
+
+from safetensors.torch import load_file
+
+import aekit
+from conftest import run_cli
+
+# 1438 training items in batches of 479: slices of 240 and 239, then a last batch of 1 item that leaves
+# the second process with nothing (it takes part with a weight of 0)
+OPTIONS = {"hidden": [32], "latent_dim": 8, "batch_size": 479, "lr": 1e-2, "device": "cpu", "seed": 4}
+FLAGS = ["--data", "digits", "--hidden", "32", "--latent-dim", "8", "--batch-size", "479", "--lr", "1e-2"]
+FLAGS += ["--device", "cpu", "--seed", "4", "--quiet"]
+TOLERANCE = 1e-5  # float32 sums taken in another order
+
+
+def _close(a, b) -> float:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
+def test_two_processes_give_one_process_weights_and_one_run_folder(tmp_path):
+    single = aekit.train("digits", out=tmp_path / "single", epochs=6, quiet=True, **OPTIONS)
+    (tmp_path / "ddp").mkdir()
+    done = run_cli("train", *FLAGS, "--epochs", "6", "--out", "run", "--nproc", "2", cwd=tmp_path / "ddp")
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]  # rank 1 wrote nothing
+    assert done.stdout.count("run folder:") == 1
+    assert _close(single.path, tmp_path / "ddp" / "run") < TOLERANCE
+    history = aekit.Run.open(tmp_path / "ddp" / "run").metrics["history"]
+    for mine, theirs in zip(history, single.metrics["history"], strict=True):
+        assert abs(mine["train_loss"] - theirs["train_loss"]) < 1e-3 * theirs["train_loss"]
+
+
+def test_torchrun_then_resume_with_another_number_of_processes(tmp_path):
+    single = aekit.train("digits", out=tmp_path / "single", epochs=6, quiet=True, **OPTIONS)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    first = subprocess.run(
+        [*torchrun, "-m", "aekit", "train", *FLAGS, "--epochs", "3", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli("train", "--resume", tmp_path / "run", "--epochs", "6", "--quiet")  # one process now
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in aekit.Run.open(tmp_path / "run").metrics["history"]] == list(range(1, 7))
+    assert _close(single.path, tmp_path / "run") < TOLERANCE
+
+
+def test_an_error_on_rank_0_stops_every_process_with_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("not a run")
+    done = run_cli("train", *FLAGS, "--epochs", "1", "--out", tmp_path / "run", "--nproc", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"aekit: error: {tmp_path / 'run'} already exists"]
