@@ -1,11 +1,15 @@
-"""Multi-process training (issue 6): DDP on gloo over loopback equals one process with the same global batch."""
+"""Scaling out (issue 6): DDP on gloo over loopback equals one process with the same global batch; a
+memory-mapped .npy trains exactly like one read into memory."""
 
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from safetensors.torch import load_file
 
 import aekit
+from aekit.data.datasets import MappedDataset
 from conftest import run_cli
 
 # 1438 training items in batches of 479: slices of 240 and 239, then a last batch of 1 item that leaves
@@ -57,3 +61,35 @@ def test_an_error_on_rank_0_stops_every_process_with_one_line(tmp_path):
     done = run_cli("train", *FLAGS, "--epochs", "1", "--out", tmp_path / "run", "--nproc", "2")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"aekit: error: {tmp_path / 'run'} already exists"]
+
+
+def test_a_memory_mapped_npy_trains_exactly_like_one_in_memory(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    table = rng.normal(size=(300, 5)).astype(np.float32)
+    for name, data in (("images.npy", images), ("table.npy", table)):
+        np.save(tmp_path / name, data)
+        options = {"hidden": [16], "latent_dim": 4, "epochs": 2, "batch_size": 32, "quiet": True, "device": "cpu"}
+        loaded = aekit.train(tmp_path / name, out=tmp_path / f"loaded-{name}", **options)
+        monkeypatch.setenv("AEKIT_MMAP_BYTES", "0")  # every .npy is memory-mapped now
+        splits = aekit.datasets.load(tmp_path / name)
+        assert isinstance(splits.train, MappedDataset) and splits.train.scaling == loaded.scaling
+        mapped = aekit.train(tmp_path / name, out=tmp_path / f"mapped-{name}", **options)
+        assert _close(loaded.path, mapped.path) == 0
+        pairs = zip(loaded.metrics["history"], mapped.metrics["history"], strict=True)
+        assert all({**a, "time_s": 0} == {**b, "time_s": 0} for a, b in pairs)
+        features = aekit.features(mapped, aekit.datasets.load(tmp_path / name).test.floats())
+        assert features.shape == (30, 4)
+        monkeypatch.delenv("AEKIT_MMAP_BYTES")
+
+
+def test_a_damaged_large_npy_is_refused_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEKIT_MMAP_BYTES", "0")
+    np.save(tmp_path / "x.npy", np.zeros((50, 8, 8), np.uint8))
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(aekit.AekitError, match="x.npy: truncated"):
+        aekit.datasets.load(tmp_path / "x.npy")
+    np.save(tmp_path / "o.npy", np.array([object()] * 3), allow_pickle=True)
+    with pytest.raises(aekit.AekitError, match="does not unpickle"):
+        aekit.datasets.load(tmp_path / "o.npy")

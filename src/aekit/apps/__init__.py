@@ -6,6 +6,7 @@ at all.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import io as aio
-from ..data.datasets import UINT8, Dataset, Scaling
+from ..data.datasets import UINT8, Dataset, MappedDataset, Scaling
 from ..errors import check
 from ..run import Run
 
@@ -63,6 +64,8 @@ def read_input(run: Run, source: str, split: str = "all", data_dir: str | os.Pat
     if test is None:
         return train
     y = torch.cat([train.y, test.y]) if train.y is not None and test.y is not None else None
+    if isinstance(train, MappedDataset):  # still on disk: join the row lists, read nothing
+        return dataclasses.replace(train, y=y, rows=np.concatenate([train.rows, test.rows]))
     return Dataset(torch.cat([train.x, test.x]), y, train.name, train.scaling, train.classes)
 
 

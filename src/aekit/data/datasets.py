@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,7 +100,7 @@ class Dataset:
 
     @property
     def is_image(self) -> bool:
-        return self.x.dim() == 4
+        return len(self.x.shape) == 4
 
     def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
         """Items at idx (a slice or a 1-d index tensor) as float32 in [0, 1]."""
@@ -115,6 +115,41 @@ class Dataset:
         idx = torch.as_tensor(idx, dtype=torch.long)
         y = self.y[idx] if self.y is not None else None
         return Dataset(self.x[idx], y, self.name, self.scaling, self.classes)
+
+
+@dataclass(frozen=True)
+class MappedDataset(Dataset):
+    """Items left in a memory-mapped .npy file (one larger than sources.mmap_bytes()), read a batch at a time.
+
+    x is the mapped array (N, ...) in its raw dtype; rows are the file rows of this part's items. Each
+    batch is read in file order and scaled like an in-memory Dataset's; the pages read are released from
+    the process's resident memory every 256 MB, so training on a file larger than memory stays small.
+    """
+
+    rows: np.ndarray | None = None
+    source: sources.MappedArray | None = None
+    _read: list = field(default_factory=lambda: [0])  # bytes read since the last release
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        rows = self.rows[idx] if isinstance(idx, slice) else self.rows[np.asarray(idx)]
+        order = np.argsort(rows, kind="stable")
+        raw = np.empty((len(rows), *self.x.shape[1:]), self.x.dtype)
+        raw[order] = self.x[rows[order]]
+        self._read[0] += raw.nbytes
+        if self._read[0] > 256 << 20:
+            self.source.release()
+            self._read[0] = 0
+        if raw.dtype == np.uint8 and self.scaling == UINT8:
+            return torch.from_numpy(raw).float().div_(255)
+        return torch.from_numpy(self.scaling.apply(raw.astype(np.float64)))
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> MappedDataset:
+        idx = np.asarray(idx, dtype=np.int64)
+        y = self.y[torch.from_numpy(idx)] if self.y is not None else None
+        return MappedDataset(self.x, y, self.name, self.scaling, self.classes, self.rows[idx], self.source)
 
 
 class Splits(NamedTuple):
@@ -182,7 +217,10 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     x, y, classes = read_path(path, cfg)
     if cfg.classes is not None:
         x, y = _keep_classes(x, y, classes, cfg.classes, path.name)
-    return _make_splits(x, y, path.name, classes, cfg, None, scaling)
+    mapped = x if isinstance(x, sources.MappedArray) else None
+    if mapped is not None:
+        x = _layout(path, mapped.array)
+    return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped)
 
 
 def _keep_classes(
@@ -205,7 +243,8 @@ def _keep_classes(
 
 
 def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Read the user's data at path into raw arrays: images (N, C, H, W) or tables (N, D)."""
+    """Read the user's data at path into raw arrays: images (N, C, H, W) or tables (N, D); a large .npy
+    file comes back as a sources.MappedArray instead."""
     suffix = path.suffix.lower()
     if path.is_dir():
         x, y, classes = sources.read_image_folder(path, cfg.size)
@@ -214,6 +253,8 @@ def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | Non
     if suffix == ".csv":
         return sources.read_csv(path, cfg.label_column)
     check(cfg.label_column is None, f"--label-column applies to CSV tables, not to {path.name}")
+    if suffix == ".npy" and path.stat().st_size > sources.mmap_bytes():
+        return sources.MappedArray(path), None, None  # read a batch at a time, never whole
     if suffix in sources.ARRAY_SUFFIXES:
         x, y = sources.read_arrays(path)
     elif suffix == ".gz" or "ubyte" in path.name or suffix == ".idx":
@@ -258,19 +299,24 @@ def _make_splits(
     cfg: DataConfig,
     test_idx: np.ndarray | None,
     scaling: Scaling | None,
+    mapped: sources.MappedArray | None = None,
 ) -> Splits:
-    """Validate raw data, split it, fit scaling on the training part, and build Datasets."""
+    """Validate raw data, split it, fit scaling on the training part, and build Datasets (MappedDatasets
+    over a memory-mapped file, which is then only ever read in chunks)."""
     n = len(raw)
     check(n > 0, f"{name}: no items")
     check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
+    release = mapped.release if mapped is not None else lambda: None
     if raw.dtype.kind == "f":
-        bad = ~np.isfinite(raw)
-        if bad.any():
-            first = int(np.argwhere(bad.reshape(n, -1).any(axis=1))[0, 0])
-            raise AekitError(
-                f"{name}: {int(bad.sum())} NaN or infinite values (first in item {first}); "
-                "clean or drop them before training"
-            )
+        start = 0
+        for chunk in _chunks(raw, None, release):
+            bad = ~np.isfinite(chunk)
+            if bad.any():
+                first = start + int(np.argwhere(bad.reshape(len(chunk), -1).any(axis=1))[0, 0])
+                raise AekitError(
+                    f"{name}: NaN or infinite values (first in item {first}); clean or drop them before training"
+                )
+            start += len(chunk)
     if cfg.val_split is not None or test_idx is None:
         frac = 0.1 if cfg.val_split is None else cfg.val_split
         n_test = int(round(n * frac))
@@ -286,18 +332,39 @@ def _make_splits(
     is_image = raw.ndim == 4
     if is_image and raw.dtype == np.uint8:
         scaling = UINT8
-    elif is_image and raw.min() >= 0 and raw.max() <= 1:
+    elif is_image and _in_unit_range(raw, release):
         scaling = Scaling(0.0, 1.0)
     elif scaling is None:  # tables: per column; other images: one range for all pixels
-        scaling = Scaling.fit(raw[parts[0]].astype(np.float64), per_feature=not is_image)
+        axis = 0 if not is_image else None
+        lows, highs = zip(*((c.min(axis), c.max(axis)) for c in _chunks(raw, parts[0], release)), strict=True)
+        low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
+        scaling = Scaling(low.tolist(), high.tolist()) if not is_image else Scaling(float(low), float(high))
+    y_t = torch.from_numpy(y) if y is not None else None
+    cls = tuple(classes) if classes else None
+    if mapped is not None:
+        train, test = (
+            MappedDataset(raw, y_t[i] if y_t is not None else None, name, scaling, cls, i, mapped) for i in parts
+        )
+        return Splits(train, test if len(test) else None)
     if raw.dtype == np.uint8 and scaling == UINT8:
         x = torch.from_numpy(np.ascontiguousarray(raw))  # kept as uint8, scaled per batch
     else:
         x = torch.from_numpy(scaling.apply(raw.astype(np.float64)))
-    y_t = torch.from_numpy(y) if y is not None else None
-    cls = tuple(classes) if classes else None
     train, test = (Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls) for i in parts)
     return Splits(train, test if len(test) else None)
+
+
+def _chunks(raw: np.ndarray, rows: np.ndarray | None, release, chunk_bytes: int = 64 << 20):
+    """raw's items (or those at rows) in consecutive chunks of about chunk_bytes; release() after each."""
+    n = len(raw) if rows is None else len(rows)
+    step = max(1, chunk_bytes // max(1, raw[0].nbytes))
+    for i in range(0, n, step):
+        yield np.asarray(raw[i : i + step] if rows is None else raw[rows[i : i + step]])
+        release()
+
+
+def _in_unit_range(raw: np.ndarray, release) -> bool:
+    return all(c.min() >= 0 and c.max() <= 1 for c in _chunks(raw, None, release))
 
 
 def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, **options) -> dict:

@@ -368,6 +368,49 @@ def read_digits() -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- the user's own files
 
 
+def mmap_bytes() -> int:
+    """.npy files larger than this are memory-mapped rather than read: $AEKIT_MMAP_BYTES, default 1 GiB."""
+    raw = os.environ.get("AEKIT_MMAP_BYTES", str(1 << 30))
+    try:
+        return int(raw)
+    except ValueError:
+        raise AekitError(f"AEKIT_MMAP_BYTES must be a whole number of bytes, got {raw!r}") from None
+
+
+class MappedArray:
+    """A .npy file's array memory-mapped read-only: `array` is a view of the mapping (nothing is read until
+    used); release() drops the pages this process has touched from its resident memory (they stay in the
+    page cache), so reading a file larger than memory keeps the process small."""
+
+    def __init__(self, path: Path) -> None:
+        import mmap
+
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                check(version in readers, f"{path}: unsupported .npy version {version}")
+                shape, fortran, dtype = readers[version](f)
+                offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+                check(not dtype.hasobject, f"{path}: it holds Python objects, which aekit does not unpickle")
+                check(not fortran or len(shape) <= 1, f"{path}: a Fortran-order array; save it in C order")
+                count = int(np.prod(shape, dtype=object))
+                check(offset + count * dtype.itemsize <= size, f"{path}: truncated")
+                self.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except AekitError:
+            raise
+        except Exception as e:  # numpy parses the header with Python's tokenizer: damaged bytes raise anything
+            raise AekitError(f"{path}: not a readable .npy array file ({e})") from None
+        self.array = np.frombuffer(self.mmap, dtype, count, offset).reshape(shape)
+
+    def release(self) -> None:
+        import mmap
+
+        if hasattr(mmap, "MADV_DONTNEED"):  # POSIX; elsewhere the OS pages them out when it needs to
+            self.mmap.madvise(mmap.MADV_DONTNEED)
+
+
 def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read x (and labels y, if present) from .npy or .npz, never unpickling.
 
