@@ -93,3 +93,13 @@ def test_a_damaged_large_npy_is_refused_cleanly(tmp_path, monkeypatch):
     np.save(tmp_path / "o.npy", np.array([object()] * 3), allow_pickle=True)
     with pytest.raises(aekit.AekitError, match="does not unpickle"):
         aekit.datasets.load(tmp_path / "o.npy")
+
+
+def test_gpu_options_are_no_ops_on_cpu_and_named(tmp_path, capsys):
+    options = {"hidden": [16], "latent_dim": 4, "epochs": 2, "device": "cpu", "seed": 1}
+    plain = aekit.train("digits", out=tmp_path / "plain", quiet=True, **options)
+    fast = aekit.train("digits", out=tmp_path / "fast", precision="bf16", compile=True, **options)
+    assert _close(plain.path, fast.path) == 0
+    assert "note: bf16, compile apply on CUDA only" in capsys.readouterr().err
+    with pytest.raises(aekit.AekitError, match="precision must be fp32 or bf16"):
+        aekit.train("digits", out=tmp_path / "bad", precision="fp16", **options)

@@ -97,6 +97,8 @@ class TrainConfig:
     grad_clip: clip the gradients' global norm to this before each step; None (default) does not clip.
     seed: seeds the initial weights, the data order and any noise.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    precision: "fp32", or "bf16" for bfloat16 autocast on CUDA (the loss stays float32; ignored elsewhere).
+    compile: torch.compile the model on CUDA (ignored elsewhere).
     """
 
     epochs: int = 20
@@ -107,8 +109,11 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        check(self.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, got {self.precision!r}")
         check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
         check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
         check(self.lr > 0, f"train.lr must be positive, got {self.lr}")

@@ -6,6 +6,7 @@ per-sample Python in the loop. Models only have to return an Output with .loss a
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import math
@@ -81,10 +82,20 @@ class Trainer:
             self.device = torch.device("cuda", distributed.local_rank())  # one GPU per process
             torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
+        cuda = self.device.type == "cuda"
+        self.channels_last = cuda and getattr(model.config, "backbone", None) == "conv"
+        if self.channels_last:  # the layout cuDNN's convolutions are fastest in
+            self.model.to(memory_format=torch.channels_last)
         self.net = self.model  # what the steps call: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
             distributed.setup()
             self.net = torch.nn.parallel.DistributedDataParallel(self.model)  # starts from rank 0's weights
+        if config.compile and cuda:
+            self.net = torch.compile(self.net)
+        self.autocast = cuda and config.precision == "bf16"
+        self.ignored = [o for o, on in (("bf16", config.precision == "bf16"), ("compile", config.compile)) if on]
+        self.ignored = [] if cuda else self.ignored  # named in the progress line: CUDA-only options
+        data = Splits(*(_on_device(d, self.device) for d in data))
         self.data = data
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
@@ -143,8 +154,11 @@ class Trainer:
                 share = len(mine) * self.world / len(idx)
                 if len(mine) == 0:  # a last batch smaller than the world: take part with a weight of 0
                     mine, share = idx[:1], 0.0
-            x = data.batch(mine).to(self.device, non_blocking=True)
-            out = model(x)
+            x = data.batch(mine.to(_where(data))).to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
+                out = model(x)
             self.optimizer.zero_grad(set_to_none=True)
             (out.loss * share if share != 1.0 else out.loss).backward()
             if self.config.grad_clip is not None:
@@ -249,6 +263,21 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
 
 
+def _on_device(data: Dataset | None, device: torch.device) -> Dataset | None:
+    """An in-memory dataset moved onto a CUDA device once if it takes under a third of its free memory, so
+    batches never cross the bus; anything else as it is."""
+    if data is None or device.type != "cuda" or not isinstance(data.x, torch.Tensor) or data.x.is_cuda:
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    if data.x.nbytes > free // 3:
+        return data
+    return dataclasses.replace(data, x=data.x.to(device))
+
+
+def _where(data: Dataset) -> torch.device:
+    return data.x.device if isinstance(data.x, torch.Tensor) else torch.device("cpu")
+
+
 def _accumulate(totals: dict[str, torch.Tensor], out, n: int) -> None:
     # Sums stay tensors on the device: no host sync per step.
     for key, value in (("loss", out.loss.detach()), *out.logs.items()):
@@ -279,6 +308,8 @@ class Progress(Callback):
             f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}",
             file=self.stream,
         )
+        if trainer.ignored:
+            print(f"note: {', '.join(trainer.ignored)} apply on CUDA only; training in fp32 here", file=self.stream)
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         if not self.tty:

@@ -122,13 +122,13 @@ class MappedDataset(Dataset):
     """Items left in a memory-mapped .npy file (one larger than sources.mmap_bytes()), read a batch at a time.
 
     x is the mapped array (N, ...) in its raw dtype; rows are the file rows of this part's items. Each
-    batch is read in file order and scaled like an in-memory Dataset's; the pages read are released from
-    the process's resident memory every 256 MB, so training on a file larger than memory stays small.
+    batch is read in file order and scaled like an in-memory Dataset's; the pages touched are released from
+    the process's resident memory every 256 MB or so, so training on a file larger than memory stays small.
     """
 
     rows: np.ndarray | None = None
     source: sources.MappedArray | None = None
-    _read: list = field(default_factory=lambda: [0])  # bytes read since the last release
+    _read: list = field(default_factory=lambda: [0])  # bytes of pages touched since the last release
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -138,7 +138,7 @@ class MappedDataset(Dataset):
         order = np.argsort(rows, kind="stable")
         raw = np.empty((len(rows), *self.x.shape[1:]), self.x.dtype)
         raw[order] = self.x[rows[order]]
-        self._read[0] += raw.nbytes
+        self._read[0] += len(rows) * (raw[0].nbytes + 4096)  # scattered rows touch a page each, at least
         if self._read[0] > 256 << 20:
             self.source.release()
             self._read[0] = 0
