@@ -97,7 +97,7 @@ class _SigmoidSquaredError(torch.autograd.Function):
 def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, x_hat): x_hat = sigmoid(logits); loss = squared error summed over an item's features and
     averaged over the batch. x_hat carries no gradient (the loss does)."""
-    total, x_hat = _SigmoidSquaredError.apply(logits.float(), x)  # float32 even under bf16 autocast
+    total, x_hat = _SigmoidSquaredError.apply(logits.to(x.dtype), x)  # x's precision even under bf16 autocast
     return total / x.shape[0], x_hat
 
 
