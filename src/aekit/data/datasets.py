@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -122,13 +122,12 @@ class MappedDataset(Dataset):
     """Items left in a memory-mapped .npy file (one larger than sources.mmap_bytes()), read a batch at a time.
 
     x is the mapped array (N, ...) in its raw dtype; rows are the file rows of this part's items. Each
-    batch is read in file order and scaled like an in-memory Dataset's; the pages touched are released from
-    the process's resident memory every 256 MB or so, so training on a file larger than memory stays small.
+    batch is read in file order and scaled like an in-memory Dataset's, and the pages it touched are then
+    released from the process's resident memory, so training on a file larger than memory stays small.
     """
 
     rows: np.ndarray | None = None
     source: sources.MappedArray | None = None
-    _read: list = field(default_factory=lambda: [0])  # bytes of pages touched since the last release
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -138,10 +137,7 @@ class MappedDataset(Dataset):
         order = np.argsort(rows, kind="stable")
         raw = np.empty((len(rows), *self.x.shape[1:]), self.x.dtype)
         raw[order] = self.x[rows[order]]
-        self._read[0] += len(rows) * (raw[0].nbytes + 4096)  # scattered rows touch a page each, at least
-        if self._read[0] > 256 << 20:
-            self.source.release()
-            self._read[0] = 0
+        self.source.release()  # scattered rows can map far more than they hold (a page, or more, each)
         if raw.dtype == np.uint8 and self.scaling == UINT8:
             return torch.from_numpy(raw).float().div_(255)
         return torch.from_numpy(self.scaling.apply(raw.astype(np.float64)))

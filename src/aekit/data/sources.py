@@ -398,6 +398,8 @@ class MappedArray:
                 count = int(np.prod(shape, dtype=object))
                 check(offset + count * dtype.itemsize <= size, f"{path}: truncated")
                 self.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                if hasattr(mmap, "MADV_RANDOM"):  # batches are scattered rows: no read-ahead, no fault-around
+                    self.mmap.madvise(mmap.MADV_RANDOM)
         except AekitError:
             raise
         except Exception as e:  # numpy parses the header with Python's tokenizer: damaged bytes raise anything
