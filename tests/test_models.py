@@ -102,6 +102,7 @@ def test_fused_sigmoid_squared_error_matches_autograd():
         ("dae", {"noise": []}, "noise must name one or more of"),
         ("dae", {"noise_p": 1.5}, "noise_p must be in"),
         ("dae", {"noise_sigma": -1}, "noise_sigma must be >= 0"),
+        ("dae", {"noise_shift": -1}, "noise_shift must be >= 0"),
         ("sae", {"rho": 0}, "rho must be in \\(0, 1\\)"),
         ("sae", {"rho": 1.2}, "rho must be in \\(0, 1\\)"),
         ("sae", {"sparsity": "topk", "k": 9, "latent_dim": 8}, "k \\(9\\) must not exceed latent_dim \\(8\\)"),
@@ -146,6 +147,21 @@ def test_noise_functions():
     assert abs(float((masked == 0).float().mean()) - 0.4) < 0.01 and set(masked.unique().tolist()) == {0.0, 0.5}
     both = noise.corrupt(x, ["salt_pepper", "masking"], 0.0, 0.2, g)
     assert abs(float((both == 0).float().mean()) - (0.1 + 0.9 * 0.2)) < 0.01
+
+
+def test_shift_moves_each_image_whole():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(500, 2, 9, 9)
+    x[:, :, 4, 4] = 1.0  # one lit pixel in the centre of both channels
+    moved = noise.shift(x, 2, g)
+    assert moved.shape == x.shape and torch.equal(moved.sum((2, 3)), x.sum((2, 3)))  # nothing lost or added
+    where = moved[:, 0].flatten(1).argmax(1)
+    rows, cols = where // 9 - 4, where % 9 - 4
+    assert set(rows.tolist()) == set(cols.tolist()) == {-2, -1, 0, 1, 2}  # every offset drawn
+    assert torch.equal(moved[:, 0], moved[:, 1])  # channels move together
+    assert torch.equal(noise.corrupt(x, ["shift"], 0.0, 0.0, g, pixels=0), x)
+    with pytest.raises(AekitError, match="tables .* have no rows and columns"):
+        aekit.create_model("dae", (20,), noise=["shift"])
 
 
 def test_denoising_adds_noise_only_in_training():

@@ -1,7 +1,7 @@
 """Multi-process training on torch.distributed: the environment torchrun sets, and `--nproc` to launch it.
 
 aekit reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so
-`torchrun --nproc-per-node N -m aekit train ...` works on one node or many (`--nnodes`, `--rdzv-endpoint`).
+`torchrun --nproc-per-node N -m aekit train ...` works on one node or many (`--nnodes`, `--node-rank`, `--master-addr`).
 `aekit train --nproc N` starts N local processes with the same variables itself, so that a failure is one
 line from rank 0 rather than torchrun's report.
 """

@@ -38,7 +38,7 @@ def denoise_file(
 ) -> dict:
     """Denoise the items of source into out (.npz, .npy or a folder of PNGs, in the data's own units).
 
-    add_noise: corrupt the items first (any of gaussian, salt_pepper, masking, with sigma and p, seeded),
+    add_noise: corrupt the items first (any of shift, gaussian, salt_pepper, masking; sigma, p, seeded),
     to measure the model against the clean items: the report gives PSNR of the noisy and the denoised
     items; noisy_out keeps the noisy copy. figure: a PNG of noisy over denoised (over clean) items.
     """
@@ -50,6 +50,7 @@ def denoise_file(
     check(len({pth.resolve() for pth in paths}) == len(paths), "the outputs must be different files")
     items = read_input(run, source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
+    check("shift" not in (add_noise or []) or items.is_image, f"{source}: shift moves images, not table rows")
     clean = items.floats()
     noisy = corrupt(clean, add_noise, sigma, p, torch.Generator().manual_seed(seed)) if add_noise else clean
     cleaned = denoise(run, noisy)

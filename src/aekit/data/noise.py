@@ -1,4 +1,5 @@
-"""Corruptions for denoising: Gaussian noise, salt-and-pepper, masking. Inputs and outputs in [0, 1].
+"""Corruptions for denoising: random shifts, Gaussian noise, salt-and-pepper, masking. Inputs and outputs
+in [0, 1].
 
 Each takes an optional torch.Generator (on the input's device) for reproducible noise; without one the
 global RNG is used, which the trainer saves with every checkpoint so a resumed run draws the same noise.
@@ -10,11 +11,24 @@ from collections.abc import Sequence
 
 import torch
 
-NOISES = ("gaussian", "salt_pepper", "masking")
+NOISES = ("shift", "gaussian", "salt_pepper", "masking")
 
 
 def _uniform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def shift(x: torch.Tensor, pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (N, C, H, W) moved by up to `pixels` rows and columns either way (drawn per image), the
+    uncovered border set to 0. Rebuilding the unmoved image teaches codes that ignore small shifts."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pixels, pixels, pixels, pixels))
+    dy, dx = (torch.randint(0, 2 * pixels + 1, (n,), generator=generator, device=x.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
+    items = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[items, channels, rows, cols]
 
 
 def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -35,9 +49,16 @@ def masking(x: torch.Tensor, p: float, generator: torch.Generator | None = None)
 
 
 def corrupt(
-    x: torch.Tensor, kinds: Sequence[str], sigma: float, p: float, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    kinds: Sequence[str],
+    sigma: float,
+    p: float,
+    generator: torch.Generator | None = None,
+    pixels: int = 1,
 ) -> torch.Tensor:
-    """Apply each named corruption in kinds, in the order of NOISES (Gaussian noise first, masking last)."""
+    """Apply each named corruption in kinds, in the order of NOISES (shifts first, masking last)."""
+    if "shift" in kinds and pixels > 0:
+        x = shift(x, pixels, generator)
     if "gaussian" in kinds:
         x = gaussian(x, sigma, generator)
     if "salt_pepper" in kinds:

@@ -17,15 +17,18 @@ from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 class DenoisingConfig(ModelConfig):
     """Options of the denoising autoencoder, beside the shared ones.
 
-    noise: corruptions applied to each training batch, any of gaussian, salt_pepper, masking
-        (comma-separated to combine them; applied in that order).
+    noise: corruptions applied to each training batch, any of shift, gaussian, salt_pepper, masking
+        (comma-separated to combine them; applied in that order). shift (images only) moves each image
+        by up to noise_shift pixels: codes that ignore small shifts make better features.
     noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
     noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
+    noise_shift: largest shift, in pixels, of each image's rows and columns, either way.
     """
 
     noise: tuple[str, ...] = ("gaussian",)
     noise_sigma: float = 0.5
     noise_p: float = 0.25
+    noise_shift: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -36,6 +39,11 @@ class DenoisingConfig(ModelConfig):
         )
         check(self.noise_sigma >= 0, f"model.noise_sigma must be >= 0, got {self.noise_sigma}")
         check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
+        check(self.noise_shift >= 0, f"model.noise_shift must be >= 0, got {self.noise_shift}")
+        check(
+            "shift" not in self.noise or len(self.input_shape) == 3,
+            "model.noise shift moves images; tables (N, D) have no rows and columns to shift",
+        )
 
 
 @register_model("dae")
@@ -51,7 +59,7 @@ class DenoisingAutoencoder(Autoencoder):
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x with this model's training noise applied."""
         c = self.config
-        return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator)
+        return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator, c.noise_shift)
 
     def forward(self, x: torch.Tensor) -> Output:
         z = self.encode(self.corrupt(x) if self.training else x)
