@@ -93,10 +93,9 @@ class Trainer:
         if config.compile and cuda:
             self.net = torch.compile(self.net)
         self.autocast = cuda and config.precision == "bf16"
-        self.ignored = [o for o, on in (("bf16", config.precision == "bf16"), ("compile", config.compile)) if on]
-        self.ignored = [] if cuda else self.ignored  # named in the progress line: CUDA-only options
-        data = Splits(*(_on_device(d, self.device) for d in data))
-        self.data = data
+        asked = {"bf16": config.precision == "bf16", "compile": config.compile}
+        self.ignored = [] if cuda else [name for name, on in asked.items() if on]  # named in the progress line
+        self.data = data = Splits(*(_on_device(d, self.device) for d in data))
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
@@ -157,7 +156,7 @@ class Trainer:
             x = data.batch(mine.to(_where(data))).to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
                 out = model(x)
             self.optimizer.zero_grad(set_to_none=True)
             (out.loss * share if share != 1.0 else out.loss).backward()
