@@ -43,6 +43,8 @@ bench: setup
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/anomaly.py
+	$(BIN)/python bench/large_npy.py
+	$(BIN)/python bench/gpu_speed.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -89,7 +89,8 @@ class Trainer:
         self.net = self.model  # what the steps call: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
             distributed.setup()
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)  # starts from rank 0's weights
+            ids = [self.device] if cuda else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)  # rank 0's weights
         if config.compile and cuda:
             self.net = torch.compile(self.net)
         self.autocast = cuda and config.precision == "bf16"
