@@ -377,6 +377,14 @@ def mmap_bytes() -> int:
         raise AekitError(f"AEKIT_MMAP_BYTES must be a whole number of bytes, got {raw!r}") from None
 
 
+def _npy_header(f, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from the header of the .npy stream f, read without the data."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    check(version in readers, f"{what} has an unsupported .npy version {version}")
+    return readers[version](f)
+
+
 class MappedArray:
     """A .npy file's array memory-mapped read-only: `array` is a view of the mapping (nothing is read until
     used); release() drops the pages this process has touched from its resident memory (they stay in the
@@ -387,10 +395,7 @@ class MappedArray:
 
         try:
             with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-                check(version in readers, f"{path}: unsupported .npy version {version}")
-                shape, fortran, dtype = readers[version](f)
+                shape, fortran, dtype = _npy_header(f, str(path))
                 offset = f.tell()
                 size = os.fstat(f.fileno()).st_size
                 check(not dtype.hasobject, f"{path}: it holds Python objects, which aekit does not unpickle")
@@ -461,10 +466,7 @@ def _check_npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> None:
     info = zf.getinfo(name + ".npy")
     check_load_size(info.file_size, path, f"array '{name}'")
     with zf.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        check(version in readers, f"{path}: array '{name}' has an unsupported .npy version {version}")
-        shape, _, dtype = readers[version](f)
+        shape, _, dtype = _npy_header(f, f"{path}: array '{name}'")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     check_load_size(nbytes, path, f"array '{name}' of shape {list(shape)}")
     check(nbytes <= info.file_size, f"{path}: array '{name}' is truncated (its header claims {_human(nbytes)})")
