@@ -544,5 +544,19 @@ def main(argv: list[str] | None = None) -> int:
     return code or 0
 
 
+def run() -> None:
+    """The console script: main(), then exit. A process of a multi-process job ends with os._exit once its
+    output is flushed: when interpreter shutdown destroys torch.distributed's C++ threads late it can abort
+    (seen under load with gloo), after everything was written."""
+    import os
+
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

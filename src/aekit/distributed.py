@@ -48,6 +48,12 @@ def setup() -> bool:
     return True
 
 
+def barrier() -> None:
+    """Wait for every process (a no-op with one). A CPU all-reduce: it goes through gloo on any machine."""
+    if dist.is_initialized():
+        dist.all_reduce(torch.zeros(1))
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -379,8 +379,11 @@ def train(
     started = distributed.setup()  # under torchrun or --nproc: join the other processes
     try:
         if resume:
-            return _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
-        return _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts)
+            run = _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
+        else:
+            run = _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts)
+        distributed.barrier()  # no process drops its connections while rank 0 still writes and plots
+        return run
     finally:
         if started:
             distributed.teardown()
