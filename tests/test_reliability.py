@@ -439,6 +439,22 @@ def test_crafted_bombs_end_in_clean_errors_with_bounded_memory_and_time(tmp_path
 # ---------------------------------------------------------------- outputs: never clobbered without --force
 
 
+def _file_of_kind(suffix: str) -> bytes:
+    """Bytes of a small real file of the output kind with that suffix (what --force may replace)."""
+    buf = io.BytesIO()
+    if suffix == ".png":
+        Image.new("L", (2, 2)).save(buf, "PNG")
+    elif suffix == ".npy":
+        np.save(buf, np.zeros(3))
+    elif suffix == ".npz":
+        np.savez(buf, x=np.zeros(3))
+    elif suffix == ".aez":
+        buf.write(b"AEKZ\x01 an older file")
+    else:
+        buf.write(b"index,score,flagged\n0,1.5,0\n")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("verb", "name"),
     [
@@ -453,11 +469,17 @@ def test_crafted_bombs_end_in_clean_errors_with_bounded_memory_and_time(tmp_path
 )
 def test_no_verb_overwrites_an_existing_output_without_force(tmp_path, digits_run_dir, capsys, verb, name):
     out = tmp_path / name
-    out.write_bytes(b"precious")
+    precious = _file_of_kind(out.suffix)
+    out.write_bytes(precious)
     args = [a.format(run=digits_run_dir) for a in verb] + ["-o", str(out)]
     assert cli_main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == precious
     assert cli_main([*args, "--force"]) == 0
-    assert out.read_bytes() != b"precious"
+    assert out.read_bytes() != precious
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary files left beside it
+    # --force replaces only a file of the output's kind: not the user's file that merely has its name
+    out.write_bytes(b"\0precious notes")
+    assert cli_main([*args, "--force"]) == 2
+    assert f"does not hold {out.suffix} data" in capsys.readouterr().err
+    assert out.read_bytes() == b"\0precious notes"

@@ -8,52 +8,67 @@ x_hat = model.decode(z)
 
 Uses of a trained run: compress/decompress, denoise, features, generate/interpolate/manifold,
 anomaly_scores; scikit-learn estimators: AutoencoderTransformer, AutoencoderDetector.
+
+Importing the package is cheap: each public name loads its module (and PyTorch) when first used, so that
+the `aekit` command handles everything from its first instant (a Ctrl-C during start-up included).
 """
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-from . import data as datasets  # noqa: E402
-from .apps.anomaly import scores as anomaly_scores  # noqa: E402
-from .apps.compress import compress, decompress  # noqa: E402
-from .apps.denoise import denoise  # noqa: E402
-from .apps.features import features  # noqa: E402
-from .apps.generate import generate, interpolate, manifold  # noqa: E402
-from .errors import AekitError  # noqa: E402
-from .evaluate import evaluate, reconstruct  # noqa: E402
-from .registry import create_model, list_models, register_model  # noqa: E402
-from .run import Run, load  # noqa: E402
-from .train import Trainer, train  # noqa: E402
-
-__all__ = [
-    "AekitError",
-    "AutoencoderDetector",
-    "AutoencoderTransformer",
-    "Run",
-    "Trainer",
-    "__version__",
-    "anomaly_scores",
-    "compress",
-    "create_model",
-    "datasets",
-    "decompress",
-    "denoise",
-    "evaluate",
-    "features",
-    "generate",
-    "interpolate",
-    "list_models",
-    "load",
-    "manifold",
-    "reconstruct",
-    "register_model",
-    "train",
-]
+_PUBLIC = {  # name -> (module, attribute); None: the module itself
+    "AekitError": ("errors", "AekitError"),
+    "AutoencoderDetector": ("sklearn", "AutoencoderDetector"),
+    "AutoencoderTransformer": ("sklearn", "AutoencoderTransformer"),
+    "Run": ("run", "Run"),
+    "Trainer": ("train", "Trainer"),
+    "anomaly_scores": ("apps.anomaly", "scores"),
+    "compress": ("apps.compress", "compress"),
+    "create_model": ("registry", "create_model"),
+    "datasets": ("data", None),
+    "decompress": ("apps.compress", "decompress"),
+    "denoise": ("apps.denoise", "denoise"),
+    "evaluate": ("evaluate", "evaluate"),
+    "features": ("apps.features", "features"),
+    "generate": ("apps.generate", "generate"),
+    "interpolate": ("apps.generate", "interpolate"),
+    "list_models": ("registry", "list_models"),
+    "load": ("run", "load"),
+    "manifold": ("apps.generate", "manifold"),
+    "reconstruct": ("evaluate", "reconstruct"),
+    "register_model": ("registry", "register_model"),
+    "train": ("train", "train"),
+}
+__all__ = ["__version__", *sorted(_PUBLIC)]
 
 
 def __getattr__(name: str):
-    # The scikit-learn estimators load scikit-learn only when asked for.
-    if name in ("AutoencoderTransformer", "AutoencoderDetector"):
-        from . import sklearn
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'aekit' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = importlib.import_module(f".{module}", __name__)
+    value = value if attribute is None else getattr(value, attribute)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
-        return getattr(sklearn, name)
-    raise AttributeError(f"module 'aekit' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class _Package(types.ModuleType):
+    """The aekit package: loading the submodule aekit.train or aekit.evaluate (which Python records as an
+    attribute of the package) never hides the public function of the same name."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _PUBLIC.get(name, (None, None))[1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 import types
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,7 +127,7 @@ def cmd_data_list(a: argparse.Namespace) -> None:
 def cmd_data_info(a: argparse.Namespace) -> None:
     from .data import info
 
-    print(json.dumps(info(a.source, data_dir=a.data_dir, **_given(a, ["val_split", "size", "label_column"])), indent=2))
+    _print(info(a.source, data_dir=a.data_dir, **_given(a, ["val_split", "size", "label_column"])))
 
 
 def cmd_models(a: argparse.Namespace) -> None:
@@ -141,7 +141,8 @@ def cmd_models(a: argparse.Namespace) -> None:
 def _config_file(path: str) -> tuple[str | None, str | None, dict[str, Any]]:
     """(model name, data source, options) from a JSON file shaped like a run's config.json."""
     from .errors import check
-    from .run import CONFIG_KEYS, read_json
+    from .io import read_json
+    from .run import CONFIG_KEYS
 
     file = read_json(Path(path))
     check(isinstance(file, dict), f"{path}: expected a JSON object with model/train/data sections")
@@ -197,7 +198,9 @@ def cmd_train(a: argparse.Namespace) -> int | None:
         return None
     final = run.metrics.get("final", {})
     shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
-    print(f"run folder: {run.path}  {json.dumps(shown)}")
+    from .io import dumps
+
+    print(f"run folder: {run.path}  {dumps(shown, indent=None)}")
     print(f"next: aekit evaluate {run.path}")
 
 
@@ -219,36 +222,32 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     check(a.nll_k >= 0, f"--nll-k must be >= 0, got {a.nll_k}")
-    print(json.dumps(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k), indent=2))
+    _print(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k))
 
 
 def cmd_reconstruct(a: argparse.Namespace) -> None:
-    from .apps import refuse_existing
-    from .errors import check
     from .evaluate import reconstruct
 
-    check(1 <= a.n <= 32, f"-n must be between 1 and 32, got {a.n}")
-    check(a.output.lower().endswith(".png"), f"-o {a.output}: the figure is written as PNG; name it *.png")
-    print(reconstruct(a.run, refuse_existing(a.output, a.force), n=a.n, data=a.data, data_dir=a.data_dir))
+    print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir, force=a.force))
 
 
 def cmd_compress(a: argparse.Namespace) -> None:
     from .apps.compress import compress_file
 
     report = compress_file(a.run, a.input, a.output, bits=a.bits, split=a.split, force=a.force, data_dir=a.data_dir)
-    print(json.dumps(report, indent=2))
+    _print(report)
 
 
 def cmd_decompress(a: argparse.Namespace) -> None:
     from .apps.compress import decompress_file
 
-    print(json.dumps(decompress_file(a.file, a.output, run=a.run, force=a.force), indent=2))
+    _print(decompress_file(a.file, a.output, run=a.run, force=a.force))
 
 
 def cmd_features(a: argparse.Namespace) -> None:
     from .apps.features import features_file
 
-    print(json.dumps(features_file(a.run, a.input, a.output, a.split, a.force, a.data_dir), indent=2))
+    _print(features_file(a.run, a.input, a.output, a.split, a.force, a.data_dir))
 
 
 def cmd_denoise(a: argparse.Namespace) -> None:
@@ -268,7 +267,7 @@ def cmd_denoise(a: argparse.Namespace) -> None:
         force=a.force,
         data_dir=a.data_dir,
     )
-    print(json.dumps(report, indent=2))
+    _print(report)
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
@@ -288,7 +287,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
         force=a.force,
         data_dir=a.data_dir,
     )
-    print(json.dumps(report, indent=2))
+    _print(report)
 
 
 def cmd_anomaly(a: argparse.Namespace) -> None:
@@ -306,30 +305,19 @@ def cmd_anomaly(a: argparse.Namespace) -> None:
         force=a.force,
         data_dir=a.data_dir,
     )
-    print(json.dumps(report, indent=2))
+    _print(report)
 
 
 def cmd_latent(a: argparse.Namespace) -> None:
-    from . import plots
-    from .apps import open_run, read_input, refuse_existing
-    from .apps.features import features
-    from .errors import check
+    from .apps.features import latent_file
 
-    out = refuse_existing(a.output, a.force)
-    check(out.suffix.lower() == ".png", f"-o {out}: the map is written as .png")
-    check(a.max_items >= 1, f"--max-items must be at least 1, got {a.max_items}")
-    run = open_run(a.run)
-    items = read_input(run, a.input, a.split, a.data_dir)
-    if len(items) > a.max_items:  # a seeded subset, in order
-        import torch
+    _print(latent_file(a.run, a.input, a.output, a.split, a.max_items, a.force, a.data_dir))
 
-        keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[: a.max_items]
-        items = items.subset(keep.sort().values)
-    z = features(run, items.floats())
-    labels = items.y.numpy() if items.y is not None else None
-    title = f"{run.model.name}: codes of {len(z)} items of {a.input}"
-    plots.latent_map(z, labels, out, title=title, names=items.classes)
-    print(json.dumps({"output": str(out), "items": len(z), "latent_dim": z.shape[1]}, indent=2))
+
+def _print(report: dict) -> None:
+    from .io import dumps
+
+    print(dumps(report))
 
 
 def _given(a: argparse.Namespace, names: list[str]) -> dict[str, Any]:
@@ -522,25 +510,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `aekit` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    from .errors import AekitError
-
     try:
-        code = args.func(args)
-    except AekitError as e:
-        message = " ".join(str(e).split())
-        print(f"aekit: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:  # the disk is full, a folder is not writable, ...: say so in one line
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"aekit: error: {where}{e.strerror or e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt as e:
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        from .errors import AekitError
+
+        try:
+            code = args.func(args)
+        except AekitError as e:
+            message = " ".join(str(e).split())
+            print(f"aekit: error: {message}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as e:  # the disk is full, a folder is not writable, ...: say so in one line
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"aekit: error: {where}{e.strerror or e}", file=sys.stderr)
+            return EXIT_USAGE
+    except KeyboardInterrupt as e:  # at any moment, start-up included
         run_dir = getattr(e, "run_dir", None)
         hint = f"; continue with: aekit train --resume {run_dir}" if run_dir else ""
         print(f"aekit: interrupted{hint}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return code or 0
 
 
@@ -550,11 +539,14 @@ def run() -> None:
     (seen under load with gloo), after everything was written."""
     import os
 
-    code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    try:
+        code = main()
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    except KeyboardInterrupt:  # between main's end and the exit
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 

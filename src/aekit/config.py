@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from .errors import AekitError, check
 
 T = TypeVar("T")
+MAX_INT = 2**63  # integers in configs fit 64 bits (seeds, sizes and counts reach torch and numpy as int64)
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:
@@ -30,7 +31,15 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise AekitError(f"{where}: unknown option {', '.join(map(repr, unknown))} (known: {', '.join(names)})")
+        raise AekitError(f"{where}: unknown option {', '.join(map(_short, unknown))} (known: {', '.join(names)})")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise AekitError(f"{where}: missing {', '.join(map(repr, missing))}")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
@@ -42,6 +51,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):  # a nested value type (Scaling)
+        return value.to_dict()
     return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value
 
 
@@ -52,22 +63,64 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, where)
+    if isinstance(hint, type) and hasattr(hint, "from_dict"):  # a nested value type (Scaling) checks itself
+        try:
+            return hint.from_dict(value)
+        except AekitError as e:
+            raise AekitError(f"{where}: {e}") from None
     if origin is tuple:
-        check(isinstance(value, list | tuple), f"{where}: expected a list, got {value!r}")
+        check(isinstance(value, list | tuple), f"{where}: expected a list, got {_short(value)}")
         return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if hint is bool:
-        check(isinstance(value, bool), f"{where}: expected true or false, got {value!r}")
+        check(isinstance(value, bool), f"{where}: expected true or false, got {_short(value)}")
     elif hint is int:
-        check(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an integer, got {value!r}")
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        check(ok, f"{where}: expected an integer, got {_short(value)}")
+        check(abs(value) < MAX_INT, f"{where}: {_short(value)} is out of range (at most 2**63 - 1)")
     elif hint is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        check(ok, f"{where}: expected a finite number, got {value!r}")
+        check(ok, f"{where}: expected a finite number, got {_short(value)}")
         return float(value)
     elif hint is str:
-        check(isinstance(value, str), f"{where}: expected a string, got {value!r}")
+        check(isinstance(value, str), f"{where}: expected a string, got {_short(value)}")
     else:  # pragma: no cover - a config field of an unsupported type is a programming error
         raise TypeError(f"unsupported config type {hint} for {where}")
     return value
+
+
+def check_like(template: Any, value: Any, where: str) -> None:
+    """AekitError unless value (parsed JSON) has the shape of template: the same keys, the same list lengths,
+    and leaves of the same kind (true/false, a finite number, a string, null)."""
+    stack = [(template, value, where)]
+    while stack:
+        t, v, at = stack.pop()
+        if isinstance(t, dict):
+            check(isinstance(v, dict) and set(v) == set(t), f"{at}: expected an object with keys {sorted(t)}"[:200])
+            stack.extend((t[k], v[k], f"{at}.{k}") for k in t)
+        elif isinstance(t, list | tuple):
+            check(isinstance(v, list) and len(v) == len(t), f"{at}: expected a list of {len(t)} values")
+            stack.extend((a, b, f"{at}[{i}]") for i, (a, b) in enumerate(zip(t, v, strict=True)))
+        elif isinstance(t, bool) or t is None or isinstance(t, str):
+            check(type(v) is type(t), f"{at}: expected {type(t).__name__}, got {_short(v)}")
+        elif isinstance(t, int | float):
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            check(ok, f"{at}: expected a finite number, got {_short(v)}")
+        else:  # pragma: no cover - templates are JSON
+            raise TypeError(f"unsupported template value {t!r} at {at}")
+
+
+def _short(value: Any) -> str:
+    """repr(value), cut to 60 characters (a hostile config's values can be megabytes long)."""
+    big = isinstance(value, int) and value.bit_length() > 200
+    text = f"an integer of {value.bit_length()} bits" if big else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """seed, checked to be a whole number in [0, 2**63) (what torch's and numpy's generators take)."""
+    ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < MAX_INT
+    check(ok, f"{name} must be a whole number in [0, 2**63), got {_short(seed)}")
+    return seed
 
 
 SCHEDULES = ("constant", "cosine")
@@ -122,7 +175,7 @@ class TrainConfig:
             self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
         )
         check(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be positive, got {self.grad_clip}")
-        check(self.seed >= 0, f"train.seed must be >= 0, got {self.seed}")
+        check(0 <= self.seed < MAX_INT, f"train.seed must be in [0, 2**63), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -153,5 +206,5 @@ class DataConfig:
         if self.size is not None:
             ok = len(self.size) == 2 and all(s >= 1 for s in self.size)
             check(ok, f"data.size must be two positive integers HEIGHT,WIDTH, got {list(self.size)}")
-        check(self.split_seed >= 0, f"data.split_seed must be >= 0, got {self.split_seed}")
+        check(0 <= self.split_seed < MAX_INT, f"data.split_seed must be in [0, 2**63), got {self.split_seed}")
         check(self.classes is None or len(self.classes) > 0, "data.classes must name at least one label")

@@ -12,8 +12,8 @@ import torch
 from . import metrics as M
 from .data.datasets import Dataset, Splits
 from .errors import check
-from .io import FolderLock
-from .run import METRICS, Run, read_json
+from .io import FolderLock, Output, read_json
+from .run import METRICS, Run
 
 
 def _open(run: Run | str | os.PathLike) -> Run:
@@ -99,13 +99,18 @@ def reconstruct(
     n: int = 8,
     data: str | None = None,
     data_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> Path:
-    """Draw the first n held-out items over their reconstructions into the PNG at out."""
+    """Draw the first n (1 to 32) held-out items over their reconstructions into the PNG at out (an existing
+    file there is replaced only with force)."""
+    check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
+    output = Output(out, (".png",), force)
     run = _open(run)
     _, test, split = _target(run, data, data_dir)
     x = test.batch(slice(0, n))
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots
 
-    plots.reconstructions(x, run.model.reconstruct(x), out, title=title)
-    return Path(out)
+    x_hat = run.model.reconstruct(x)
+    check(bool(torch.isfinite(x_hat).all()), "the model's reconstructions hold NaN or infinite values")
+    return output.write_bytes(plots.reconstructions(x, x_hat, title=title))

@@ -1,4 +1,4 @@
-"""Figures a person wants to look at, written atomically as PNG.
+"""Figures a person wants to look at, rendered as PNG bytes (the caller writes them where they belong).
 
 Uses matplotlib's object API (Figure + Agg), so no global pyplot state and no display is needed.
 """
@@ -6,18 +6,15 @@ Uses matplotlib's object API (Figure + Agg), so no global pyplot state and no di
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 
 import torch
 
-from . import io as aio
 
-
-def _save(fig, path: str | os.PathLike) -> None:
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    aio.write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def _figure(width: float, height: float):
@@ -37,7 +34,7 @@ def _show_image(ax, item: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, path: str | os.PathLike, title: str | None = None) -> None:
+def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, title: str | None = None) -> bytes:
     """Originals over their reconstructions, each labelled with its squared error.
 
     x, x_hat: (N, C, H, W) images or (N, D) table rows in [0, 1]; rows are drawn as line plots.
@@ -65,10 +62,10 @@ def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, path: str | os.PathLik
         axes[-1, 0].set_xlabel("feature")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)
 
 
-def loss_curves(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str | None = None) -> None:
+def loss_curves(history: Sequence[dict[str, float]], title: str | None = None) -> bytes:
     """One panel per logged quantity (loss, mse, ...), training and validation per epoch."""
     names = [k[len("train_") :] for k in history[0] if k.startswith("train_")] if history else ["loss"]
     fig = _figure(4.2 * len(names), 3.2)
@@ -87,10 +84,10 @@ def loss_curves(history: Sequence[dict[str, float]], path: str | os.PathLike, ti
         ax.legend()
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)
 
 
-def image_grid(x: torch.Tensor, path: str | os.PathLike, columns: int = 8, title: str | None = None) -> None:
+def image_grid(x: torch.Tensor, columns: int = 8, title: str | None = None) -> bytes:
     """Images (N, C, H, W) in [0, 1] as a grid, e.g. samples from a generative model."""
     rows = -(-len(x) // columns)
     fig = _figure(1.1 * columns, 1.1 * rows + (0.4 if title else 0))
@@ -102,12 +99,10 @@ def image_grid(x: torch.Tensor, path: str | os.PathLike, columns: int = 8, title
             ax.axis("off")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)
 
 
-def anomalies(
-    scores, threshold: float, top: torch.Tensor, top_scores, path: str | os.PathLike, title: str | None = None
-) -> None:
+def anomalies(scores, threshold: float, top: torch.Tensor, top_scores, title: str | None = None) -> bytes:
     """The histogram of anomaly scores with the threshold, and the most anomalous items (images) beside it."""
     images = top.dim() == 4 and len(top) > 0
     fig = _figure(11 if images else 6, 3.4)
@@ -127,10 +122,10 @@ def anomalies(
         fig.text(0.62, 0.96, "most anomalous", fontsize=9)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)
 
 
-def latent_map(z: torch.Tensor, labels, path: str | os.PathLike, title: str | None = None, names=None) -> None:
+def latent_map(z: torch.Tensor, labels, title: str | None = None, names=None) -> bytes:
     """Codes (N, latent_dim) on a plane (their first two principal components when latent_dim > 2),
     coloured by label when labels are given."""
     z = z.double()
@@ -139,8 +134,8 @@ def latent_map(z: torch.Tensor, labels, path: str | os.PathLike, title: str | No
         centred = z - z.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
         z, axis_names = centred @ v[:2].T, ("PC 1", "PC 2")
-    elif z.shape[1] == 1:
-        z = torch.cat([z, torch.zeros_like(z)], 1)
+    if z.shape[1] < 2:  # a 1-d code, or fewer items than two components
+        z = torch.cat([z, torch.zeros(len(z), 2 - z.shape[1], dtype=z.dtype)], 1)
     fig = _figure(6.4, 5.4)
     ax = fig.subplots()
     points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10" if labels is not None else None, s=3, alpha=0.6)
@@ -155,10 +150,10 @@ def latent_map(z: torch.Tensor, labels, path: str | os.PathLike, title: str | No
     ax.set_ylabel(axis_names[1])
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)
 
 
-def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], path: str | os.PathLike, title=None) -> None:
+def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], title=None) -> bytes:
     """Rows of images (each (N, C, H, W) in [0, 1], the same N), one named row each: before/after figures."""
     n = len(rows[0])
     fig = _figure(1.2 * n + 0.8, 1.3 * len(rows) + 0.5)
@@ -169,4 +164,4 @@ def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], path: str
         axes[r, 0].set_ylabel(name)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    return _png(fig)

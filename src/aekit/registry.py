@@ -49,12 +49,30 @@ def create_model(name: str, input_shape: tuple[int, ...] | list[int], **options:
     return model_from_config({"name": name, "input_shape": list(input_shape), **options})
 
 
-def model_from_config(config: Mapping[str, Any]):
-    """Build a model from the "model" section of a run's config ({"name": ..., options...})."""
-    if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
-        raise AekitError('model: the config must name the model type, e.g. {"name": "ae", ...}')
-    cls = get_model_class(config["name"])
-    from .config import from_dict
+def model_from_config(config: Mapping[str, Any], where: str = "model"):
+    """Build a model from the "model" section of a run's config ({"name": ..., options...}).
 
-    options = {k: v for k, v in config.items() if k != "name"}
-    return cls(from_dict(cls.Config, options, "model"))
+    Its size is worked out first on the meta device (no memory): a model whose weights do not fit the
+    load limit is refused in one line naming `where`, before anything is allocated.
+    """
+    if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+        raise AekitError(f'{where}: the model config must name the model type, e.g. {{"name": "ae", ...}}')
+    cls = get_model_class(config["name"])
+    import torch
+
+    from .config import from_dict
+    from .limits import allowed_bytes, check_load_size
+
+    options = from_dict(cls.Config, {k: v for k, v in config.items() if k != "name"}, "model")
+    try:
+        with torch.device("meta"):
+            sized = cls(options)
+    except AekitError:
+        raise
+    except (RuntimeError, OverflowError, ValueError, MemoryError) as e:
+        raise AekitError(f"{where}: the {cls.name} model of these sizes cannot be built ({str(e)[:120]})") from None
+    n = sum(t.numel() for t in (*sized.parameters(), *sized.buffers()))
+    check_load_size(
+        4 * n, where, f"the {cls.name} model of {n:,} weights", f"; at most {allowed_bytes() // 4:,} weights fit"
+    )
+    return cls(options)

@@ -10,8 +10,8 @@ A run folder holds
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,48 @@ CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; AekitError naming the file if it is missing or not JSON."""
+MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def _safetensors_header(path: Path) -> dict | None:
+    """The JSON header of a safetensors file (8 bytes: its length N, little-endian; then N bytes of a JSON
+    object), or None if the file is not shaped like one. The format is recognised by parsing, not by a byte."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            n = int.from_bytes(f.read(8), "little")
+            if not 2 <= n <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                return None
+            text = f.read(n)
     except FileNotFoundError:
         raise AekitError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AekitError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        header = aio.parse_json(text, str(path))
+    except AekitError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether path looks like a torch.save file (a zip archive, or a pickle of protocol 2 to 5)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file into CPU tensors and its metadata; refuse anything else (pickles included)."""
+    if _safetensors_header(path) is None:
+        if _is_pickle(path):
+            raise AekitError(f"{path}: is a pickle (torch.save) file; aekit loads only safetensors and never unpickles")
+        raise AekitError(f"{path}: not a valid safetensors file (no JSON header of a sane length)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+        raise AekitError(f"{path}: not a valid safetensors file ({e})") from None
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -52,26 +86,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     aio.write_bytes(path, safetensors_bytes(data, metadata=metadata))
 
 
-def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file into CPU tensors and its metadata; refuse anything else (pickles included)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except FileNotFoundError:
-        raise AekitError(f"{path}: missing") from None
-    except OSError as e:
-        raise AekitError(f"{path}: cannot read ({e.strerror})") from None
-    if head[:1] == b"\x80" or head == b"PK\x03\x04":
-        raise AekitError(f"{path}: is a pickle (torch.save) file; aekit loads only safetensors and never unpickles")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise AekitError(f"{path}: not a valid safetensors file ({e})") from None
-
-
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy tensors into model, checking that names and shapes match exactly."""
+    """Copy tensors into model, checking names, shapes, dtypes and that every value is finite."""
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     check(
@@ -79,9 +95,15 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: P
         f"{path}: weights do not match the model in config.json (missing {missing[:3]}, unexpected {extra[:3]})",
     )
     for k, v in own.items():
+        t = tensors[k]
         check(
-            tensors[k].shape == v.shape,
-            f"{path}: weight {k} has shape {list(tensors[k].shape)}, the model expects {list(v.shape)}",
+            t.shape == v.shape and t.dtype == v.dtype,
+            f"{path}: weight {k} has shape {list(t.shape)} ({str(t.dtype)[6:]}), the model expects "
+            f"{list(v.shape)} ({str(v.dtype)[6:]})",
+        )
+        check(
+            not t.is_floating_point() or bool(torch.isfinite(t).all()),
+            f"{path}: weight {k} holds NaN or infinite values; the file is damaged (retrain, or restore it)",
         )
     model.load_state_dict(tensors)
 
@@ -109,10 +131,10 @@ class Run:
                     "weights and never unpickles"
                 )
         config = read_config(path)
-        model = model_from_config(config["model"])
+        model = model_from_config(config["model"], where=str(path / CONFIG))
         tensors, _ = read_tensors(weights_path)
         load_state(model, tensors, weights_path)
-        metrics = read_json(path / METRICS) if (path / METRICS).exists() else {}
+        metrics = aio.read_json(path / METRICS) if (path / METRICS).exists() else {}
         check(isinstance(metrics, dict), f"{path / METRICS}: expected a JSON object")
         return cls(path, config, model.to(device).eval(), metrics)
 
@@ -150,8 +172,9 @@ class Run:
 
 def read_config(path: Path) -> dict[str, Any]:
     """Read and check a run folder's config.json."""
-    config = read_json(path / CONFIG)
+    config = aio.read_json(path / CONFIG)
     check(isinstance(config, dict), f"{path / CONFIG}: expected a JSON object")
+    check_version(config.get("aekit_version"), path / CONFIG)
     unknown = sorted(set(config) - CONFIG_KEYS)
     check(not unknown, f"{path / CONFIG}: unknown section(s) {unknown}")
     for key in ("model", "train", "data", "scaling"):
@@ -165,6 +188,14 @@ def read_config(path: Path) -> dict[str, Any]:
         f"{path / CONFIG}: a per-feature scaling of {features} features does not fit input_shape {shape}",
     )
     return config
+
+
+def check_version(version: Any, where: Path) -> None:
+    """AekitError unless version is an aekit version string no newer (major.minor) than this aekit's."""
+    match = isinstance(version, str) and re.fullmatch(r"(\d{1,6})\.(\d{1,6})\.\d{1,6}\S{0,40}", version)
+    check(bool(match), f"{where}: aekit_version must be a version string like {__version__!r}, got {version!r}"[:300])
+    made, ours = tuple(map(int, match.groups())), tuple(map(int, __version__.split(".")[:2]))
+    check(made <= ours, f"{where}: made by aekit {version}, newer than this aekit {__version__}; upgrade aekit")
 
 
 def make_config(model: torch.nn.Module, train: TrainConfig, data: DataConfig, scaling: Scaling) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 
-from . import distributed
+from . import checkpoint, distributed
 from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
+from .limits import check_load_size
 from .registry import get_model_class, model_from_config
-from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, load_state, make_config, read_tensors, save_tensors
+from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, make_config, save_tensors
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -98,6 +99,7 @@ class Trainer:
         self.ignored = [] if cuda else [name for name, on in asked.items() if on]  # named in the progress line
         self.data = data = Splits(*(_on_device(d, self.device) for d in data))
         self.config = config
+        _check_training_fits(model, data.train, config.batch_size)
         self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
@@ -202,65 +204,32 @@ class Trainer:
         """Write checkpoint.safetensors (atomic, the resume point), then model.safetensors and metrics.json."""
         if self.run_dir is None or self.rank != 0:
             return
-        weights = self.model.state_dict()
-        tensors = {f"model.{k}": v for k, v in weights.items()}
-        optim = self.optimizer.state_dict()
-        scalars: dict[str, dict[str, Any]] = {}
-        for pid, state in optim["state"].items():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optim.{pid}.{key}"] = value
-                else:
-                    scalars.setdefault(str(pid), {})[key] = value
-        tensors["rng.order"] = self.order.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        meta = {
-            "epoch": str(self.epoch),
-            "param_groups": json.dumps(optim["param_groups"]),
-            "optim_scalars": json.dumps(scalars),
-            "scheduler": json.dumps(self.scheduler.state_dict()),
-            "history": json.dumps(self.history),
-        }
-        save_tensors(self.run_dir / CHECKPOINT, tensors, meta)
-        save_tensors(self.run_dir / WEIGHTS, weights, {"epoch": str(self.epoch)})
+        checkpoint.save(self.run_dir / CHECKPOINT, self)
+        save_tensors(self.run_dir / WEIGHTS, self.model.state_dict(), {"epoch": str(self.epoch)})
         metrics_path = self.run_dir / METRICS
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        metrics = aio.read_json(metrics_path) if metrics_path.exists() else {}
         metrics["history"] = self.history
         if self.history:
             metrics["final"] = self.history[-1]
         aio.write_json(metrics_path, metrics)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
-        """Restore weights, optimizer, RNG states and history from a checkpoint (default: the run folder's)."""
-        path = path or self.run_dir / CHECKPOINT
-        tensors, meta = read_tensors(path)
-        try:
-            self.epoch = int(meta["epoch"])
-            self.history = json.loads(meta["history"])
-            groups = json.loads(meta["param_groups"])
-            scalars = json.loads(meta["optim_scalars"])
-            scheduler = json.loads(meta["scheduler"])
-        except (KeyError, ValueError) as e:
-            raise AekitError(f"{path}: incomplete checkpoint metadata ({e})") from None
-        load_state(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                state.setdefault(int(pid), {})[name] = value.to(self.device)
-        for pid, values in scalars.items():
-            state.setdefault(int(pid), {}).update(values)
-        try:
-            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        except (ValueError, KeyError) as e:
-            raise AekitError(f"{path}: optimizer state does not fit the model ({e})") from None
-        self.scheduler.load_state_dict(scheduler)
-        self.order.set_state(tensors["rng.order"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if self.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        """Restore weights, optimizer, RNG states and history from a checkpoint (default: the run folder's),
+        each part checked against this trainer's model and optimizer first."""
+        checkpoint.load(path or self.run_dir / CHECKPOINT, self)
+
+
+def _check_training_fits(model: torch.nn.Module, data: Dataset, batch_size: int) -> None:
+    """Refuse a model and batch size whose training cannot fit: 16 bytes a weight (the weight, its gradient and
+    Adam's two moments) and at least 24 bytes a value of a batch (input, output, their gradients)."""
+    weights = sum(p.numel() for p in model.parameters())
+    batch, values = min(batch_size, len(data)), math.prod(data.item_shape)
+    check_load_size(
+        16 * weights + 24 * batch * values,
+        "training",
+        f"{weights:,} weights with Adam and batches of {batch} items of {values:,} values",
+        "; lower --batch-size or the model's sizes",
+    )
 
 
 def _on_device(data: Dataset | None, device: torch.device) -> Dataset | None:
@@ -406,7 +375,7 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_o
     trainer = Trainer(net, splits, train_cfg, None, _callbacks(quiet or rank > 0, callbacks))
     lock = distributed.on_rank0(lambda: _create_run_dir(trainer, out, model, splits.train.name, force, config))
     if lock is None:  # another rank than 0: train, write nothing
-        trainer.fit()
+        _fit(trainer)
         return None
     with lock:
         return _finish(trainer, config)
@@ -440,14 +409,19 @@ def _create_run_dir(trainer: Trainer, out, model: str, data_name: str, force: bo
 
 
 def _move_into_place(staging: Path, run_dir: Path, replaced: aio.FolderLock | None) -> None:
-    """Rename the finished staging folder to run_dir; an old run there (locked by us: --force) goes."""
-    if replaced is None:
-        os.rename(staging, run_dir)  # fails, rather than merging, if someone created run_dir meanwhile
-        return
-    old = staging.with_name(staging.name.replace(".partial", ".old"))
-    os.rename(run_dir, old)
-    os.rename(staging, run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished staging folder to run_dir; with --force (replaced: the old run, locked by us) swap
+    the two in one step, so that a kill at any moment leaves the old run or the new one at run_dir."""
+    try:
+        if replaced is None:
+            aio.rename_noreplace(staging, run_dir)
+        else:
+            aio.exchange(staging, run_dir)
+    except FileExistsError:
+        raise AekitError(f"{run_dir} appeared while this run was being set up; choose another --out") from None
+    except OSError as e:
+        raise AekitError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
+    if replaced is not None:
+        shutil.rmtree(staging, ignore_errors=True)  # the old run, swapped out
 
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):
@@ -480,8 +454,9 @@ def _new_run_dir(
     except OSError as e:
         raise AekitError(f"cannot create {run_dir.parent}: {e.strerror or e}") from None
     _remove_abandoned(run_dir)
-    if not run_dir.exists():
+    if not os.path.lexists(run_dir):
         return run_dir, None
+    check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
     is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
     if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
@@ -493,8 +468,12 @@ def _new_run_dir(
 
 
 def _remove_abandoned(run_dir: Path) -> None:
-    """Delete staging folders for run_dir left by killed processes (their lock is free)."""
-    for path in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*.partial"):
+    """Delete staging folders for run_dir left by killed processes (their lock is free): a run being built,
+    or after a --force swap the old run (.old: the name earlier builds of aekit gave it)."""
+    pattern = f".{glob.escape(run_dir.name)}.*"
+    for path in run_dir.parent.glob(pattern):
+        if path.suffix not in (".partial", ".old") or not path.is_dir() or path.is_symlink():
+            continue
         try:
             lock = aio.FolderLock(path).acquire()
         except (AekitError, OSError):
@@ -525,7 +504,7 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
             f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
         )
         if lock is None:  # another rank than 0: train, write nothing
-            trainer.fit()
+            _fit(trainer)
             return None
         trainer.run_dir = run.path
         aio.write_json(run.path / CONFIG, run.config)
@@ -537,27 +516,40 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
 
 def _lock_for_resume(run_dir: Path) -> aio.FolderLock:
     lock = aio.FolderLock(run_dir).acquire()
-    for stale in run_dir.glob(".*.tmp"):  # half-written files of a killed process (never under real names)
-        stale.unlink(missing_ok=True)
+    aio.remove_abandoned(run_dir.glob(f".*{aio.TMP}"))  # half-written files of a killed process
     return lock
 
 
 def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:
     from . import plots
 
+    _fit(trainer)
+    run = Run(trainer.run_dir, config, trainer.model.eval(), aio.read_json(trainer.run_dir / METRICS))
+    title = f"{run.model.name} on {trainer.data.train.name}"
+    aio.write_bytes(run.path / "loss_curve.png", plots.loss_curves(run.metrics["history"], title=title))
+    sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
+    x = sample.batch(slice(0, 8)).to(trainer.device)
+    figure = plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu())
+    aio.write_bytes(run.path / "reconstructions.png", figure)
+    if hasattr(run.model, "sample") and sample.is_image:
+        generated = run.model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
+        figure = plots.image_grid(generated.cpu(), title=f"{run.model.name}: samples from the prior")
+        aio.write_bytes(run.path / "samples.png", figure)
+    return run
+
+
+def _fit(trainer: Trainer) -> None:
+    """trainer.fit(); Ctrl-C names the folder to resume, and a lost process of a multi-process job is one line."""
     try:
         trainer.fit()
     except KeyboardInterrupt as e:
         e.run_dir = trainer.run_dir  # the CLI names the folder to resume
         raise
-    run = Run(trainer.run_dir, config, trainer.model.eval(), json.loads((trainer.run_dir / METRICS).read_text()))
-    plots.loss_curves(
-        run.metrics["history"], run.path / "loss_curve.png", title=f"{run.model.name} on {trainer.data.train.name}"
-    )
-    sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
-    x = sample.batch(slice(0, 8)).to(trainer.device)
-    plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu(), run.path / "reconstructions.png")
-    if hasattr(run.model, "sample") and sample.is_image:
-        generated = run.model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
-        plots.image_grid(generated.cpu(), run.path / "samples.png", title=f"{run.model.name}: samples from the prior")
-    return run
+    except RuntimeError as e:  # gloo or NCCL: another process of the job has gone
+        if trainer.world == 1:
+            raise
+        why = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip()).split(". ")[0][:160] or type(e).__name__
+        kept = ""
+        if trainer.run_dir is not None:
+            kept = f"; {trainer.run_dir} keeps epoch {trainer.epoch}: aekit train --resume {trainer.run_dir}"
+        raise AekitError(f"a process of this {trainer.world}-process job stopped ({why}){kept}") from None

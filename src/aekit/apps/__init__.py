@@ -1,27 +1,35 @@
 """Using a trained model: compress, denoise, extract features, generate, score anomalies (one use a file).
 
-Shared here: reading a verb's input with the run's preparation, and writing its array output whole or not
-at all.
+Shared here: reading a verb's input with the run's preparation, running the model over it in batches
+(checking that what comes out is finite), and writing array outputs whole or not at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import io as aio
 from ..data.datasets import UINT8, Dataset, MappedDataset, Scaling
 from ..errors import check
+from ..io import FOLDER, Output
+from ..limits import allowed_bytes, check_load_size
+from ..progress import chunks
 from ..run import Run
 
 SPLITS = ("all", "train", "test")
 BATCH = 1024
+ARRAY_KINDS = (".npy", ".npz", FOLDER)
+
+
+def check_finite(x: torch.Tensor | np.ndarray, what: str) -> None:
+    """AekitError unless every value of x is finite (what names the values)."""
+    finite = torch.isfinite(x).all() if isinstance(x, torch.Tensor) else np.isfinite(x).all()
+    check(bool(finite), f"{what} hold NaN or infinite values; nothing was written")
 
 
 def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -33,15 +41,27 @@ def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 @torch.no_grad()
 def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model.encode over x (N, ...) in batches: (N, latent_dim)."""
+    """model.encode over x (N, ...) in batches: (N, latent_dim), checked finite."""
     check_items(model, x)
-    return torch.cat([model.encode(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
+    z = torch.cat([model.encode(x[s]) for s in chunks(len(x), BATCH, "encoding")])
+    check_finite(z, "the model's codes for this input")
+    return z
 
 
 @torch.no_grad()
 def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1]."""
-    return torch.cat([model.decode(z[i : i + BATCH]) for i in range(0, len(z), BATCH)])
+    """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1], checked finite."""
+    check_finite(z, "the codes to decode")
+    x = torch.cat([model.decode(z[s]) for s in chunks(len(z), BATCH, "decoding")])
+    check_finite(x, "the model's outputs")
+    return x
+
+
+def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:
+    """AekitError unless n new items of the model's shape fit in memory (float32, and their raw copy)."""
+    per_item = 12 * math.prod(model.config.input_shape)
+    check(n >= 1, f"{what}: ask for at least 1 item, got {n}")
+    check_load_size(n * per_item, what, f"making {n:,} items", f"; at most {allowed_bytes() // per_item:,} fit")
 
 
 def open_run(run: Run | str | os.PathLike) -> Run:
@@ -75,47 +95,27 @@ def to_raw(x: torch.Tensor, scaling: Scaling) -> np.ndarray:
         return x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
     lo, hi = np.asarray(scaling.lo, np.float64), np.asarray(scaling.hi, np.float64)
     span = np.where(hi > lo, hi - lo, 1.0)
-    return (x.double().numpy() * span + lo).astype(np.float32)
+    with np.errstate(over="ignore"):
+        raw = (x.double().numpy() * span + lo).astype(np.float32)
+    check_finite(raw, "the items in the data's own units (the scaling's range overflows float32)")
+    return raw
 
 
-def refuse_existing(path: str | os.PathLike, force: bool) -> Path:
-    path = Path(path)
-    check(force or not path.exists(), f"{path} exists; pass --force to replace it")
-    check(path.parent.is_dir(), f"{path.parent}: no such folder for the output")
-    return path
+def write_array(out: Output, x: np.ndarray, **extra: np.ndarray) -> Path:
+    """Write x to out: a .npy or .npz file (x, plus extra arrays), or for images a folder of PNGs, whole."""
+    if out.kind == ".npy":
+        return out.write(lambda f: np.save(f, x, allow_pickle=False))
+    if out.kind == ".npz":
+        return out.write(lambda f: np.savez(f, x=x, **extra))
+    check(x.ndim == 4 and x.shape[1] in (1, 3, 4), f"{out.path}: only images can be written as PNG files; use .npz")
+    return out.write_folder(lambda folder: _write_pngs(folder, x))
 
 
-def write_array(out: str | os.PathLike, x: np.ndarray, force: bool = False, **extra: np.ndarray) -> Path:
-    """Write x to out: a .npy or .npz file (x, plus extra arrays), or for images a folder of PNGs.
-
-    The output appears whole or not at all; an existing one is replaced only with force.
-    """
-    out = refuse_existing(out, force)
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        return aio.atomic_write(out, lambda f: np.save(f, x, allow_pickle=False))
-    if suffix == ".npz":
-        return aio.atomic_write(out, lambda f: np.savez(f, x=x, **extra))
-    check(not suffix, f"{out}: write .npy, .npz, or a folder (a name without a suffix) of PNG images")
-    check(x.ndim == 4 and x.shape[1] in (1, 3, 4), f"{out}: only images can be written as PNG files; use .npz")
-    return _write_png_folder(out, x, force)
-
-
-def _write_png_folder(out: Path, x: np.ndarray, force: bool) -> Path:
+def _write_pngs(folder: Path, x: np.ndarray) -> None:
     from PIL import Image
 
     pixels = x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
     pixels = pixels.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        width = len(str(len(pixels) - 1))
-        for i, item in enumerate(pixels):
-            Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(tmp / f"{i:0{width}d}.png")
-        tmp.chmod(0o777 & ~aio.current_umask())
-        if force and out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    width = len(str(len(pixels) - 1))
+    for i, item in enumerate(pixels):
+        Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(folder / f"{i:0{width}d}.png")

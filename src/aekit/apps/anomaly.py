@@ -11,17 +11,19 @@ import os
 import numpy as np
 import torch
 
-from .. import io as aio
 from ..errors import AekitError, check
+from ..io import Output, distinct
 from ..run import Run
-from . import check_items, open_run, read_input, refuse_existing
+from . import check_finite, check_items, open_run, read_input
 
 
 def scores(run: Run | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
     """Anomaly score of each item of x (N, ...) in [0, 1], (N,) float64: higher is more unusual."""
     model = open_run(run).model
     check_items(model, x)
-    return model.anomaly_scores(x).numpy()
+    s = model.anomaly_scores(x)
+    check_finite(s, "the anomaly scores")
+    return s.numpy()
 
 
 def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:
@@ -59,9 +61,9 @@ def anomaly_file(
     if contamination is not None:
         check(0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
-    for path, suffix in ((out, ".csv"), (figure, ".png")):
-        if path is not None:
-            check(refuse_existing(path, force).suffix.lower() == suffix, f"{path}: write it as a {suffix} file")
+    table = Output(out, (".csv",), force) if out is not None else None
+    picture = Output(figure, (".png",), force) if figure is not None else None
+    distinct(table, picture)
     items = read_input(run, source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
     s = scores(run, items.floats())
@@ -84,19 +86,22 @@ def anomaly_file(
         names = items.classes or []
         wanted = {names.index(v) if v in names else _int(v) for v in normal}
         report.update(label_metrics(s, ~np.isin(items.y.numpy(), sorted(wanted))))
-    if out is not None:
-        rows = ["index,score,flagged" + (",label" if items.y is not None else "")]
-        labels = items.y.tolist() if items.y is not None else None
-        for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
-            rows.append(f"{i},{score:.6g},{int(flag)}" + (f",{labels[i]}" if labels else ""))
-        aio.write_bytes(out, ("\n".join(rows) + "\n").encode())
-        report["output"] = str(out)
-    if figure is not None:
+    if picture is not None:
         from .. import plots
 
         top = np.asarray(report["most_anomalous"][:8])
         shown = items.batch(torch.from_numpy(top))
-        plots.anomalies(s, threshold, shown, s[top], figure, title=f"{run.model.name} anomaly scores: {source}")
+        title = f"{run.model.name} anomaly scores: {source}"
+        figure_png = plots.anomalies(s, threshold, shown, s[top], title=title)
+    if table is not None:
+        rows = ["index,score,flagged" + (",label" if items.y is not None else "")]
+        labels = items.y.tolist() if items.y is not None else None
+        for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
+            rows.append(f"{i},{score:.6g},{int(flag)}" + (f",{labels[i]}" if labels else ""))
+        table.write_bytes(("\n".join(rows) + "\n").encode())
+        report["output"] = str(out)
+    if picture is not None:
+        picture.write_bytes(figure_png)
         report["figure"] = str(figure)
     return report
 

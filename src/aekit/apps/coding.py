@@ -7,9 +7,12 @@ State: 32 bits, renormalized a byte at a time; probabilities in units of 2**PROB
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 
 from ..errors import AekitError
+from ..progress import chunks
 
 PROB_BITS = 15
 PROB_SCALE = 1 << PROB_BITS
@@ -38,15 +41,22 @@ def _normalize(counts: np.ndarray) -> np.ndarray:
     return freqs
 
 
+def _coded(freqs: np.ndarray) -> list[int]:
+    """The dimensions that cost bits: a dimension whose one symbol has all of PROB_SCALE leaves the rANS state
+    unchanged in both directions, so it is skipped (its value is that symbol)."""
+    return [j for j in range(freqs.shape[0]) if freqs[j].max() < PROB_SCALE]
+
+
 def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
     """rANS-encode symbols q (N, D) with tables freqs (D, S); returns the byte stream."""
-    n, d = q.shape
-    f = freqs.tolist()
-    c = _cumulative(freqs).tolist()
-    symbols = q.reshape(-1).tolist()
+    coded = _coded(freqs)
+    f = freqs[coded].tolist()
+    c = _cumulative(freqs[coded]).tolist()
+    symbols = q[:, coded].reshape(-1).tolist()
+    d = len(coded)
     out = bytearray()
     x = RANS_L
-    for i in range(n * d - 1, -1, -1):  # rANS codes backwards so that the decoder reads forwards
+    for i in range(len(symbols) - 1, -1, -1):  # rANS codes backwards so that the decoder reads forwards
         j, s = i % d, symbols[i]
         fs = f[j][s]
         x_max = ((RANS_L >> PROB_BITS) << 8) * fs
@@ -60,34 +70,45 @@ def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
 
 
 def decode(data: bytes, n: int, freqs: np.ndarray) -> np.ndarray:
-    """Inverse of encode: the (n, D) symbols. AekitError if data is not a stream of exactly that."""
-    d = freqs.shape[0]
+    """Inverse of encode: the (n, D) symbols (int16). AekitError if data is not a stream of exactly that.
+
+    Memory: 2 bytes a symbol. Time: proportional to n times the dimensions that cost bits, shown on a
+    terminal for long streams.
+    """
+    coded = _coded(freqs)
+    out = np.empty((n, freqs.shape[0]), np.int16)
+    out[:] = freqs.argmax(axis=1)  # the dimensions that cost nothing hold their one symbol
     # Each item costs at least this many bits, however likely its symbols: a stream too short for n items
     # is refused before any work (a small file claiming billions of items would otherwise run for hours).
-    min_bits = float(np.log2(PROB_SCALE / freqs.max(axis=1)).sum())
+    min_bits = float(np.log2(PROB_SCALE / freqs[coded].max(axis=1)).sum()) if coded else 0.0
     if n * min_bits * 0.99 > 8 * len(data) + 64:
         raise AekitError(f"the coded latents are too short for the {n} items the file claims: it is corrupt")
-    f = freqs.tolist()
-    c = _cumulative(freqs).tolist()
-    lookup = [np.repeat(np.arange(freqs.shape[1]), row).tolist() for row in freqs]  # slot -> symbol
+    tables = [
+        (row.tolist(), cum.tolist(), np.repeat(np.arange(len(row)), row).tolist())  # slot -> symbol
+        for row, cum in zip(freqs[coded], _cumulative(freqs[coded]), strict=True)
+    ]
+    symbols = array.array("h", bytes(2 * n * len(coded)))
     mask = PROB_SCALE - 1
-    out = [0] * (n * d)
+    k = 0
     try:
         x, pos = int.from_bytes(data[:4], "big"), 4
-        for i in range(n * d):
-            j = i % d
-            slot = x & mask
-            s = lookup[j][slot]
-            out[i] = s
-            x = f[j][s] * (x >> PROB_BITS) + slot - c[j][s]
-            while x < RANS_L:
-                x = (x << 8) | data[pos]
-                pos += 1
+        for part in chunks(n if tables else 0, 1 << 14, "decoding latents"):
+            for _ in range(part.start, part.stop):
+                for f, c, lookup in tables:
+                    slot = x & mask
+                    s = lookup[slot]
+                    symbols[k] = s
+                    k += 1
+                    x = f[s] * (x >> PROB_BITS) + slot - c[s]
+                    while x < RANS_L:
+                        x = (x << 8) | data[pos]
+                        pos += 1
     except IndexError:
         raise AekitError("the coded latents end early: the file is truncated or corrupt") from None
     if x != RANS_L or pos != len(data):
         raise AekitError("the coded latents do not decode cleanly: the file is corrupt")
-    return np.asarray(out, dtype=np.int64).reshape(n, d)
+    out[:, coded] = np.frombuffer(symbols, np.int16).reshape(n, len(coded))
+    return out
 
 
 def _cumulative(freqs: np.ndarray) -> np.ndarray:

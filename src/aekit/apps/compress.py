@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ import torch
 
 from .. import io as aio
 from .. import metrics as M
+from ..config import from_dict, to_dict
 from ..data.datasets import UINT8, Scaling
-from ..data.sources import check_load_size
 from ..errors import AekitError, check
+from ..io import Output
+from ..limits import check_load_size
 from ..run import Run
-from . import coding, decode_all, encode_all, open_run, read_input, refuse_existing, to_raw, write_array
+from . import ARRAY_KINDS, coding, decode_all, encode_all, open_run, read_input, to_raw, write_array
 
 MAGIC, VERSION = b"AEKZ", 1
 _U32 = struct.Struct("<I")
@@ -49,6 +52,7 @@ def quantize(z: torch.Tensor, bits: int = 8) -> Quantized:
     z = z.detach().float().cpu().numpy()
     lo, hi = z.min(0), z.max(0)
     step = np.where(hi > lo, (hi - lo) / ((1 << bits) - 1), 1.0).astype(np.float32)
+    step[step <= 0] = 1.0  # a range too small for float32 steps: one level
     q = np.clip(np.rint((z - lo) / step), 0, (1 << bits) - 1).astype(np.int64)
     return Quantized(q, lo, step, bits)
 
@@ -67,33 +71,76 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The JSON header of an .aez file (docs/formats.md), checked field by field when a file is read."""
+
+    model: str
+    model_sha256: str
+    run: str
+    items: int
+    item_shape: tuple[int, ...]
+    scaling: Scaling
+    latent_dim: int
+    bits: int
+    lo: tuple[float, ...]
+    step: tuple[float, ...]
+    coder: str = "rans"
+
+    def __post_init__(self) -> None:
+        where = "the .aez file's header"
+        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
+        check(self.items >= 1 and self.latent_dim >= 1, f"{where}: items and latent_dim must be at least 1")
+        shape = self.item_shape
+        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
+        check(1 <= self.bits <= MAX_BITS, f"{where}: bits must be between 1 and {MAX_BITS}, got {self.bits}")
+        check(self.coder == "rans", f"{where}: unknown coder {self.coder[:20]!r}")
+        check(
+            len(self.lo) == len(self.step) == self.latent_dim,
+            f"{where}: lo and step must hold latent_dim ({self.latent_dim}) numbers each",
+        )
+        top = np.asarray(self.lo, np.float64) + np.asarray(self.step, np.float64) * ((1 << self.bits) - 1)
+        ok = (
+            all(s > 0 for s in self.step)
+            and np.all(np.abs(self.lo) <= FLOAT32_MAX)
+            and np.all(np.abs(top) <= FLOAT32_MAX)
+        )
+        check(bool(ok), f"{where}: lo and step give code values beyond float32 (or a step <= 0)")
+        features = self.scaling.features
+        check(
+            features is None or (len(shape) == 1 and features == shape[0]),
+            f"{where}: a scaling of {features} features does not fit items of shape {list(shape)}",
+        )
+
+
 def compress(run: Run | str | os.PathLike, x: torch.Tensor, bits: int = 8, scaling: Scaling | None = None) -> bytes:
     """Items x (N, ...) in [0, 1], shaped as the model's input, -> the bytes of an .aez file."""
     run = open_run(run)
     model = run.model
-    shape = tuple(model.config.input_shape)
     code = quantize(encode_all(model, x), bits)
     freqs = coding.frequency_tables(code.q, 1 << bits)
-    header = {
-        "model": model.name,
-        "model_sha256": weights_sha256(model),
-        "run": str(run.path.resolve()),
-        "items": len(x),
-        "item_shape": list(shape),
-        "scaling": (scaling or run.scaling).to_dict(),
-        "latent_dim": code.q.shape[1],
-        "bits": bits,
-        "lo": code.lo.tolist(),
-        "step": code.step.tolist(),
-        "coder": "rans",
-    }
-    parts = [json.dumps(header, separators=(",", ":")).encode(), zlib.compress(freqs.astype("<u2").tobytes(), 9)]
-    parts.append(coding.encode(code.q, freqs))
+    header = Header(
+        model=model.name,
+        model_sha256=weights_sha256(model),
+        run=str(run.path.resolve()),
+        items=len(x),
+        item_shape=tuple(model.config.input_shape),
+        scaling=scaling or run.scaling,
+        latent_dim=code.q.shape[1],
+        bits=bits,
+        lo=tuple(code.lo.tolist()),
+        step=tuple(code.step.tolist()),
+    )
+    parts = [json.dumps(to_dict(header), separators=(",", ":")).encode()]
+    parts += [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)]
     body = MAGIC + bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
     return body + _U32.pack(zlib.crc32(body))
 
 
-def read_aez(data: bytes) -> tuple[dict, Quantized]:
+def read_aez(data: bytes) -> tuple[Header, Quantized]:
     """Parse and check an .aez file's bytes: (its header, its quantized codes). AekitError if anything is off."""
     check(len(data) >= 5 + 4 and data[:4] == MAGIC, "not an .aez file (no AEKZ magic)")
     check(data[4] == VERSION, f"an .aez file of format version {data[4]}; this aekit reads version {VERSION}")
@@ -109,8 +156,12 @@ def read_aez(data: bytes) -> tuple[dict, Quantized]:
         parts.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    header = _check_header(parts[0])
-    d, n_symbols = header["latent_dim"], 1 << header["bits"]
+    header = from_dict(Header, aio.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
+    d, n_symbols = header.latent_dim, 1 << header.bits
+    n, values = header.items, math.prod(header.item_shape)
+    # Decoded symbols (2 bytes), codes (4), the decoded items (4) and their copy in the data's units (4)
+    need = n * (6 * d + 8 * values) + 2 * d * n_symbols * 8
+    check_load_size(need, "the .aez file", f"decoding {n:,} items of {values:,} values")
     expected = d * n_symbols * 2
     inflate = zlib.decompressobj()
     try:
@@ -120,53 +171,28 @@ def read_aez(data: bytes) -> tuple[dict, Quantized]:
     check(len(raw) == expected, "the .aez file's frequency tables have the wrong size")
     freqs = np.frombuffer(raw, "<u2").astype(np.int64).reshape(d, n_symbols)
     check(bool((freqs.sum(1) == coding.PROB_SCALE).all()), "the .aez file's frequency tables are corrupt")
-    n = header["items"]
-    check_load_size(n * (16 * d + 4 * math.prod(header["item_shape"])), "the .aez file", f"decoding {n} items")
     q = coding.decode(parts[2], n, freqs)
-    lo, step = (np.asarray(header[k], np.float32) for k in ("lo", "step"))
-    return header, Quantized(q, lo, step, header["bits"])
-
-
-def _check_header(raw: bytes) -> dict:
-    try:
-        h = json.loads(raw.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AekitError("the .aez file's header is not valid JSON") from None
-    keys = {"model", "model_sha256", "run", "items", "item_shape", "scaling", "latent_dim", "bits", "lo", "step"}
-    check(isinstance(h, dict) and keys <= set(h), "the .aez file's header lacks fields")
-
-    def count(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    d = h["latent_dim"]
-    ok = all(count(h[k]) for k in ("items", "latent_dim", "bits")) and h["bits"] <= MAX_BITS
-    ok = ok and isinstance(h["item_shape"], list) and all(map(count, h["item_shape"]))
-    for key in ("lo", "step"):
-        v = h[key]
-        ok = ok and isinstance(v, list) and len(v) == d
-        ok = ok and all(isinstance(a, int | float) and not isinstance(a, bool) and math.isfinite(a) for a in v)
-    check(ok and h.get("coder") == "rans", "the .aez file's header has invalid values")
-    Scaling.from_dict(h["scaling"])
-    return h
+    lo, step = np.asarray(header.lo, np.float32), np.asarray(header.step, np.float32)
+    return header, Quantized(q, lo, step, header.bits)
 
 
 def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple[torch.Tensor, dict]:
-    """The bytes of an .aez file -> (decoded items (N, ...) in [0, 1], header).
+    """The bytes of an .aez file -> (decoded items (N, ...) in [0, 1], its header as a dict).
 
     run: the run whose model made the file (default: the run folder named in the file). A file made with
     other weights is refused.
     """
     header, code = read_aez(data)
-    run = open_run(run if run is not None else header["run"])
+    run = open_run(run if run is not None else header.run)
     check(
-        weights_sha256(run.model) == header["model_sha256"],
+        weights_sha256(run.model) == header.model_sha256,
         f"the .aez file was made with another model than the one in {run.path} (weights hash differs)",
     )
     check(
-        list(run.model.config.input_shape) == header["item_shape"] and run.model.config.latent_dim == code.q.shape[1],
+        tuple(run.model.config.input_shape) == header.item_shape and run.model.config.latent_dim == header.latent_dim,
         "the .aez file does not match this model's shapes",
     )
-    return decode_all(run.model, dequantize(code)), header
+    return decode_all(run.model, dequantize(code)), to_dict(header)
 
 
 def compress_file(
@@ -180,13 +206,13 @@ def compress_file(
 ) -> dict:
     """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report."""
     run = open_run(run)
-    out = refuse_existing(out, force)
+    output = Output(out, (".aez",), force)
     items = read_input(run, source, split, data_dir)
     x = items.floats()
     blob = compress(run, x, bits, items.scaling)
     x_hat = decode_all(run.model, dequantize(read_aez(blob)[1]))
     raw_bytes = math.prod(items.item_shape) * (1 if items.scaling == UINT8 else 4)
-    aio.write_bytes(out, blob)
+    output.write_bytes(blob)
     quality = M.summarize(M.squared_errors(x, x_hat), math.prod(items.item_shape))
     return {
         "output": str(out),
@@ -204,11 +230,13 @@ def decompress_file(
     path: str | os.PathLike, out: str | os.PathLike, run: Run | str | os.PathLike | None = None, force: bool = False
 ) -> dict:
     """Decode the .aez file at path into out (.npz, .npy or a folder of PNGs) in the data's own units."""
-    refuse_existing(out, force)
+    output = Output(out, ARRAY_KINDS, force)
     try:
-        data = open(path, "rb").read()
+        with open(path, "rb") as f:
+            check_load_size(os.fstat(f.fileno()).st_size, path, "the .aez file")
+            data = f.read()
     except OSError as e:
-        raise AekitError(f"{path}: cannot read ({e.strerror})") from None
+        raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
     x_hat, header = decompress(data, run)
-    written = write_array(out, to_raw(x_hat, Scaling.from_dict(header["scaling"])), force)
+    written = write_array(output, to_raw(x_hat, Scaling.from_dict(header["scaling"])))
     return {"output": str(written), "items": header["items"], "item_shape": header["item_shape"]}

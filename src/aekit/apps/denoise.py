@@ -9,17 +9,18 @@ import os
 import torch
 
 from .. import metrics as M
+from ..config import check_seed
 from ..data.noise import NOISES, corrupt
 from ..errors import check
+from ..io import Output, distinct
 from ..run import Run
-from . import check_items, open_run, read_input, refuse_existing, to_raw, write_array
+from . import ARRAY_KINDS, decode_all, encode_all, open_run, read_input, to_raw, write_array
 
 
 def denoise(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
     """Cleaned items: the model's reconstructions of x (N, ...) in [0, 1]."""
     model = open_run(run).model
-    check_items(model, x)
-    return model.reconstruct(x)
+    return decode_all(model, encode_all(model, x))
 
 
 def denoise_file(
@@ -45,9 +46,13 @@ def denoise_file(
     run = open_run(run)
     for kind in add_noise or []:
         check(kind in NOISES, f"unknown noise {kind!r}; choose from {', '.join(NOISES)}")
-    check(sigma >= 0 and 0 <= p <= 1, f"noise sigma must be >= 0 and p in [0, 1], got {sigma} and {p}")
-    paths = [refuse_existing(path, force) for path in (out, noisy_out, figure) if path is not None]
-    check(len({pth.resolve() for pth in paths}) == len(paths), "the outputs must be different files")
+    ok = math.isfinite(sigma) and sigma >= 0 and 0 <= p <= 1
+    check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
+    check_seed(seed)
+    output = Output(out, ARRAY_KINDS, force)
+    noisy_output = Output(noisy_out, ARRAY_KINDS, force) if noisy_out is not None else None
+    figure_output = Output(figure, (".png",), force) if figure is not None else None
+    distinct(output, noisy_output, figure_output)
     items = read_input(run, source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
     check("shift" not in (add_noise or []) or items.is_image, f"{source}: shift moves images, not table rows")
@@ -59,15 +64,16 @@ def denoise_file(
         n_features = math.prod(items.item_shape)
         report["noisy_psnr_db"] = M.summarize(M.squared_errors(clean, noisy), n_features)["psnr_db"]
         report["denoised_psnr_db"] = M.summarize(M.squared_errors(clean, cleaned), n_features)["psnr_db"]
-    if figure is not None:
+    # Everything is computed and checked: write.
+    if figure_output is not None:
         from .. import plots
 
         rows = [noisy[:10], cleaned[:10]] + ([clean[:10]] if add_noise else [])
         names = ["noisy" if add_noise else "input", "denoised"] + (["clean"] if add_noise else [])
-        plots.rows_of_images(rows, names, figure, title=f"{run.model.name}: denoising {source}")
+        figure_output.write_bytes(plots.rows_of_images(rows, names, title=f"{run.model.name}: denoising {source}"))
         report["figure"] = str(figure)
-    if noisy_out is not None:
-        write_array(noisy_out, to_raw(noisy, items.scaling), force)
+    if noisy_output is not None:
+        write_array(noisy_output, to_raw(noisy, items.scaling))
         report["noisy_output"] = str(noisy_out)
-    write_array(out, to_raw(cleaned, items.scaling), force)
+    write_array(output, to_raw(cleaned, items.scaling))
     return report

@@ -7,8 +7,9 @@ import os
 import torch
 
 from ..errors import check
+from ..io import Output
 from ..run import Run
-from . import encode_all, open_run, read_input, refuse_existing, write_array
+from . import encode_all, open_run, read_input, write_array
 
 
 def features(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
@@ -26,10 +27,36 @@ def features_file(
 ) -> dict:
     """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known)."""
     run = open_run(run)
-    out = refuse_existing(out, force)
-    check(out.suffix.lower() in (".npy", ".npz"), f"{out}: features are written as .npy or .npz")
+    output = Output(out, (".npy", ".npz"), force)
     items = read_input(run, source, split, data_dir)
     z = features(run, items.floats()).numpy()
-    extra = {"y": items.y.numpy()} if items.y is not None and out.suffix.lower() == ".npz" else {}
-    write_array(out, z, force, **extra)
+    extra = {"y": items.y.numpy()} if items.y is not None and output.kind == ".npz" else {}
+    write_array(output, z, **extra)
     return {"output": str(out), "items": len(z), "features": z.shape[1], "labels": bool(extra)}
+
+
+def latent_file(
+    run: Run | str | os.PathLike,
+    source: str,
+    out: str | os.PathLike,
+    split: str = "all",
+    max_items: int = 5000,
+    force: bool = False,
+    data_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Draw the codes of source's items on a plane (PCA above 2 dimensions), coloured by label, into the PNG at
+    out; at most max_items of them (a seeded subset, in order)."""
+    from .. import plots
+
+    check(max_items >= 1, f"max_items must be at least 1, got {max_items}")
+    output = Output(out, (".png",), force)
+    run = open_run(run)
+    items = read_input(run, source, split, data_dir)
+    if len(items) > max_items:
+        keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]
+        items = items.subset(keep.sort().values)
+    z = features(run, items.floats())
+    labels = items.y.numpy() if items.y is not None else None
+    title = f"{run.model.name}: codes of {len(z)} items of {source}"
+    output.write_bytes(plots.latent_map(z, labels, title=title, names=items.classes))
+    return {"output": str(out), "items": len(z), "latent_dim": z.shape[1]}

@@ -7,13 +7,19 @@ shows what the decoder makes of plausible codes.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
+from ..config import check_seed
 from ..errors import check
+from ..io import Output
+from ..progress import chunks
 from ..run import Run
-from . import decode_all, encode_all, open_run, read_input, refuse_existing, to_raw, write_array
+from . import BATCH, check_output_items, decode_all, encode_all, open_run, read_input, to_raw, write_array
+
+PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
 
 def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,7 +31,12 @@ def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tu
     z = encode_all(run.model, run.load_data(data_dir=data_dir).train.floats()).double()
     mean = z.mean(0)
     cov = torch.cov(z.T).reshape(d, d) + 1e-6 * torch.eye(d, dtype=torch.float64)
-    return mean.float(), torch.linalg.cholesky(cov).float()
+    factor, info = torch.linalg.cholesky_ex(cov)
+    check(
+        int(info) == 0 and bool(torch.isfinite(factor).all()),
+        f"{run.path}: the codes of the training data have no usable spread to draw new codes from",
+    )
+    return mean.float(), factor.float()
 
 
 def generate(
@@ -35,19 +46,31 @@ def generate(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
 ) -> torch.Tensor:
-    """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature."""
-    check(n >= 1, f"n must be at least 1, got {n}")
-    check(temperature > 0, f"temperature must be positive, got {temperature}")
+    """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature.
+
+    The codes are drawn and decoded BATCH at a time (from one generator seeded with seed), so n is bounded
+    only by the memory its output takes.
+    """
+    check(math.isfinite(temperature) and temperature > 0, f"temperature must be a positive number, got {temperature}")
+    check_seed(seed)
     run = open_run(run)
+    check_output_items(n, run.model, "generate")
     mean, factor = code_distribution(run, data_dir)
-    eps = torch.randn(n, len(mean), generator=torch.Generator().manual_seed(seed))
-    return decode_all(run.model, mean + temperature * eps @ factor.T)
+    generator = torch.Generator().manual_seed(seed)
+    parts = []
+    for part in chunks(n, BATCH, "generating"):
+        eps = torch.randn(part.stop - part.start, len(mean), generator=generator)
+        z = mean + temperature * eps @ factor.T
+        check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")
+        parts.append(decode_all(run.model, z))
+    return torch.cat(parts)
 
 
 def interpolate(run: Run | str | os.PathLike, a: torch.Tensor, b: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Items decoded along the straight line between the codes of items a and b: (steps, *input_shape)."""
     check(steps >= 2, f"steps must be at least 2, got {steps}")
     model = open_run(run).model
+    check_output_items(steps, model, "interpolate")
     z = encode_all(model, torch.stack([a, b]))
     t = torch.linspace(0, 1, steps)[:, None]
     return decode_all(model, (1 - t) * z[0] + t * z[1])
@@ -86,11 +109,16 @@ def generate_file(
     """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default; with
     between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
     with grid=G the 2-d latent manifold on a G x G lattice."""
-    out = refuse_existing(out, force)
-    check(out.suffix.lower() in (".png", ".npz", ".npy"), f"{out}: write a .png figure, or .npz/.npy arrays")
+    output = Output(out, (".png", ".npz", ".npy"), force)
     run = open_run(run)
+    count = steps if between else grid * grid if grid is not None else n
+    figure = output.kind == ".png"
+    check(not figure or count <= PNG_GRID_MAX, f"{out}: a .png grid shows at most {PNG_GRID_MAX} images; write .npz")
+    check(not figure or len(run.model.config.input_shape) == 3, "the model makes table rows, not images; use .npz")
     columns = 8
     if between:
+        check(steps >= 2, f"steps must be at least 2, got {steps}")
+        check_output_items(steps, run.model, "interpolate")
         items = read_input(run, data or run.data_config.source, split, data_dir)
         i, j = between
         check(0 <= i < len(items) and 0 <= j < len(items), f"interpolate: indices must be in 0..{len(items) - 1}")
@@ -100,11 +128,10 @@ def generate_file(
         x, columns, what = manifold(run, grid, data_dir), grid, "the 2-d latent manifold"
     else:
         x, what = generate(run, n, temperature, seed, data_dir), f"{n} samples, temperature {temperature}"
-    if out.suffix.lower() == ".png":
+    if figure:
         from .. import plots
 
-        check(x.dim() == 4, "the model makes table rows, not images; write them as .npz")
-        plots.image_grid(x, out, columns=min(columns, len(x)), title=f"{run.model.name}: {what}")
+        output.write_bytes(plots.image_grid(x, columns=min(columns, len(x)), title=f"{run.model.name}: {what}"))
     else:
-        write_array(out, to_raw(x, run.scaling), force)
+        write_array(output, to_raw(x, run.scaling))
     return {"output": str(out), "items": len(x), "what": what}

@@ -22,16 +22,40 @@ BUILTIN = {
 }
 
 
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 @dataclass(frozen=True)
 class Scaling:
     """Maps raw values into [0, 1]: x = (raw - lo) / (hi - lo), per feature (lists) or global (floats).
 
     Fitted on the training split and stored in the run folder, so that new data is prepared exactly
-    as the training data was.
+    as the training data was. lo <= hi, both finite and hi - lo finite; a constant feature has lo == hi
+    (it maps to 0); a global scaling needs lo < hi.
     """
 
     lo: float | list[float]
     hi: float | list[float]
+
+    def __post_init__(self) -> None:
+        scalars = _number(self.lo) and _number(self.hi)
+        lists = isinstance(self.lo, list) and isinstance(self.hi, list) and len(self.lo) == len(self.hi) > 0
+        check(
+            scalars or (lists and all(map(_number, self.lo + self.hi))),
+            "scaling: lo and hi must be two finite numbers or two equally long lists of them",
+        )
+        lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
+        with np.errstate(over="ignore"):
+            span = hi - lo
+        bad = np.flatnonzero(~((span >= 0) & np.isfinite(span)) | ((span == 0) & scalars))
+        if bad.size:
+            j = int(bad[0])
+            where = f" of feature {j}" if lists else ""
+            raise AekitError(
+                f"scaling: the range{where} from {lo.flat[j]:g} to {hi.flat[j]:g} is "
+                + ("empty or reversed" if span.flat[j] <= 0 else "wider than a float can hold")
+            )
 
     @classmethod
     def fit(cls, raw: np.ndarray, per_feature: bool) -> Scaling:
@@ -41,10 +65,20 @@ class Scaling:
         return cls(float(raw.min()), float(raw.max()))
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Raw values (N, ...) -> float32 in [0, 1] (values beyond the fitted range fall outside it)."""
+        """Raw values (N, ...) -> float32 in [0, 1] (values beyond the fitted range fall outside it), a chunk
+        of items at a time (no float64 copy of the whole array)."""
         lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
         span = np.where(hi > lo, hi - lo, 1.0)  # a constant feature maps to 0, never to a division by 0
-        return ((raw - lo) / span).astype(np.float32)
+        out = np.empty(raw.shape, np.float32)
+        step = max(1, (16 << 20) // max(1, math.prod(raw.shape[1:])))
+        with np.errstate(over="ignore"):
+            for i in range(0, len(raw), step):
+                out[i : i + step] = (raw[i : i + step] - lo) / span
+        check(
+            bool(np.isfinite(out).all()),
+            "values far outside the range the scaling was fitted on (lo, hi) overflow a float32",
+        )
+        return out
 
     def to_dict(self) -> dict:
         return {"lo": self.lo, "hi": self.hi}
@@ -52,19 +86,13 @@ class Scaling:
     @classmethod
     def from_dict(cls, d: dict) -> Scaling:
         ok = isinstance(d, dict) and set(d) == {"lo", "hi"}
-        check(ok, f"scaling: expected {{'lo': ..., 'hi': ...}}, got {d!r}")
-
-        def number(v) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
+        check(ok, f"scaling: expected {{'lo': ..., 'hi': ...}}, got {d!r}"[:200])
         lo, hi = d["lo"], d["hi"]
-        scalars = number(lo) and number(hi)
-        lists = isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) > 0
-        check(
-            scalars or (lists and all(map(number, lo + hi))),
-            "scaling: lo and hi must be two finite numbers or two equally long lists of them",
-        )
-        return cls(float(lo), float(hi)) if scalars else cls([float(v) for v in lo], [float(v) for v in hi])
+        if _number(lo) and _number(hi):
+            return cls(float(lo), float(hi))
+        if isinstance(lo, list) and isinstance(hi, list) and all(map(_number, lo + hi)):
+            return cls([float(v) for v in lo], [float(v) for v in hi])
+        return cls(lo, hi)  # __post_init__ says what is wrong
 
     @property
     def features(self) -> int | None:
@@ -140,7 +168,7 @@ class MappedDataset(Dataset):
         self.source.release()  # scattered rows can map far more than they hold (a page, or more, each)
         if raw.dtype == np.uint8 and self.scaling == UINT8:
             return torch.from_numpy(raw).float().div_(255)
-        return torch.from_numpy(self.scaling.apply(raw.astype(np.float64)))
+        return torch.from_numpy(self.scaling.apply(raw))
 
     def subset(self, idx: torch.Tensor | np.ndarray) -> MappedDataset:
         idx = np.asarray(idx, dtype=np.int64)
@@ -189,6 +217,8 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     """load() from a DataConfig (the "data" section of a run's config)."""
     name = cfg.source
     if name in BUILTIN and not Path(name).exists():
+        check(cfg.size is None, f"--size resizes the images of a folder; {name} has a fixed size")
+        check(cfg.label_column is None, f"--label-column names a CSV column; {name} is not a CSV table")
         if name == "mnist":
             m = sources.read_mnist(data_dir)
             x_train, y_train, x_test, y_test = m["x_train"], m["y_train"], m["x_test"], m["y_test"]
@@ -334,7 +364,10 @@ def _make_splits(
         axis = 0 if not is_image else None
         lows, highs = zip(*((c.min(axis), c.max(axis)) for c in _chunks(raw, parts[0], release)), strict=True)
         low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
-        scaling = Scaling(low.tolist(), high.tolist()) if not is_image else Scaling(float(low), float(high))
+        try:
+            scaling = Scaling(low.tolist(), high.tolist()) if not is_image else Scaling(float(low), float(high))
+        except AekitError as e:
+            raise AekitError(f"{name}: cannot be scaled to [0, 1] ({e}); rescale or drop those values") from None
     y_t = torch.from_numpy(y) if y is not None else None
     cls = tuple(classes) if classes else None
     if mapped is not None:
@@ -345,7 +378,7 @@ def _make_splits(
     if raw.dtype == np.uint8 and scaling == UINT8:
         x = torch.from_numpy(np.ascontiguousarray(raw))  # kept as uint8, scaled per batch
     else:
-        x = torch.from_numpy(scaling.apply(raw.astype(np.float64)))
+        x = torch.from_numpy(scaling.apply(raw))
     train, test = (Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls) for i in parts)
     return Splits(train, test if len(test) else None)
 

@@ -12,6 +12,7 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import pickle
 import struct
@@ -29,45 +30,10 @@ import numpy as np
 
 from .. import io as aio
 from ..errors import AekitError, check
+from ..limits import check_load_size, human
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ARRAY_SUFFIXES = (".npy", ".npz")
-
-
-def max_load_bytes() -> int:
-    """Largest array a loader may allocate: $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory,
-    whichever is less."""
-    raw = os.environ.get("AEKIT_MAX_LOAD_BYTES")
-    if raw is None:
-        try:
-            half_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-        except (AttributeError, ValueError, OSError):  # not POSIX
-            half_ram = 8 << 30
-        return min(8 << 30, half_ram)
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = -1
-    check(limit > 0, f"AEKIT_MAX_LOAD_BYTES must be a positive whole number of bytes, got {raw!r}")
-    return limit
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""  # pragma: no cover
-
-
-def check_load_size(nbytes: int, path: Path | str, what: str) -> None:
-    """AekitError naming path unless nbytes fits the load limit (max_load_bytes)."""
-    limit = max_load_bytes()
-    check(
-        nbytes <= limit,
-        f"{path}: {what} needs {_human(nbytes)}, over the {_human(limit)} load limit "
-        "(raise AEKIT_MAX_LOAD_BYTES if this is real)",
-    )
 
 
 def default_data_dir() -> Path:
@@ -469,31 +435,34 @@ def _check_npz_member(path: Path, zf: zipfile.ZipFile, name: str) -> None:
         shape, _, dtype = _npy_header(f, f"{path}: array '{name}'")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     check_load_size(nbytes, path, f"array '{name}' of shape {list(shape)}")
-    check(nbytes <= info.file_size, f"{path}: array '{name}' is truncated (its header claims {_human(nbytes)})")
+    check(nbytes <= info.file_size, f"{path}: array '{name}' is truncated (its header claims {human(nbytes)})")
 
 
 def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """Read a numeric CSV table: (x (N, D) float64, labels or None, class names or None).
 
     A first row that is not all numbers is the header. label_column (a header name or a 0-based column
-    number) is kept out of the features and used as labels.
+    number) is kept out of the features and used as labels. Rows are parsed one at a time into an array
+    sized from the file's line count, which is checked against the load limit first.
     """
     try:
-        size = path.stat().st_size
-        check_load_size(size * 8, path, "the table")  # a parsed number takes at most 8x its shortest text
+        with open(path, "rb") as f:
+            lines = 1 + sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            return _parse_csv(path, csv.reader(f), lines, label_column)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise AekitError(f"{path}: not a readable CSV file ({e})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    check(rows, f"{path}: the CSV file is empty")
+
+
+def _parse_csv(path: Path, reader, lines: int, label_column: str | None):
+    rows = (r for r in reader if any(cell.strip() for cell in r))
+    first = next(rows, None)
+    check(first is not None, f"{path}: the CSV file is empty")
     header = None
-    if not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    check(rows, f"{path}: the CSV file has a header but no data rows")
-    width = len(header or rows[0])
-    for i, row in enumerate(rows):
-        check(len(row) == width, f"{path}: line {i + 1 + (header is not None)} has {len(row)} fields, expected {width}")
+    if not all(_is_number(c) for c in first):
+        header, first = [c.strip() for c in first], next(rows, None)
+    check(first is not None, f"{path}: the CSV file has a header but no data rows")
+    width = len(header or first)
     names = header or [str(i) for i in range(width)]
     label_idx = None
     if label_column is not None:
@@ -505,27 +474,34 @@ def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, n
                 f"{path}: no column {label_column!r} (columns: {', '.join(names)})",
             )
             label_idx = int(label_column)
-    columns = list(zip(*rows, strict=True))
-    features = []
-    for j, col in enumerate(columns):
-        if j == label_idx:
-            continue
+    keep = [j for j in range(width) if j != label_idx]
+    check(keep, f"{path}: no feature columns left besides the label column")
+    # float64 as read, then the float32 scaled copy and the split's copy of it: 16 bytes a value at most
+    check_load_size(lines * len(keep) * 16, path, f"a table of up to {lines} rows and {len(keep)} columns")
+    x = np.empty((lines, len(keep)), dtype=np.float64)
+    label_ids = np.empty(lines if label_idx is not None else 0, dtype=np.int64)
+    seen: dict[str, int] = {}
+    n = 0
+    for row in itertools.chain([first], rows):
+        check(len(row) == width, f"{path}: line {reader.line_num} has {len(row)} fields, expected {width}")
         try:
-            features.append(np.array([float(c) for c in col], dtype=np.float64))
+            x[n] = [float(row[j]) for j in keep]
         except ValueError:
-            i, bad = next((i, c) for i, c in enumerate(col) if not _is_number(c))
+            j = next(j for j in keep if not _is_number(row[j]))
             raise AekitError(
-                f"{path}: column {names[j]!r} is not numeric ({bad!r} on line {i + 1 + (header is not None)}); "
+                f"{path}: column {names[j]!r} is not numeric ({row[j]!r} on line {reader.line_num}); "
                 "aekit reads numeric tables (name a label column with --label-column)"
             ) from None
-    check(features, f"{path}: no feature columns left besides the label column")
-    x = np.stack(features, axis=1)
+        if label_idx is not None:
+            label_ids[n] = seen.setdefault(row[label_idx].strip(), len(seen))
+        n += 1
+    x = x[:n]
     if label_idx is None:
         return x, None, None
-    raw = [c.strip() for c in columns[label_idx]]
-    classes = sorted(set(raw), key=lambda c: (not _is_number(c), float(c) if _is_number(c) else 0.0, c))
-    lookup = {c: i for i, c in enumerate(classes)}
-    return x, np.array([lookup[c] for c in raw], dtype=np.int64), classes
+    classes = sorted(seen, key=lambda c: (not _is_number(c), float(c) if _is_number(c) else 0.0, c))
+    order = np.empty(len(seen), dtype=np.int64)
+    order[[seen[c] for c in classes]] = np.arange(len(classes))
+    return x, order[label_ids[:n]], classes
 
 
 def _is_number(text: str) -> bool:
@@ -561,39 +537,48 @@ def read_image_folder(
     classes = [d.name for d in subdirs] or None
     labels = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64) if classes else None
 
-    images = []
-    for p in files:
+    def opened(p: Path):
         try:
-            with Image.open(p) as img:
-                w, h = img.size
-                check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
-                img.load()
-                images.append(img.copy())
+            return Image.open(p)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            if isinstance(e, AekitError):
-                raise
             raise AekitError(f"{p}: not a readable image ({e})") from None
-    gray = all(img.mode in ("1", "L", "LA", "I", "I;16", "F") for img in images)
-    mode = "L" if gray else "RGB"
-    channels = 1 if gray else 3
+
+    # First the headers (Pillow decodes nothing until asked): every size is known, and checked against the
+    # load limit, before one pixel is decoded.
+    sizes, modes = [], set()
+    for p in files:
+        with opened(p) as img:
+            w, h = img.size
+            check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
+            sizes.append((w, h))
+            modes.add(img.mode)
+    gray = modes <= {"1", "L", "LA", "I", "I;16", "F"}
+    mode, channels = ("L", 1) if gray else ("RGB", 3)
     if size is None:
-        first = images[0].size
-        for p, img in zip(files, images, strict=True):
+        for p, (w, h) in zip(files, sizes, strict=True):
             check(
-                img.size == first,
-                f"{p}: is {img.size[1]}x{img.size[0]} but {files[0].name} is "
-                f"{first[1]}x{first[0]}; resize all with --size HEIGHT,WIDTH",
+                (w, h) == sizes[0],
+                f"{p}: is {h}x{w} but {files[0].name} is {sizes[0][1]}x{sizes[0][0]}; "
+                "resize all with --size HEIGHT,WIDTH",
             )
-        h, w = first[1], first[0]
+        h, w = sizes[0][1], sizes[0][0]
     else:
         h, w = size
-    check_load_size(len(images) * h * w * channels, path, f"{len(images)} images of {h}x{w}x{channels}")
-    x = np.empty((len(images), h, w, channels), dtype=np.uint8)
-    for i, img in enumerate(images):
-        img = _to_mode(img, mode)
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.BILINEAR)
-        x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+    # The array, its channels-first copy and the split's copy, plus one image being decoded and converted
+    largest = max(a * b for a, b in sizes)
+    need = 3 * len(files) * h * w * channels + 12 * largest
+    check_load_size(need, path, f"{len(files)} images of {h}x{w}x{channels}")
+    x = np.empty((len(files), h, w, channels), dtype=np.uint8)
+    for i, p in enumerate(files):
+        with opened(p) as img:
+            try:
+                img.load()
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                raise AekitError(f"{p}: not a readable image ({e})") from None
+            img = _to_mode(img, mode)
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.BILINEAR)
+            x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
     return x, labels, classes
 
 

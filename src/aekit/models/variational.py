@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import check
+from ..progress import chunks
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+MAX_NLL_K = 100_000  # importance samples per item: published figures use 5000
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -135,16 +137,20 @@ class VariationalAutoencoder(Autoencoder):
         self, x: torch.Tensor, k: int = 1000, batch_size: int = 4096, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Importance-sampled negative log-likelihood per item, (N,) float64 in nats (Burda et al. 2016):
-        -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). x is taken as given (binarize it first)."""
-        check(k >= 1, f"nll needs k >= 1 importance samples, got {k}")
+        -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). x is taken as given (binarize it first).
+
+        Memory stays at batch_size samples whatever k (the log-mean is accumulated pass by pass); k is at
+        most MAX_NLL_K, and a terminal shows the progress over the items.
+        """
+        check(1 <= k <= MAX_NLL_K, f"nll needs between 1 and {MAX_NLL_K} importance samples, got {k}")
         out = []
         items = max(1, batch_size // k)  # items per pass, each with k samples (or fewer passes per item)
         per_pass = max(1, min(k, batch_size))
-        for start in range(0, len(x), items):
-            xb = x[start : start + items]
+        for part in chunks(len(x), items, "importance sampling" if len(x) * k > 10**6 else None):
+            xb = x[part]
             mu, logvar = self.posterior(xb)
             std = (0.5 * logvar).exp()
-            log_w = []
+            total = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
             for s in range(0, k, per_pass):
                 m = min(per_pass, k - s)
                 eps = torch.randn(m, *mu.shape, generator=generator, device=mu.device)  # (m, B, L)
@@ -153,8 +159,8 @@ class VariationalAutoencoder(Autoencoder):
                 log_px = self.log_likelihood(logits, xb.repeat(m, *([1] * (xb.dim() - 1)))).view(m, -1)
                 log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
                 log_qz = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - std.log().sum(-1)
-                log_w.append((log_px + log_pz - log_qz).double())
-            out.append(math.log(k) - torch.logsumexp(torch.cat(log_w), 0))
+                total = torch.logaddexp(total, torch.logsumexp((log_px + log_pz - log_qz).double(), 0))
+            out.append(math.log(k) - total)
         return torch.cat(out)
 
     @torch.no_grad()

@@ -1,0 +1,64 @@
+"""How much memory aekit may take, checked before allocating: the one home of the load limit.
+
+Everything large is sized before it exists (arrays a file's header claims, decoded images, a model's
+weights and optimizer state, a batch, the output of generate or decompress) and compared with
+allowed_bytes(): $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory, whichever is less, and never
+more than the machine has. Over it, one line says what was asked for and what fits.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import AekitError, check
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes (16 GiB assumed where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 16 << 30
+
+
+def max_load_bytes() -> int:
+    """The load limit: $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory, whichever is less."""
+    raw = os.environ.get("AEKIT_MAX_LOAD_BYTES")
+    if raw is None:
+        return min(8 << 30, physical_memory() // 2)
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = -1
+    check(limit > 0, f"AEKIT_MAX_LOAD_BYTES must be a positive whole number of bytes, got {raw!r}")
+    return limit
+
+
+def allowed_bytes() -> int:
+    """What one step of aekit may allocate: the load limit, and never more than the machine's memory."""
+    return min(max_load_bytes(), physical_memory())
+
+
+def human(n: float) -> str:
+    """A byte count for people: 1.5 GB."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def check_load_size(nbytes: int, where: object, what: str, fits: str = "") -> None:
+    """AekitError naming where unless nbytes fits allowed_bytes(); fits says what would (", at most ...")."""
+    limit, ram = max_load_bytes(), physical_memory()
+    if nbytes <= min(limit, ram):
+        return
+    if nbytes > ram:
+        raise AekitError(
+            f"{where}: {what} needs {human(nbytes)}, over the {human(limit)} load limit and this machine's "
+            f"{human(ram)} of memory{fits}"
+        )
+    raise AekitError(
+        f"{where}: {what} needs {human(nbytes)}, over the {human(limit)} load limit{fits} "
+        "(raise AEKIT_MAX_LOAD_BYTES if this is real)"
+    )
