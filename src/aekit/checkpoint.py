@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from . import io as aio
-from .config import check_like
+from .config import brief, check_like
 from .errors import AekitError, check
 from .run import load_state, read_tensors, save_tensors
 
@@ -69,7 +69,7 @@ def load(path: Path, trainer) -> None:
     parsed = {k: aio.parse_json(meta[k], f"{where}: {k}") for k in META_KEYS}
 
     epoch, history = parsed["epoch"], parsed["history"]
-    check(type(epoch) is int and epoch >= 0, f"{where}: epoch must be a whole number >= 0, got {str(epoch)[:40]}")
+    check(type(epoch) is int and epoch >= 0, f"{where}: epoch must be a whole number >= 0, got {brief(epoch)}")
     _check_history(history, epoch, where)
     steps = epoch * trainer.steps_per_epoch
 
@@ -85,7 +85,7 @@ def load(path: Path, trainer) -> None:
     parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "optim": {}, "rng": {}}
     for key, value in tensors.items():
         prefix, _, rest = key.partition(".")
-        check(prefix in parts and rest, f"{where}: unexpected tensor {key[:60]!r}")
+        check(prefix in parts and rest, f"{where}: unexpected tensor {brief(key)}")
         parts[prefix][rest] = value
     state = _adam_state(parts["optim"], parsed["optim_scalars"], trainer, steps, where)
     rng = _rng_states(parts["rng"], trainer, where)
@@ -132,7 +132,7 @@ def _adam_state(
     for key, value in tensors.items():
         match = re.fullmatch(r"(\d{1,9})\.(\w+)", key)
         ok = match is not None and int(match[1]) < len(params) and match[2] in ADAM_STATE
-        check(ok, f"{where}: unexpected optimizer tensor 'optim.{key[:60]}'")
+        check(ok, f"{where}: unexpected optimizer tensor {brief('optim.' + key)}")
         pid, name = int(match[1]), match[2]
         param = params[pid]
         if name == "step":
@@ -163,7 +163,7 @@ def _rng_states(tensors: dict[str, torch.Tensor], trainer, where: str) -> dict[s
     if trainer.device.type == "cuda":
         own["cuda"] = torch.cuda.get_rng_state(trainer.device)
     extra = sorted(set(tensors) - set(own) - {"cuda"})
-    check(not extra, f"{where}: unexpected RNG state 'rng.{extra[0][:40] if extra else ''}'")
+    check(not extra, f"{where}: unexpected RNG state {brief('rng.' + extra[0]) if extra else ''}")
     for name, mine in own.items():
         if name == "cuda" and name not in tensors:
             continue  # a checkpoint made on a CPU, resumed on a GPU

@@ -218,10 +218,8 @@ def _without_option(argv: list[str], flag: str) -> list[str]:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from .errors import check
     from .evaluate import evaluate
 
-    check(a.nll_k >= 0, f"--nll-k must be >= 0, got {a.nll_k}")
     _print(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k))
 
 

@@ -31,7 +31,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise AekitError(f"{where}: unknown option {', '.join(map(_short, unknown))} (known: {', '.join(names)})")
+        raise AekitError(f"{where}: unknown option {', '.join(map(brief, unknown))} (known: {', '.join(names)})")
     required = [
         f.name
         for f in dataclasses.fields(cls)
@@ -69,20 +69,20 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         except AekitError as e:
             raise AekitError(f"{where}: {e}") from None
     if origin is tuple:
-        check(isinstance(value, list | tuple), f"{where}: expected a list, got {_short(value)}")
+        check(isinstance(value, list | tuple), f"{where}: expected a list, got {brief(value)}")
         return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if hint is bool:
-        check(isinstance(value, bool), f"{where}: expected true or false, got {_short(value)}")
+        check(isinstance(value, bool), f"{where}: expected true or false, got {brief(value)}")
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-        check(ok, f"{where}: expected an integer, got {_short(value)}")
-        check(abs(value) < MAX_INT, f"{where}: {_short(value)} is out of range (at most 2**63 - 1)")
+        check(ok, f"{where}: expected an integer, got {brief(value)}")
+        check(abs(value) < MAX_INT, f"{where}: {brief(value)} is out of range (at most 2**63 - 1)")
     elif hint is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        check(ok, f"{where}: expected a finite number, got {_short(value)}")
+        check(ok, f"{where}: expected a finite number, got {brief(value)}")
         return float(value)
     elif hint is str:
-        check(isinstance(value, str), f"{where}: expected a string, got {_short(value)}")
+        check(isinstance(value, str), f"{where}: expected a string, got {brief(value)}")
     else:  # pragma: no cover - a config field of an unsupported type is a programming error
         raise TypeError(f"unsupported config type {hint} for {where}")
     return value
@@ -101,15 +101,15 @@ def check_like(template: Any, value: Any, where: str) -> None:
             check(isinstance(v, list) and len(v) == len(t), f"{at}: expected a list of {len(t)} values")
             stack.extend((a, b, f"{at}[{i}]") for i, (a, b) in enumerate(zip(t, v, strict=True)))
         elif isinstance(t, bool) or t is None or isinstance(t, str):
-            check(type(v) is type(t), f"{at}: expected {type(t).__name__}, got {_short(v)}")
+            check(type(v) is type(t), f"{at}: expected {type(t).__name__}, got {brief(v)}")
         elif isinstance(t, int | float):
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            check(ok, f"{at}: expected a finite number, got {_short(v)}")
+            check(ok, f"{at}: expected a finite number, got {brief(v)}")
         else:  # pragma: no cover - templates are JSON
             raise TypeError(f"unsupported template value {t!r} at {at}")
 
 
-def _short(value: Any) -> str:
+def brief(value: Any) -> str:
     """repr(value), cut to 60 characters (a hostile config's values can be megabytes long)."""
     big = isinstance(value, int) and value.bit_length() > 200
     text = f"an integer of {value.bit_length()} bits" if big else repr(value)
@@ -119,7 +119,7 @@ def _short(value: Any) -> str:
 def check_seed(seed: Any, name: str = "seed") -> int:
     """seed, checked to be a whole number in [0, 2**63) (what torch's and numpy's generators take)."""
     ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < MAX_INT
-    check(ok, f"{name} must be a whole number in [0, 2**63), got {_short(seed)}")
+    check(ok, f"{name} must be a whole number in [0, 2**63), got {brief(seed)}")
     return seed
 
 

@@ -9,6 +9,7 @@ line from rank 0 rather than torchrun's report.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,12 +122,17 @@ def launch(nproc: int, argv: list[str]) -> int:
             p.wait()
         return 130
     codes = [p.returncode for p in procs]
-    if codes[0] == 0 and any(codes[1:]):
-        failed = next(i for i, c in enumerate(codes) if c)
-        lines = (procs[failed].stderr.read() or "").strip().splitlines()
-        print(f"aekit: error: rank {failed} failed: {lines[-1] if lines else codes[failed]}", file=sys.stderr)
-        return codes[failed]
-    return codes[0]
+    if codes[0] > 0 or not any(codes):  # success, or rank 0 said what went wrong (its one line)
+        return codes[0]
+    failed = next(i for i, c in enumerate(codes) if c and i) if any(codes[1:]) else 0
+    code = codes[failed]
+    if code < 0:
+        why = f"was killed by {signal.Signals(-code).name}"
+    else:
+        lines = (procs[failed].stderr.read() or "").strip().splitlines() if failed else []
+        why = f"failed: {lines[-1] if lines else f'exit status {code}'}"
+    print(f"aekit: error: process {failed} of the {nproc}-process job {why}", file=sys.stderr)
+    return 2
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ from . import metrics as M
 from .data.datasets import Dataset, Splits
 from .errors import check
 from .io import FolderLock, Output, read_json
+from .models.variational import MAX_NLL_K
 from .run import METRICS, Run
 
 
@@ -64,6 +65,7 @@ def evaluate(
     run = _open(run)
     model = run.model.eval()
     check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
+    check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
     own, test, split = _target(run, data, data_dir)
     train = (own or run.load_data(data_dir=data_dir)).train  # the baselines are fitted on the run's training data
     with torch.random.fork_rng():  # a VAE samples its code: the same figures every call, the caller's RNG untouched
