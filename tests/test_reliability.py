@@ -328,18 +328,30 @@ def _():
     (tmp / "big-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1))
     aekit.datasets.load(tmp / "big-idx3-ubyte")
 
-@case("PNG declaring 100000 x 100000 pixels")
-def _():
-    folder = tmp / "png"
-    folder.mkdir()
+def declared_png(width, height):
+    # a PNG whose valid header declares width x height pixels, with a few bytes of data
     from PIL import Image
     buf = io.BytesIO()
     Image.new("L", (1, 1)).save(buf, "PNG")
     data = bytearray(buf.getvalue())
-    data[16:24] = struct.pack(">II", 100000, 100000)
+    data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # a valid IHDR: only the size is absurd
-    (folder / "big.png").write_bytes(bytes(data))
+    return bytes(data)
+
+@case("PNG declaring 100000 x 100000 pixels")
+def _():
+    folder = tmp / "png"
+    folder.mkdir()
+    (folder / "big.png").write_bytes(declared_png(100000, 100000))
     aekit.datasets.load(folder)
+
+@case("20 PNGs declaring 8000 x 8000 pixels (each under the per-image limit)")
+def _():
+    folder = tmp / "pngs"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i}.png").write_bytes(declared_png(8000, 8000))
+    aekit.datasets.load(folder)  # refused from the headers, before one image is decoded
 
 @case("npz zip bomb: 600 MB of zeros in 0.6 MB")
 def _():
@@ -427,11 +439,12 @@ def test_crafted_bombs_end_in_clean_errors_with_bounded_memory_and_time(tmp_path
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     results = [line.split("\t") for line in lines[:-1]]
-    assert len(results) == 9
+    assert len(results) == 10
     for name, seconds, *message in results:
         assert seconds != "LOADED", name
         assert message and message[0].strip(), name  # the error says what is wrong
         assert float(seconds) < 10, (name, seconds)
+        assert "20 PNGs" not in name or "20 images of 8000x8000x1 needs" in message[0]
     peak = int(lines[-1].split()[1])
     assert peak < 1024, f"peak resident memory {peak} MB"  # torch and numpy themselves take ~300 MB
 
