@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
+from .config import from_dict
 from .errors import AekitError
+from .limits import allowed_bytes, check_load_size
 
 _MODELS: dict[str, type] = {}
 
@@ -58,11 +62,6 @@ def model_from_config(config: Mapping[str, Any], where: str = "model"):
     if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
         raise AekitError(f'{where}: the model config must name the model type, e.g. {{"name": "ae", ...}}')
     cls = get_model_class(config["name"])
-    import torch
-
-    from .config import from_dict
-    from .limits import allowed_bytes, check_load_size
-
     options = from_dict(cls.Config, {k: v for k, v in config.items() if k != "name"}, "model")
     try:
         with torch.device("meta"):

@@ -468,11 +468,12 @@ def _new_run_dir(
 
 
 def _remove_abandoned(run_dir: Path) -> None:
-    """Delete staging folders for run_dir left by killed processes (their lock is free): a run being built,
-    or after a --force swap the old run (.old: the name earlier builds of aekit gave it)."""
-    pattern = f".{glob.escape(run_dir.name)}.*"
-    for path in run_dir.parent.glob(pattern):
-        if path.suffix not in (".partial", ".old") or not path.is_dir() or path.is_symlink():
+    """Delete staging folders for run_dir left by killed processes (their lock is free): a run being built, or
+    after a --force swap the old run. (Earlier builds of aekit moved an old run to .NAME.XXXX.old before
+    renaming the new one in: such a folder goes only once a run is in place, else it may be the only copy.)"""
+    kinds = (".partial", ".old") if os.path.lexists(run_dir) else (".partial",)
+    for path in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*"):
+        if path.suffix not in kinds or not path.is_dir() or path.is_symlink():
             continue
         try:
             lock = aio.FolderLock(path).acquire()

@@ -37,7 +37,7 @@ MAX_BITS = 12
 
 @dataclass(frozen=True)
 class Quantized:
-    """Latent codes as integers: z ~= lo + q * step, per dimension. q: (N, D) int64; lo, step: (D,) float32."""
+    """Latent codes as integers: z ~= lo + q * step, per dimension. q: (N, D) integers; lo, step: (D,) float32."""
 
     q: np.ndarray
     lo: np.ndarray

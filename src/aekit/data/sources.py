@@ -446,8 +446,12 @@ def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, n
     sized from the file's line count, which is checked against the load limit first.
     """
     try:
+        ends = [0, 0]  # line feeds and carriage returns: rows end with either or both
         with open(path, "rb") as f:
-            lines = 1 + sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+            for block in iter(lambda: f.read(1 << 20), b""):
+                ends[0] += block.count(b"\n")
+                ends[1] += block.count(b"\r")
+        lines = 1 + max(ends)
         with open(path, newline="", encoding="utf-8-sig") as f:
             return _parse_csv(path, csv.reader(f), lines, label_column)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -484,6 +488,10 @@ def _parse_csv(path: Path, reader, lines: int, label_column: str | None):
     n = 0
     for row in itertools.chain([first], rows):
         check(len(row) == width, f"{path}: line {reader.line_num} has {len(row)} fields, expected {width}")
+        if n == len(x):  # mixed line endings: more rows than the count said
+            check_load_size(2 * n * len(keep) * 16, path, f"a table of over {n} rows and {len(keep)} columns")
+            x = np.concatenate([x, np.empty_like(x)])
+            label_ids = np.concatenate([label_ids, np.empty_like(label_ids)])
         try:
             x[n] = [float(row[j]) for j in keep]
         except ValueError:
