@@ -506,45 +506,80 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Interrupts:
+    """While aekit runs: Ctrl-C raises KeyboardInterrupt as usual, and is also noted, because an interrupt that
+    lands inside a library's import can come out as another exception (a half-initialised module)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored, not the caller's own
+                self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `aekit` command; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-        args.argv = list(sys.argv[1:] if argv is None else argv)
-        from .errors import AekitError
-
+    with _Interrupts() as interrupts:
         try:
-            code = args.func(args)
-        except AekitError as e:
-            message = " ".join(str(e).split())
-            print(f"aekit: error: {message}", file=sys.stderr)
-            return EXIT_USAGE
-        except OSError as e:  # the disk is full, a folder is not writable, ...: say so in one line
-            where = f"{e.filename}: " if e.filename else ""
-            print(f"aekit: error: {where}{e.strerror or e}", file=sys.stderr)
-            return EXIT_USAGE
-    except KeyboardInterrupt as e:  # at any moment, start-up included
-        run_dir = getattr(e, "run_dir", None)
-        hint = f"; continue with: aekit train --resume {run_dir}" if run_dir else ""
-        print(f"aekit: interrupted{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            args = build_parser().parse_args(argv)
+            args.argv = list(sys.argv[1:] if argv is None else argv)
+            from .errors import AekitError
+
+            try:
+                code = args.func(args)
+            except AekitError as e:
+                print(f"aekit: error: {e}", file=sys.stderr)
+                return EXIT_USAGE
+            except OSError as e:  # the disk is full, a folder is not writable, ...: say so in one line
+                where = f"{e.filename}: " if e.filename else ""
+                print(f"aekit: error: {where}{e.strerror or e}", file=sys.stderr)
+                return EXIT_USAGE
+        except BaseException as e:  # Ctrl-C at any moment, start-up included
+            if isinstance(e, SystemExit) or not (isinstance(e, KeyboardInterrupt) or interrupts.seen):
+                raise
+            run_dir = getattr(e, "run_dir", None)
+            hint = f"; continue with: aekit train --resume {run_dir}" if run_dir else ""
+            print(f"aekit: interrupted{hint}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return code or 0
 
 
 def run() -> None:
-    """The console script: main(), then exit. A process of a multi-process job ends with os._exit once its
-    output is flushed: when interpreter shutdown destroys torch.distributed's C++ threads late it can abort
-    (seen under load with gloo), after everything was written."""
+    """The console script: main(), then exit.
+
+    Two exits skip the interpreter's shutdown once the output is flushed (os._exit): after Ctrl-C, because
+    CPython kills itself with SIGINT at shutdown (status -2, not 130) when an interrupt passed through a
+    library's exec() on its way to aekit's handler; and in a process of a multi-process job, because
+    destroying torch.distributed's threads late can abort shutdown (seen under load with gloo), after
+    everything was written.
+    """
     import os
 
     try:
         code = main()
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    except KeyboardInterrupt:  # between main's end and the exit
+    except KeyboardInterrupt:  # between main's end and here
         code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
