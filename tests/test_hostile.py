@@ -1,6 +1,7 @@
 """Issue 11: hostile and careless input, case by case. Each promise: a one-line error naming the user's path
 with exit status 2 (AekitError in Python), or the correct output; nothing lost, nothing half-written."""
 
+import errno
 import io
 import json
 import os
@@ -766,6 +767,19 @@ def test_ctrl_c_at_start_up_is_one_line_and_status_130(tmp_path, delay):
     err = proc.communicate(timeout=120)[1].strip()
     assert proc.returncode == 130 and len(err.splitlines()) == 1 and err.startswith("aekit: interrupted"), err
     assert hidden_files(tmp_path) == []
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, runs, aez, capsys, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", no_space)
+        fails(capsys, ["features", runs["ae"], "digits", "-o", tmp_path / "f.npy"], "f.npy: cannot write (No space")
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "save", no_space)
+        fails(capsys, ["decompress", aez, "-o", tmp_path / "pngs"], "pngs: cannot write (No space left on device)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def _child_with_rank(parent: int, rank: int) -> int | None:

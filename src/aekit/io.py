@@ -165,12 +165,15 @@ def _temp_sibling(path: Path, folder: bool = False) -> tuple[Path, int]:
     the process ends, however it ends)."""
     while True:
         prefix, where = f".{path.name}.", path.parent
-        if folder:
-            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TMP, dir=where))
-            fd = os.open(tmp, os.O_RDONLY)
-        else:
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=TMP, dir=where)
-            tmp = Path(name)
+        try:
+            if folder:
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TMP, dir=where))
+                fd = os.open(tmp, os.O_RDONLY)
+            else:
+                fd, name = tempfile.mkstemp(prefix=prefix, suffix=TMP, dir=where)
+                tmp = Path(name)
+        except OSError as e:  # named by the user's path, not the temporary's
+            raise AekitError(f"{path}: cannot write ({e.strerror or e})") from None
         _lock(fd, wait=True)
         if os.fstat(fd).st_nlink > 0:
             return tmp, fd
@@ -219,6 +222,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], rep
             f.flush()
             os.fsync(f.fileno())
         _publish(tmp, path, replace)
+    except OSError as e:  # a full disk, say: named by the user's path, not the temporary's
+        tmp.unlink(missing_ok=True)
+        raise AekitError(f"{path}: cannot write ({e.strerror or e})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -345,7 +351,10 @@ class Output:
         """Make a folder through fill(folder) and put it at path in one rename (replacing the old one whole)."""
         tmp, fd = _temp_sibling(self.path, folder=True)
         try:
-            fill(tmp)
+            try:
+                fill(tmp)
+            except OSError as e:
+                raise AekitError(f"{self.path}: cannot write ({e.strerror or e})") from None
             (tmp / MARKER).write_text('{"written_by": "aekit", "kind": "png folder"}\n')
             tmp.chmod(0o777 & ~current_umask())
             if self.force and os.path.lexists(self.path):
