@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import aekit
 from conftest import assert_clean_error, run_cli
 from test_data import fake_mnist_files
 
@@ -201,3 +202,32 @@ def test_the_evaluated_model_is_the_saved_model(digits_run_dir):
     mse = float(((aekit.load(digits_run_dir).reconstruct(x) - x) ** 2).mean())
     assert report["model"]["mse"] == pytest.approx(mse, rel=1e-5)
     assert torch.isfinite(torch.tensor(mse))
+
+
+def test_evaluate_scores_the_same_items_however_the_data_is_spelled(tmp_path, monkeypatch, capsys):
+    from aekit.cli import main
+
+    (tmp_path / "data").mkdir()
+    np.savetxt(tmp_path / "data" / "t.csv", np.random.default_rng(0).random((50, 4)), delimiter=",", fmt="%.5f")
+    monkeypatch.chdir(tmp_path)
+    run = aekit.train("data/t.csv", "ae", out="r", epochs=2, hidden=[8], latent_dim=2, quiet=True, device="cpu")
+    spellings = ["data/t.csv", "./data/t.csv", str(tmp_path / "data" / "t.csv")]
+    reports = [aekit.evaluate(run.path, spelled, save=False) for spelled in spellings]
+    assert [(r["items"], r["split"]) for r in reports] == [(50, "all")] * 3
+    assert reports[0]["model"] == reports[1]["model"] == reports[2]["model"]
+    held_out = aekit.evaluate(run.path, save=False)  # no INPUT: the part the run held out
+    assert (held_out["items"], held_out["split"]) == (5, "test")
+    assert aekit.evaluate(run.path, "./data/t.csv", split="test", save=False)["model"] == held_out["model"]
+    # The CLI: a positional INPUT or --data, and --split, the same on every verb
+    for args in (["./data/t.csv"], ["--data", "data/t.csv"]):
+        assert main(["evaluate", "r", *args, "--no-save"]) == 0
+        assert json.loads(capsys.readouterr().out)["items"] == 50
+    assert main(["evaluate", "r", "--split", "train", "--no-save"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 45
+    assert main(["evaluate", "r", "data/t.csv", "--data", "data/t.csv"]) == 2
+
+
+def test_evaluate_a_builtin_run_on_its_own_dataset_by_name_scores_all_of_it(digits_run_dir):
+    report = aekit.evaluate(digits_run_dir, "digits", save=False)
+    assert (report["items"], report["split"]) == (1797, "all")
+    assert aekit.evaluate(digits_run_dir, save=False)["items"] == 359

@@ -220,19 +220,20 @@ def _without_option(argv: list[str], flag: str) -> list[str]:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
-    _print(evaluate(a.run, data=a.data, data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k))
+    report = evaluate(a.run, _source(a), data_dir=a.data_dir, save=not a.no_save, nll_k=a.nll_k, split=a.split)
+    _print(report)
 
 
 def cmd_reconstruct(a: argparse.Namespace) -> None:
     from .evaluate import reconstruct
 
-    print(reconstruct(a.run, a.output, n=a.n, data=a.data, data_dir=a.data_dir, force=a.force))
+    print(reconstruct(a.run, a.output, n=a.n, data=_source(a), data_dir=a.data_dir, force=a.force, split=a.split))
 
 
 def cmd_compress(a: argparse.Namespace) -> None:
     from .apps.compress import compress_file
 
-    report = compress_file(a.run, a.input, a.output, bits=a.bits, split=a.split, force=a.force, data_dir=a.data_dir)
+    report = compress_file(a.run, _source(a), a.output, a.bits, a.split, a.force, a.data_dir)
     _print(report)
 
 
@@ -245,7 +246,7 @@ def cmd_decompress(a: argparse.Namespace) -> None:
 def cmd_features(a: argparse.Namespace) -> None:
     from .apps.features import features_file
 
-    _print(features_file(a.run, a.input, a.output, a.split, a.force, a.data_dir))
+    _print(features_file(a.run, _source(a), a.output, a.split, a.force, a.data_dir))
 
 
 def cmd_denoise(a: argparse.Namespace) -> None:
@@ -253,7 +254,7 @@ def cmd_denoise(a: argparse.Namespace) -> None:
 
     report = denoise_file(
         a.run,
-        a.input,
+        _source(a),
         a.output,
         a.split,
         add_noise=a.add_noise,
@@ -278,7 +279,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
         temperature=a.temperature,
         seed=a.seed,
         between=a.interpolate,
-        data=a.data,
+        data=_source(a),
         split=a.split,
         steps=a.steps,
         grid=a.grid if a.manifold else None,
@@ -293,7 +294,7 @@ def cmd_anomaly(a: argparse.Namespace) -> None:
 
     report = anomaly_file(
         a.run,
-        a.input,
+        _source(a),
         a.split,
         contamination=a.contamination,
         percentile=a.percentile,
@@ -309,7 +310,35 @@ def cmd_anomaly(a: argparse.Namespace) -> None:
 def cmd_latent(a: argparse.Namespace) -> None:
     from .apps.features import latent_file
 
-    _print(latent_file(a.run, a.input, a.output, a.split, a.max_items, a.force, a.data_dir))
+    _print(latent_file(a.run, _source(a), a.output, a.split, a.max_items, a.force, a.data_dir))
+
+
+def _add_input(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The data a verb reads, the same way for every verb: a positional INPUT (or --data) and --split."""
+    parser.add_argument(
+        "input",
+        nargs=None if required else "?",
+        metavar="INPUT",
+        help="the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
+        + ("" if required else "; default: the run's own data"),
+    )
+    parser.add_argument("--data", dest="data_alias", metavar="INPUT", help="the same as INPUT")
+    parser.add_argument(
+        "--split",
+        choices=("all", "train", "test"),
+        help="which items: all, or the train or test part (what the run held out of its own data; a built-in's "
+        "test set). Default: test when INPUT is not given (the run's held-out items), else all",
+    )
+
+
+def _source(a: argparse.Namespace) -> str | None:
+    """INPUT, given as the positional argument or as --data (not both)."""
+    from .errors import check
+
+    given = getattr(a, "input", None)
+    alias = getattr(a, "data_alias", None)
+    check(given is None or alias is None, f"give the data once: {given} or --data {alias}")
+    return given if given is not None else alias
 
 
 def _print(report: dict) -> None:
@@ -400,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", parents=[data_dir], help="test metrics of a run beside PCA and mean baselines (JSON)"
     )
     e.add_argument("run", help="run folder")
-    e.add_argument("--data", help="evaluate on this data instead of the run's held-out split")
+    _add_input(e, required=False)
     e.add_argument("--no-save", action="store_true", help="do not store the result in the run's metrics.json")
     e.add_argument(
         "--nll-k",
@@ -415,18 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run", help="run folder")
     r.add_argument("-o", "--output", required=True, help="PNG file to write")
     r.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
-    r.add_argument("--data", help="draw items from this data instead of the run's held-out split")
+    _add_input(r, required=False)
     r.add_argument("--force", action="store_true", help="replace an existing figure")
     r.set_defaults(func=cmd_reconstruct)
 
-    input_help = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
-    split_help = "all items (default), or only the train or test part (a built-in's test set; what a run held out)"
     c = sub.add_parser("compress", parents=[data_dir], help="items -> an .aez file of entropy-coded latent codes")
     c.add_argument("run", help="run folder of the model to compress with")
-    c.add_argument("input", help=input_help)
+    _add_input(c, required=True)
     c.add_argument("-o", "--output", required=True, help=".aez file to write")
     c.add_argument("--bits", type=int, default=8, help="bits per code dimension (1-12, default 8)")
-    c.add_argument("--split", default="all", choices=("all", "train", "test"), help=split_help)
     c.add_argument("--force", action="store_true", help="replace an existing output")
     c.set_defaults(func=cmd_compress)
 
@@ -442,9 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         v = sub.add_parser(name, parents=[data_dir], help=help)
         v.add_argument("run", help="run folder of a trained model")
-        if data:
-            v.add_argument("input", help=input_help)
-            v.add_argument("--split", default="all", choices=("all", "train", "test"), help=split_help)
+        _add_input(v, required=data)
         v.add_argument("-o", "--output", required=required, help=output_help)
         v.add_argument("--force", action="store_true", help="replace existing outputs")
         return v
@@ -466,13 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--figure", help="PNG of noisy over denoised (over clean) items")
     n.set_defaults(func=cmd_denoise)
 
-    g = use("generate", "new items, interpolations, or the 2-d latent manifold", ".png grid, or .npz/.npy", data=False)
+    g = use(
+        "generate",
+        "new items, interpolations (of INPUT's items), or the 2-d latent manifold",
+        ".png grid, or .npz/.npy",
+        data=False,
+    )
     g.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
     g.add_argument("--temperature", type=float, default=1.0, help="spread of the codes drawn (default 1)")
     g.add_argument("--seed", type=int, default=0, help="seed of the codes drawn (default 0)")
     g.add_argument("--interpolate", type=int, nargs=2, metavar=("I", "J"), help="decode the line between items I and J")
-    g.add_argument("--data", help="the items for --interpolate (default: the run's data)")
-    g.add_argument("--split", default="test", choices=("all", "train", "test"), help="part of --data (default test)")
     g.add_argument("--steps", type=int, default=10, help="images along an interpolation (default 10)")
     g.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
     g.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")

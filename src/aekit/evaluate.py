@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import metrics as M
-from .data.datasets import Dataset, Splits
+from .data.datasets import Dataset
 from .errors import check
 from .io import FolderLock, Output, read_json
 from .models.variational import MAX_NLL_K
@@ -19,16 +19,6 @@ from .run import METRICS, Run
 
 def _open(run: Run | str | os.PathLike) -> Run:
     return run if isinstance(run, Run) else Run.open(run)
-
-
-def _target(run: Run, data: str | None, data_dir) -> tuple[Splits | None, Dataset, str]:
-    """(the run's own splits if loaded, the data to evaluate on, which part of it that is)."""
-    if data is not None:
-        return None, run.load_data(data, data_dir).train, "all"
-    own = run.load_data(data_dir=data_dir)
-    if own.test is None:
-        return own, own.train, "train (no held-out split)"
-    return own, own.test, "test"
 
 
 def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
@@ -53,10 +43,12 @@ def evaluate(
     batch_size: int = 1024,
     save: bool = True,
     nll_k: int = 0,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Reconstruction metrics of a run on held-out data, beside PCA and mean-item baselines.
 
-    data: another source to evaluate on (default: the run's own held-out split). nll_k: importance
+    data: the data to evaluate on (default: the run's own); split: all, train or test (default: test without
+    data, the part the run held out; all with data, whichever way its name or path is spelled). nll_k: importance
     samples for the negative log-likelihood of a VAE (0: skip; 1000 or more for a published-style figure).
     Returns {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>,
     <the type's own metrics>}, "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it
@@ -66,8 +58,8 @@ def evaluate(
     model = run.model.eval()
     check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
     check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
-    own, test, split = _target(run, data, data_dir)
-    train = (own or run.load_data(data_dir=data_dir)).train  # the baselines are fitted on the run's training data
+    test, split = run.read(data, split, data_dir)
+    train = run.load_data(data_dir=data_dir).train  # the baselines are fitted on the run's training data
     with torch.random.fork_rng():  # a VAE samples its code: the same figures every call, the caller's RNG untouched
         torch.manual_seed(0)
         result_model = _model_metrics(model, test, batch_size)
@@ -102,13 +94,14 @@ def reconstruct(
     data: str | None = None,
     data_dir: str | os.PathLike | None = None,
     force: bool = False,
+    split: str | None = None,
 ) -> Path:
-    """Draw the first n (1 to 32) held-out items over their reconstructions into the PNG at out (an existing
-    file there is replaced only with force)."""
+    """Draw the first n (1 to 32) items over their reconstructions into the PNG at out (an existing file there
+    is replaced only with force). data and split as for evaluate: by default the run's held-out items."""
     check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
     output = Output(out, (".png",), force)
     run = _open(run)
-    _, test, split = _target(run, data, data_dir)
+    test, split = run.read(data, split, data_dir)
     x = test.batch(slice(0, n))
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots

@@ -24,7 +24,7 @@ from safetensors.torch import save as safetensors_bytes
 from . import __version__
 from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import Scaling, Splits, load_config
+from .data.datasets import Dataset, Scaling, Splits, load_config
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -33,6 +33,7 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
 CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
+SPLITS = ("all", "train", "test")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
@@ -150,13 +151,22 @@ class Run:
     def train_config(self) -> TrainConfig:
         return from_dict(TrainConfig, self.config["train"], "train")
 
-    def load_data(self, source: str | None = None, data_dir: str | os.PathLike | None = None) -> Splits:
+    def same_source(self, source: str | os.PathLike) -> bool:
+        """Whether source names the run's own data (a built-in by name, a file or folder however spelled)."""
+        own = self.data_config.source
+        if str(source) == own:
+            return True
+        given, mine = Path(source).expanduser(), Path(own).expanduser()
+        return given.exists() and mine.exists() and given.resolve() == mine.resolve()
+
+    def load_data(self, source: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> Splits:
         """The run's data prepared with the run's scaling, shape-checked against the model; or another source
         (every item of it, whatever the run's data.classes; for the run's own source, the same hold-out)."""
         cfg = self.data_config
-        if source is not None:
-            same = source == cfg.source
-            cfg = DataConfig(source, cfg.val_split if same else 0.0, cfg.size, cfg.label_column, cfg.split_seed)
+        if source is not None and not self.same_source(source):
+            cfg = DataConfig(str(source), 0.0, cfg.size, cfg.label_column, cfg.split_seed)
+        elif source is not None:  # the run's own data, all of it (its hold-out kept apart)
+            cfg = DataConfig(cfg.source, cfg.val_split, cfg.size, cfg.label_column, cfg.split_seed)
         splits = load_config(cfg, data_dir=data_dir, scaling=self.scaling)
         expected = tuple(self.model.config.input_shape)
         got = splits.train.item_shape
@@ -165,6 +175,30 @@ class Run:
             f"{cfg.source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
         )
         return splits
+
+    def read(
+        self,
+        source: str | os.PathLike | None = None,
+        split: str | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ) -> tuple[Dataset, str]:
+        """The items a use of the model takes, prepared as the run's training data was: (items, which part).
+
+        source: any data aekit reads (default: the run's own). split: "all", "train" or "test" (the part the run
+        held out of its own data; a built-in's test split for another built-in). Default: "test" when source is
+        not given (all of it if the run held nothing out), else "all".
+        """
+        chosen = split or ("test" if source is None else "all")
+        check(chosen in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {chosen!r}")
+        train, test = self.load_data(source, data_dir)
+        if chosen == "train":
+            return train, "train"
+        if chosen == "test":
+            if test is not None:
+                return test, "test"
+            check(split is None, f"{source or self.data_config.source}: has no test part; use split all")
+            return train, "all (nothing was held out)"
+        return (train if test is None else train.join(test)), "all"
 
     def save_metrics(self) -> None:
         aio.write_json(self.path / METRICS, self.metrics)

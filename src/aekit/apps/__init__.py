@@ -1,12 +1,11 @@
 """Using a trained model: compress, denoise, extract features, generate, score anomalies (one use a file).
 
-Shared here: reading a verb's input with the run's preparation, running the model over it in batches
+Shared here: running the model over a verb's items in batches
 (checking that what comes out is finite), and writing array outputs whole or not at all.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from pathlib import Path
@@ -14,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import UINT8, Dataset, MappedDataset, Scaling
+from ..data.datasets import UINT8, Scaling
 from ..errors import check
 from ..io import FOLDER, Output
 from ..limits import allowed_bytes, check_load_size
 from ..progress import chunks
 from ..run import Run
 
-SPLITS = ("all", "train", "test")
 BATCH = 1024
 ARRAY_KINDS = (".npy", ".npz", FOLDER)
 
@@ -66,27 +64,6 @@ def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:
 
 def open_run(run: Run | str | os.PathLike) -> Run:
     return run if isinstance(run, Run) else Run.open(run)
-
-
-def read_input(run: Run, source: str, split: str = "all", data_dir: str | os.PathLike | None = None) -> Dataset:
-    """The items of source prepared as the run's training data was, shape-checked against its model.
-
-    split: "all" items, or only the "train" or "test" part (a built-in's own test split; for the run's own
-    data file, the part it held out).
-    """
-    check(split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    train, test = run.load_data(str(source), data_dir)
-    if split == "train":
-        return train
-    if split == "test":
-        check(test is not None, f"{source}: has no test part; use split all")
-        return test
-    if test is None:
-        return train
-    y = torch.cat([train.y, test.y]) if train.y is not None and test.y is not None else None
-    if isinstance(train, MappedDataset):  # still on disk: join the row lists, read nothing
-        return dataclasses.replace(train, y=y, rows=np.concatenate([train.rows, test.rows]))
-    return Dataset(torch.cat([train.x, test.x]), y, train.name, train.scaling, train.classes)
 
 
 def to_raw(x: torch.Tensor, scaling: Scaling) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 from ..errors import AekitError, check
 from ..io import Output, distinct
 from ..run import Run
-from . import check_finite, check_items, open_run, read_input
+from . import check_finite, check_items, open_run
 
 
 def scores(run: Run | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
@@ -41,7 +41,7 @@ def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]
 def anomaly_file(
     run: Run | str | os.PathLike,
     source: str,
-    split: str = "all",
+    split: str | None = None,
     contamination: float | None = None,
     percentile: float = 99.0,
     normal: list[str] | None = None,
@@ -64,7 +64,7 @@ def anomaly_file(
     table = Output(out, (".csv",), force) if out is not None else None
     picture = Output(figure, (".png",), force) if figure is not None else None
     distinct(table, picture)
-    items = read_input(run, source, split, data_dir)
+    items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
     s = scores(run, items.floats())
     if contamination is not None:

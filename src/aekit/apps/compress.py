@@ -28,7 +28,7 @@ from ..errors import AekitError, check
 from ..io import Output
 from ..limits import check_load_size
 from ..run import Run
-from . import ARRAY_KINDS, coding, decode_all, encode_all, open_run, read_input, to_raw, write_array
+from . import ARRAY_KINDS, coding, decode_all, encode_all, open_run, to_raw, write_array
 
 MAGIC, VERSION = b"AEKZ", 1
 _U32 = struct.Struct("<I")
@@ -200,14 +200,14 @@ def compress_file(
     source: str,
     out: str | os.PathLike,
     bits: int = 8,
-    split: str = "all",
+    split: str | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report."""
     run = open_run(run)
     output = Output(out, (".aez",), force)
-    items = read_input(run, source, split, data_dir)
+    items, _ = run.read(source, split, data_dir)
     x = items.floats()
     blob = compress(run, x, bits, items.scaling)
     x_hat = decode_all(run.model, dequantize(read_aez(blob)[1]))

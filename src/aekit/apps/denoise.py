@@ -14,7 +14,7 @@ from ..data.noise import NOISES, corrupt
 from ..errors import check
 from ..io import Output, distinct
 from ..run import Run
-from . import ARRAY_KINDS, decode_all, encode_all, open_run, read_input, to_raw, write_array
+from . import ARRAY_KINDS, decode_all, encode_all, open_run, to_raw, write_array
 
 
 def denoise(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,7 @@ def denoise_file(
     run: Run | str | os.PathLike,
     source: str,
     out: str | os.PathLike,
-    split: str = "all",
+    split: str | None = None,
     add_noise: list[str] | None = None,
     sigma: float = 0.5,
     p: float = 0.25,
@@ -53,7 +53,7 @@ def denoise_file(
     noisy_output = Output(noisy_out, ARRAY_KINDS, force) if noisy_out is not None else None
     figure_output = Output(figure, (".png",), force) if figure is not None else None
     distinct(output, noisy_output, figure_output)
-    items = read_input(run, source, split, data_dir)
+    items, _ = run.read(source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
     check("shift" not in (add_noise or []) or items.is_image, f"{source}: shift moves images, not table rows")
     clean = items.floats()

@@ -9,7 +9,7 @@ import torch
 from ..errors import check
 from ..io import Output
 from ..run import Run
-from . import encode_all, open_run, read_input, write_array
+from . import encode_all, open_run, write_array
 
 
 def features(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
@@ -21,14 +21,14 @@ def features_file(
     run: Run | str | os.PathLike,
     source: str,
     out: str | os.PathLike,
-    split: str = "all",
+    split: str | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known)."""
     run = open_run(run)
     output = Output(out, (".npy", ".npz"), force)
-    items = read_input(run, source, split, data_dir)
+    items, _ = run.read(source, split, data_dir)
     z = features(run, items.floats()).numpy()
     extra = {"y": items.y.numpy()} if items.y is not None and output.kind == ".npz" else {}
     write_array(output, z, **extra)
@@ -39,7 +39,7 @@ def latent_file(
     run: Run | str | os.PathLike,
     source: str,
     out: str | os.PathLike,
-    split: str = "all",
+    split: str | None = None,
     max_items: int = 5000,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
@@ -51,7 +51,7 @@ def latent_file(
     check(max_items >= 1, f"max_items must be at least 1, got {max_items}")
     output = Output(out, (".png",), force)
     run = open_run(run)
-    items = read_input(run, source, split, data_dir)
+    items, _ = run.read(source, split, data_dir)
     if len(items) > max_items:
         keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]
         items = items.subset(keep.sort().values)

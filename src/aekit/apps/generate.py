@@ -17,7 +17,7 @@ from ..errors import check
 from ..io import Output
 from ..progress import chunks
 from ..run import Run
-from . import BATCH, check_output_items, decode_all, encode_all, open_run, read_input, to_raw, write_array
+from . import BATCH, check_output_items, decode_all, encode_all, open_run, to_raw, write_array
 
 PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
@@ -100,7 +100,7 @@ def generate_file(
     seed: int = 0,
     between: tuple[int, int] | None = None,
     data: str | None = None,
-    split: str = "test",
+    split: str | None = None,
     steps: int = 10,
     grid: int | None = None,
     force: bool = False,
@@ -119,7 +119,7 @@ def generate_file(
     if between:
         check(steps >= 2, f"steps must be at least 2, got {steps}")
         check_output_items(steps, run.model, "interpolate")
-        items = read_input(run, data or run.data_config.source, split, data_dir)
+        items, _ = run.read(data, split, data_dir)
         i, j = between
         check(0 <= i < len(items) and 0 <= j < len(items), f"interpolate: indices must be in 0..{len(items) - 1}")
         x = interpolate(run, items.batch(slice(i, i + 1))[0], items.batch(slice(j, j + 1))[0], steps)

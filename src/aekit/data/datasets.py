@@ -144,6 +144,11 @@ class Dataset:
         y = self.y[idx] if self.y is not None else None
         return Dataset(self.x[idx], y, self.name, self.scaling, self.classes)
 
+    def join(self, other: Dataset) -> Dataset:
+        """This dataset's items followed by other's (two parts of one source)."""
+        y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
+        return Dataset(torch.cat([self.x, other.x]), y, self.name, self.scaling, self.classes)
+
 
 @dataclass(frozen=True)
 class MappedDataset(Dataset):
@@ -174,6 +179,12 @@ class MappedDataset(Dataset):
         idx = np.asarray(idx, dtype=np.int64)
         y = self.y[torch.from_numpy(idx)] if self.y is not None else None
         return MappedDataset(self.x, y, self.name, self.scaling, self.classes, self.rows[idx], self.source)
+
+    def join(self, other: MappedDataset) -> MappedDataset:
+        """Still on disk: the row lists joined, nothing read."""
+        y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
+        rows = np.concatenate([self.rows, other.rows])
+        return MappedDataset(self.x, y, self.name, self.scaling, self.classes, rows, self.source)
 
 
 class Splits(NamedTuple):
