@@ -12,13 +12,10 @@ import torch
 from . import metrics as M
 from .data.datasets import Dataset
 from .errors import check
-from .io import FolderLock, Output, read_json
+from .io import FolderLock, Output
+from .limits import INFERENCE_BATCH
 from .models.variational import MAX_NLL_K
-from .run import METRICS, Run
-
-
-def _open(run: Run | str | os.PathLike) -> Run:
-    return run if isinstance(run, Run) else Run.open(run)
+from .run import Run, open_run
 
 
 def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
@@ -40,7 +37,7 @@ def evaluate(
     run: Run | str | os.PathLike,
     data: str | None = None,
     data_dir: str | os.PathLike | None = None,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH,
     save: bool = True,
     nll_k: int = 0,
     split: str | None = None,
@@ -54,7 +51,7 @@ def evaluate(
     <the type's own metrics>}, "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it
     in metrics.json.
     """
-    run = _open(run)
+    run = open_run(run)
     model = run.model.eval()
     check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
     check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
@@ -80,9 +77,7 @@ def evaluate(
     }
     if save:
         with FolderLock(run.path):  # not while a training writes the same metrics.json
-            run.metrics = read_json(run.path / METRICS) if (run.path / METRICS).exists() else {}
-            run.metrics["evaluation"] = result
-            run.save_metrics()
+            run.update_metrics(evaluation=result)
     return result
 
 
@@ -100,7 +95,7 @@ def reconstruct(
     is replaced only with force). data and split as for evaluate: by default the run's held-out items."""
     check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
     output = Output(out, (".png",), force)
-    run = _open(run)
+    run = open_run(run)
     test, split = run.read(data, split, data_dir)
     x = test.batch(slice(0, n))
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"

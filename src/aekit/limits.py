@@ -12,6 +12,8 @@ import os
 
 from .errors import AekitError, check
 
+INFERENCE_BATCH = 1024  # items per forward pass outside training (evaluation and every use of a model)
+
 
 def physical_memory() -> int:
     """The machine's memory in bytes (16 GiB assumed where it cannot be read)."""

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .metrics import squared_errors
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -40,7 +42,7 @@ def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, title: str | None = No
     x, x_hat: (N, C, H, W) images or (N, D) table rows in [0, 1]; rows are drawn as line plots.
     """
     n = len(x)
-    errors = (x_hat - x).pow(2).flatten(1).sum(1)
+    errors = squared_errors(x, x_hat)
     if x.dim() == 4:
         fig = _figure(1.3 * n + 0.8, 3.0)
         axes = fig.subplots(2, n, squeeze=False)

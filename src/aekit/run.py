@@ -200,8 +200,9 @@ class Run:
             return train, "all (nothing was held out)"
         return (train if test is None else train.join(test)), "all"
 
-    def save_metrics(self) -> None:
-        aio.write_json(self.path / METRICS, self.metrics)
+    def update_metrics(self, **sections: Any) -> None:
+        """Merge sections into the run's metrics.json (read again first: another process may have written it)."""
+        self.metrics = update_metrics(self.path, **sections)
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -243,6 +244,21 @@ def make_config(model: torch.nn.Module, train: TrainConfig, data: DataConfig, sc
         "data": to_dict(data),
         "scaling": scaling.to_dict(),
     }
+
+
+def update_metrics(folder: Path, **sections: Any) -> dict[str, Any]:
+    """Merge sections into FOLDER/metrics.json, written atomically; returns the whole of it."""
+    path = folder / METRICS
+    metrics = aio.read_json(path) if path.exists() else {}
+    check(isinstance(metrics, dict), f"{path}: expected a JSON object")
+    metrics.update(sections)
+    aio.write_json(path, metrics)
+    return metrics
+
+
+def open_run(run: Run | str | os.PathLike) -> Run:
+    """run itself if it is an opened Run, else the run folder at that path, opened."""
+    return run if isinstance(run, Run) else Run.open(run)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -17,11 +17,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .config import TrainConfig
 from .data.datasets import Dataset, Scaling, Splits
 from .errors import check
+from .limits import INFERENCE_BATCH
 from .registry import model_from_config
 from .run import Run
 from .train import Trainer, resolve_device
-
-BATCH = 1024
 
 
 class _AutoencoderEstimator(BaseEstimator):
@@ -99,7 +98,7 @@ class _AutoencoderEstimator(BaseEstimator):
     @torch.no_grad()
     def _batched(self, fn, x: torch.Tensor) -> torch.Tensor:
         device = next(self.model_.parameters()).device
-        return torch.cat([fn(x[i : i + BATCH].to(device)).cpu() for i in range(0, len(x), BATCH)])
+        return torch.cat([fn(part.to(device)).cpu() for part in x.split(INFERENCE_BATCH)])
 
 
 class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _AutoencoderEstimator):
@@ -138,9 +137,8 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         z = check_array(X, dtype=[np.float64, np.float32])
         d = self.model_.config.latent_dim
         check(z.shape[1] == d, f"X has {z.shape[1]} features but the codes have {d}")
-        x = self._batched(self.model_.decode, torch.from_numpy(z.astype(np.float32))).flatten(1).double().numpy()
-        lo, hi = np.asarray(self.scaling_.lo, np.float64), np.asarray(self.scaling_.hi, np.float64)
-        return (x * np.where(hi > lo, hi - lo, 1.0) + lo).astype(z.dtype)
+        x = self._batched(self.model_.decode, torch.from_numpy(z.astype(np.float32))).flatten(1).numpy()
+        return self.scaling_.invert(x).astype(z.dtype)
 
     def score(self, X, y=None) -> float:
         """Minus the mean squared reconstruction error per feature, in the model's [0, 1] space."""

@@ -26,9 +26,9 @@ from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
-from .limits import check_load_size
+from .limits import INFERENCE_BATCH, check_load_size
 from .registry import get_model_class, model_from_config
-from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, make_config, save_tensors
+from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, make_config, save_tensors, update_metrics
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -189,7 +189,7 @@ class Trainer:
         )
 
     @torch.inference_mode()
-    def evaluate(self, data: Dataset, batch_size: int = 1024) -> dict[str, float]:
+    def evaluate(self, data: Dataset, batch_size: int = INFERENCE_BATCH) -> dict[str, float]:
         """Mean loss and logs of the model (eval mode) over data."""
         model = self.model.eval()  # not the DDP wrapper: rank 0 evaluates alone
         totals: dict[str, torch.Tensor] = {}
@@ -206,12 +206,7 @@ class Trainer:
             return
         checkpoint.save(self.run_dir / CHECKPOINT, self)
         save_tensors(self.run_dir / WEIGHTS, self.model.state_dict(), {"epoch": str(self.epoch)})
-        metrics_path = self.run_dir / METRICS
-        metrics = aio.read_json(metrics_path) if metrics_path.exists() else {}
-        metrics["history"] = self.history
-        if self.history:
-            metrics["final"] = self.history[-1]
-        aio.write_json(metrics_path, metrics)
+        update_metrics(self.run_dir, history=self.history, **({"final": self.history[-1]} if self.history else {}))
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         """Restore weights, optimizer, RNG states and history from a checkpoint (default: the run folder's),

@@ -7,7 +7,6 @@ Shared here: running the model over a verb's items in batches
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,9 @@ import torch
 from ..data.datasets import UINT8, Scaling
 from ..errors import check
 from ..io import FOLDER, Output
-from ..limits import allowed_bytes, check_load_size
+from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
 from ..progress import chunks
-from ..run import Run
 
-BATCH = 1024
 ARRAY_KINDS = (".npy", ".npz", FOLDER)
 
 
@@ -41,7 +38,7 @@ def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
 def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """model.encode over x (N, ...) in batches: (N, latent_dim), checked finite."""
     check_items(model, x)
-    z = torch.cat([model.encode(x[s]) for s in chunks(len(x), BATCH, "encoding")])
+    z = torch.cat([model.encode(x[s]) for s in chunks(len(x), INFERENCE_BATCH, "encoding")])
     check_finite(z, "the model's codes for this input")
     return z
 
@@ -50,7 +47,7 @@ def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1], checked finite."""
     check_finite(z, "the codes to decode")
-    x = torch.cat([model.decode(z[s]) for s in chunks(len(z), BATCH, "decoding")])
+    x = torch.cat([model.decode(z[s]) for s in chunks(len(z), INFERENCE_BATCH, "decoding")])
     check_finite(x, "the model's outputs")
     return x
 
@@ -62,18 +59,12 @@ def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:
     check_load_size(n * per_item, what, f"making {n:,} items", f"; at most {allowed_bytes() // per_item:,} fit")
 
 
-def open_run(run: Run | str | os.PathLike) -> Run:
-    return run if isinstance(run, Run) else Run.open(run)
-
-
 def to_raw(x: torch.Tensor, scaling: Scaling) -> np.ndarray:
     """Model-space values in [0, 1] back to the data's own units: uint8 pixels, or float32 values."""
     if scaling == UINT8:
         return x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
-    lo, hi = np.asarray(scaling.lo, np.float64), np.asarray(scaling.hi, np.float64)
-    span = np.where(hi > lo, hi - lo, 1.0)
     with np.errstate(over="ignore"):
-        raw = (x.double().numpy() * span + lo).astype(np.float32)
+        raw = scaling.invert(x.numpy()).astype(np.float32)
     check_finite(raw, "the items in the data's own units (the scaling's range overflows float32)")
     return raw
 

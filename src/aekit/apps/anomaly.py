@@ -13,8 +13,8 @@ import torch
 
 from ..errors import AekitError, check
 from ..io import Output, distinct
-from ..run import Run
-from . import check_finite, check_items, open_run
+from ..run import Run, open_run
+from . import check_finite, check_items
 
 
 def scores(run: Run | str | os.PathLike, x: torch.Tensor) -> np.ndarray:

@@ -27,8 +27,8 @@ from ..data.datasets import UINT8, Scaling
 from ..errors import AekitError, check
 from ..io import Output
 from ..limits import check_load_size
-from ..run import Run
-from . import ARRAY_KINDS, coding, decode_all, encode_all, open_run, to_raw, write_array
+from ..run import Run, open_run
+from . import ARRAY_KINDS, coding, decode_all, encode_all, to_raw, write_array
 
 MAGIC, VERSION = b"AEKZ", 1
 _U32 = struct.Struct("<I")

@@ -13,8 +13,8 @@ from ..config import check_seed
 from ..data.noise import NOISES, corrupt
 from ..errors import check
 from ..io import Output, distinct
-from ..run import Run
-from . import ARRAY_KINDS, decode_all, encode_all, open_run, to_raw, write_array
+from ..run import Run, open_run
+from . import ARRAY_KINDS, decode_all, encode_all, to_raw, write_array
 
 
 def denoise(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,8 @@ import torch
 
 from ..errors import check
 from ..io import Output
-from ..run import Run
-from . import encode_all, open_run, write_array
+from ..run import Run, open_run
+from . import encode_all, write_array
 
 
 def features(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:

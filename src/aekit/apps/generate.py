@@ -15,9 +15,10 @@ import torch
 from ..config import check_seed
 from ..errors import check
 from ..io import Output
+from ..limits import INFERENCE_BATCH
 from ..progress import chunks
-from ..run import Run
-from . import BATCH, check_output_items, decode_all, encode_all, open_run, to_raw, write_array
+from ..run import Run, open_run
+from . import check_output_items, decode_all, encode_all, to_raw, write_array
 
 PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
@@ -48,7 +49,7 @@ def generate(
 ) -> torch.Tensor:
     """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature.
 
-    The codes are drawn and decoded BATCH at a time (from one generator seeded with seed), so n is bounded
+    The codes are drawn and decoded INFERENCE_BATCH at a time (from one generator seeded with seed), so n is bounded
     only by the memory its output takes.
     """
     check(math.isfinite(temperature) and temperature > 0, f"temperature must be a positive number, got {temperature}")
@@ -58,7 +59,7 @@ def generate(
     mean, factor = code_distribution(run, data_dir)
     generator = torch.Generator().manual_seed(seed)
     parts = []
-    for part in chunks(n, BATCH, "generating"):
+    for part in chunks(n, INFERENCE_BATCH, "generating"):
         eps = torch.randn(part.stop - part.start, len(mean), generator=generator)
         z = mean + temperature * eps @ factor.T
         check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from ..errors import AekitError, check
+from ..limits import INFERENCE_BATCH
+from ..metrics import squared_errors
 from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder
 
 
@@ -147,17 +149,15 @@ class Autoencoder(nn.Module):
         return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
         """decode(encode(x)) without gradients, in batches."""
         return torch.cat([self.decode(self.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
-    def anomaly_scores(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    def anomaly_scores(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
         """How unusual each item is, (N,) float64, higher is more unusual: the squared reconstruction error
         summed over the item's features."""
-        return torch.cat(
-            [(self.reconstruct(xb).double() - xb.double()).pow(2).flatten(1).sum(1) for xb in x.split(batch_size)]
-        )
+        return torch.cat([squared_errors(xb, self.reconstruct(xb)) for xb in x.split(batch_size)])
 
     def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
         """Metrics of this type over a whole evaluation set x (beyond the averaged logs); none by default."""

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import check
+from ..limits import INFERENCE_BATCH
 from ..progress import chunks
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output
@@ -18,6 +19,17 @@ from .base import Autoencoder, ModelConfig, Output
 LIKELIHOODS = ("bernoulli", "gaussian")
 MAX_NLL_K = 100_000  # importance samples per item: published figures use 5000
 LOG_2PI = math.log(2 * math.pi)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A draw z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar (Kingma & Welling 2014)."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + (0.5 * logvar).exp() * eps
+
+
+def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each code unit, (N, latent_dim), in nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,10 @@ class VariationalAutoencoder(Autoencoder):
         c = self.config
         target = self.target(x)
         mu, logvar = self.posterior(target)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = reparameterize(mu, logvar)
         logits = self.decode_logits(z)
         rec = -self.log_likelihood(logits, target)  # (N,)
-        kl_units = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (N, latent_dim)
+        kl_units = kl_to_prior(mu, logvar)  # (N, latent_dim)
         kl = kl_units.sum(1)
         kl_term = kl_units.mean(0).clamp(min=c.free_bits).sum() if c.free_bits > 0 else kl.mean()
         weight = c.beta
@@ -164,17 +176,17 @@ class VariationalAutoencoder(Autoencoder):
         return torch.cat(out)
 
     @torch.no_grad()
-    def anomaly_scores(self, x: torch.Tensor, batch_size: int = 1024, samples: int = 8) -> torch.Tensor:
+    def anomaly_scores(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH, samples: int = 8) -> torch.Tensor:
         """Negative ELBO per item (nats), (N,) float64, from `samples` draws of z per item with a fixed
         seed (the same scores on every call). x is taken as given, not binarized."""
         generator = torch.Generator(x.device).manual_seed(0)
         out = []
         for xb in x.split(batch_size):
             mu, logvar = self.posterior(xb)
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+            kl = kl_to_prior(mu, logvar).sum(1)
             rec = 0.0
             for _ in range(samples):
-                z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator, device=mu.device)
+                z = reparameterize(mu, logvar, generator)
                 rec = rec - self.log_likelihood(self.decode_logits(z), xb) / samples
             out.append((rec + kl).double())
         return torch.cat(out)
@@ -184,7 +196,7 @@ class VariationalAutoencoder(Autoencoder):
         """Active units (Burda et al.: Var_x E_q[z_u] > 0.01) and, with nll_k > 0, the importance-sampled
         NLL over x (binarized with a fixed seed when binarize is on)."""
         target = self.target(x)  # eval mode: seeded
-        mu = torch.cat([self.posterior(target[i : i + 1024])[0] for i in range(0, len(x), 1024)])
+        mu = torch.cat([self.posterior(part)[0] for part in target.split(INFERENCE_BATCH)])
         result = {"active_units": int((mu.var(0) > 0.01).sum())}
         if nll_k:
             nll = self.nll(target, nll_k, generator=torch.Generator(x.device).manual_seed(0))
