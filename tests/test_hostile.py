@@ -30,6 +30,7 @@ from aekit.apps.compress import _U32, MAGIC, VERSION
 from aekit.cli import main as cli_main
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
+from aekit.folder import RunFolder
 from aekit.io import FolderLock, Output
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
@@ -124,10 +125,10 @@ def test_safetensors_files_of_every_header_length_load(tmp_path):
         folder.mkdir()
         torch.manual_seed(0)
         net = aekit.create_model(name, (1, 8, 8), **options)
-        Trainer(net, tiny, config, folder).fit()
+        Trainer(net, tiny, config, RunFolder(folder, FolderLock(folder))).fit()
         (folder / CONFIG).write_text(json.dumps(make_config(net, config, DataConfig("digits"), tiny.train.scaling)))
         aekit.Run.open(folder)  # the weights load
-        Trainer(aekit.create_model(name, (1, 8, 8), **options), tiny, config, folder).load_checkpoint()
+        Trainer(aekit.create_model(name, (1, 8, 8), **options), tiny, config).load_checkpoint(folder / CHECKPOINT)
         for kind in seen:
             seen[kind].add(_header_length(folder / kind) % 256)
         shutil.rmtree(folder)
@@ -884,10 +885,10 @@ def resumable(runs):
     return run, run.load_data()
 
 
-def _fresh_trainer(resumable, folder: Path) -> Trainer:
+def _fresh_trainer(resumable) -> Trainer:
     run, splits = resumable
     model = aekit.create_model("ae", (1, 8, 8), hidden=[16], latent_dim=4)
-    return Trainer(model, splits, TrainConfig(**{**run.config["train"], "epochs": 3, "device": "cpu"}), folder)
+    return Trainer(model, splits, TrainConfig(**{**run.config["train"], "epochs": 3, "device": "cpu"}))
 
 
 @DEEP_FUZZ
@@ -898,8 +899,11 @@ def test_fuzzed_checkpoint_metadata_loads_or_is_refused(runs, resumable, tmp_pat
     meta[key] = json.dumps(data.draw(JSON_VALUES))
     folder = tmp_path_factory.mktemp("ckpt")
     save_file(tensors, folder / CHECKPOINT, meta)
-    trainer = _fresh_trainer(resumable, folder)
-    if _one_line_or_result(trainer.load_checkpoint) is None and key in ("epoch", "history"):
+    trainer = _fresh_trainer(resumable)
+    if _one_line_or_result(lambda: trainer.load_checkpoint(folder / CHECKPOINT)) is None and key in (
+        "epoch",
+        "history",
+    ):
         assert trainer.epoch == 0  # refused before anything was restored
 
 
@@ -922,7 +926,7 @@ def test_fuzzed_tensors_in_weights_and_checkpoints_load_or_are_refused(runs, res
     if member == WEIGHTS:
         _one_line_or_result(lambda: aekit.Run.open(run))
     else:
-        _one_line_or_result(_fresh_trainer(resumable, run).load_checkpoint)
+        _one_line_or_result(lambda: _fresh_trainer(resumable).load_checkpoint(run / CHECKPOINT))
 
 
 @DEEP_FUZZ

@@ -6,14 +6,12 @@ per-sample Python in the loop. Models only have to return an Output with .loss a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import glob
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,9 +24,10 @@ from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
+from .folder import RunFolder
 from .limits import INFERENCE_BATCH, check_load_size
 from .registry import get_model_class, model_from_config
-from .run import CHECKPOINT, CONFIG, METRICS, WEIGHTS, Run, make_config, save_tensors, update_metrics
+from .run import CHECKPOINT, METRICS, Run, make_config
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,7 +62,7 @@ class Callback:
 
 
 class Trainer:
-    """Trains a model on Splits with Adam, checkpointing into a run folder after every epoch (if run_dir).
+    """Trains a model on Splits with Adam, saving into a run folder after every epoch (if folder is given).
 
     The checkpoint (weights, optimizer, RNG states, history) is one safetensors file written
     atomically, so a run killed at any moment resumes from its last finished epoch.
@@ -74,7 +73,7 @@ class Trainer:
         model: torch.nn.Module,
         data: Splits,
         config: TrainConfig,
-        run_dir: Path | None,
+        folder: RunFolder | None = None,
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.device = resolve_device(config.device)
@@ -100,7 +99,7 @@ class Trainer:
         self.data = data = Splits(*(_on_device(d, self.device) for d in data))
         self.config = config
         _check_training_fits(model, data.train, config.batch_size)
-        self.run_dir = Path(run_dir) if run_dir is not None else None  # None: keep nothing on disk
+        self.folder = folder if self.rank == 0 else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
@@ -200,13 +199,15 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
 
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the run is saved (None when nothing is)."""
+        return self.folder.path if self.folder is not None else None
+
     def save_checkpoint(self) -> None:
-        """Write checkpoint.safetensors (atomic, the resume point), then model.safetensors and metrics.json."""
-        if self.run_dir is None or self.rank != 0:
-            return
-        checkpoint.save(self.run_dir / CHECKPOINT, self)
-        save_tensors(self.run_dir / WEIGHTS, self.model.state_dict(), {"epoch": str(self.epoch)})
-        update_metrics(self.run_dir, history=self.history, **({"final": self.history[-1]} if self.history else {}))
+        """Save the run's state into its folder (the resume point, the weights and the metrics)."""
+        if self.folder is not None:
+            self.folder.save(self)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         """Restore weights, optimizer, RNG states and history from a checkpoint (default: the run folder's),
@@ -366,57 +367,12 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_o
     net = _build_model(model, splits.train.item_shape, model_opts, train_cfg.seed)
     resolve_device(train_cfg.device)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
-    rank = distributed.world()[0]
-    trainer = Trainer(net, splits, train_cfg, None, _callbacks(quiet or rank > 0, callbacks))
-    lock = distributed.on_rank0(lambda: _create_run_dir(trainer, out, model, splits.train.name, force, config))
-    if lock is None:  # another rank than 0: train, write nothing
-        _fit(trainer)
-        return None
-    with lock:
+    name = f"{model}-{Path(splits.train.name).stem}"
+    folder = distributed.on_rank0(lambda: RunFolder.stage(out, name, force, config))  # rank 0 writes the run
+    with folder or contextlib.nullcontext():
+        trainer = Trainer(net, splits, train_cfg, folder, _callbacks(quiet, callbacks, folder is not None))
+        distributed.on_rank0(lambda: (trainer.save_checkpoint(), folder.place()))  # epoch 0, then in place
         return _finish(trainer, config)
-
-
-def _create_run_dir(trainer: Trainer, out, model: str, data_name: str, force: bool, config) -> aio.FolderLock:
-    """Make the run folder with its config and epoch-0 checkpoint; returns its lock, held.
-
-    The folder is built under a hidden name and renamed into place whole, so a kill at any moment leaves
-    no folder or one that loads and resumes.
-    """
-    run_dir, replaced = _new_run_dir(out, model, data_name, force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
-    lock = aio.FolderLock(staging)
-    try:
-        staging.chmod(0o777 & ~aio.current_umask())
-        lock.acquire()  # moves with the folder: held until training ends
-        aio.write_json(staging / CONFIG, config)
-        trainer.run_dir = staging
-        trainer.save_checkpoint()  # epoch 0
-        _move_into_place(staging, run_dir, replaced)
-        trainer.run_dir = run_dir
-    except BaseException:
-        lock.release()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        if replaced is not None:
-            replaced.release()
-    return lock
-
-
-def _move_into_place(staging: Path, run_dir: Path, replaced: aio.FolderLock | None) -> None:
-    """Rename the finished staging folder to run_dir; with --force (replaced: the old run, locked by us) swap
-    the two in one step, so that a kill at any moment leaves the old run or the new one at run_dir."""
-    try:
-        if replaced is None:
-            aio.rename_noreplace(staging, run_dir)
-        else:
-            aio.exchange(staging, run_dir)
-    except FileExistsError:
-        raise AekitError(f"{run_dir} appeared while this run was being set up; choose another --out") from None
-    except OSError as e:
-        raise AekitError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
-    if replaced is not None:
-        shutil.rmtree(staging, ignore_errors=True)  # the old run, swapped out
 
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):
@@ -428,54 +384,10 @@ def _listify(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
-def _callbacks(quiet: bool, extra: Iterable[Callback]) -> list[Callback]:
-    return ([] if quiet else [Progress()]) + list(extra)
-
-
-def _new_run_dir(
-    out: str | os.PathLike | None, model: str, data_name: str, force: bool
-) -> tuple[Path, aio.FolderLock | None]:
-    """(the run folder to create, the lock on the old run there if force replaces one)."""
-    if out is None:
-        base = Path("runs") / f"{model}-{Path(data_name).stem}"
-        run_dir, n = base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    else:
-        run_dir = Path(out)
-    try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AekitError(f"cannot create {run_dir.parent}: {e.strerror or e}") from None
-    _remove_abandoned(run_dir)
-    if not os.path.lexists(run_dir):
-        return run_dir, None
-    check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
-    is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-        return run_dir, None
-    if force and is_run:
-        return run_dir, aio.FolderLock(run_dir).acquire()  # refuses while another process trains it
-    hint = "; use --resume to continue it or --force to replace it" if is_run else ""
-    raise AekitError(f"{run_dir} already exists{hint}")
-
-
-def _remove_abandoned(run_dir: Path) -> None:
-    """Delete staging folders for run_dir left by killed processes (their lock is free): a run being built, or
-    after a --force swap the old run. (Earlier builds of aekit moved an old run to .NAME.XXXX.old before
-    renaming the new one in: such a folder goes only once a run is in place, else it may be the only copy.)"""
-    kinds = (".partial", ".old") if os.path.lexists(run_dir) else (".partial",)
-    for path in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*"):
-        if path.suffix not in kinds or not path.is_dir() or path.is_symlink():
-            continue
-        try:
-            lock = aio.FolderLock(path).acquire()
-        except (AekitError, OSError):
-            continue  # another process is building it
-        lock.release()
-        shutil.rmtree(path, ignore_errors=True)
+def _callbacks(quiet: bool, extra: Iterable[Callback], saved: bool) -> list[Callback]:
+    """Progress (unless quiet, and on rank 0 only), the run folder's figures (when there is a folder), extra."""
+    show = not quiet and distributed.world()[0] == 0
+    return ([Progress()] if show else []) + ([RunFigures()] if saved else []) + list(extra)
 
 
 def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run | None:
@@ -486,52 +398,48 @@ def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) 
         f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",
     )
     check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
-    rank = distributed.world()[0]
-    lock = distributed.on_rank0(lambda: _lock_for_resume(Path(out)))
-    try:
+    folder = distributed.on_rank0(lambda: RunFolder.reopen(Path(out)))
+    with folder or contextlib.nullcontext():
         run = Run.open(out)
         run.config["train"] = {**run.config["train"], **train_opts}
         train_cfg = from_dict(TrainConfig, run.config["train"], "train")
         data = run.load_data(data_dir=data_dir)
-        trainer = Trainer(run.model, data, train_cfg, None, _callbacks(quiet or rank > 0, callbacks))
+        trainer = Trainer(run.model, data, train_cfg, folder, _callbacks(quiet, callbacks, folder is not None))
         trainer.load_checkpoint(run.path / CHECKPOINT)
         check(
             trainer.epoch < train_cfg.epochs,
             f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
         )
-        if lock is None:  # another rank than 0: train, write nothing
-            _fit(trainer)
-            return None
-        trainer.run_dir = run.path
-        aio.write_json(run.path / CONFIG, run.config)
+        if folder is not None:
+            folder.write_config(run.config)
         return _finish(trainer, run.config)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
-def _lock_for_resume(run_dir: Path) -> aio.FolderLock:
-    lock = aio.FolderLock(run_dir).acquire()
-    aio.remove_abandoned(run_dir.glob(f".*{aio.TMP}"))  # half-written files of a killed process
-    return lock
-
-
-def _finish(trainer: Trainer, config: dict[str, Any]) -> Run:
-    from . import plots
-
+def _finish(trainer: Trainer, config: dict[str, Any]) -> Run | None:
+    """Train; the Run of the folder on rank 0, None on the other ranks."""
     _fit(trainer)
-    run = Run(trainer.run_dir, config, trainer.model.eval(), aio.read_json(trainer.run_dir / METRICS))
-    title = f"{run.model.name} on {trainer.data.train.name}"
-    aio.write_bytes(run.path / "loss_curve.png", plots.loss_curves(run.metrics["history"], title=title))
-    sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
-    x = sample.batch(slice(0, 8)).to(trainer.device)
-    figure = plots.reconstructions(x.cpu(), run.model.reconstruct(x).cpu())
-    aio.write_bytes(run.path / "reconstructions.png", figure)
-    if hasattr(run.model, "sample") and sample.is_image:
-        generated = run.model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
-        figure = plots.image_grid(generated.cpu(), title=f"{run.model.name}: samples from the prior")
-        aio.write_bytes(run.path / "samples.png", figure)
-    return run
+    if trainer.folder is None:
+        return None
+    return Run(trainer.run_dir, config, trainer.model.eval(), aio.read_json(trainer.run_dir / METRICS))
+
+
+class RunFigures(Callback):
+    """At the end of training, the run folder's figures: loss curves, reconstructions of held-out items, and
+    samples from the prior for a model that has one."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        from . import plots
+
+        path, model = trainer.run_dir, trainer.model.eval()
+        title = f"{model.name} on {trainer.data.train.name}"
+        aio.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title))
+        sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
+        x = sample.batch(slice(0, 8)).to(trainer.device)
+        aio.write_bytes(path / "reconstructions.png", plots.reconstructions(x.cpu(), model.reconstruct(x).cpu()))
+        if hasattr(model, "sample") and sample.is_image:
+            generated = model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
+            figure = plots.image_grid(generated.cpu(), title=f"{model.name}: samples from the prior")
+            aio.write_bytes(path / "samples.png", figure)
 
 
 def _fit(trainer: Trainer) -> None:
