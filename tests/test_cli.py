@@ -30,7 +30,8 @@ def test_data_fetch_refuses_files_that_fail_verification(tmp_path):
     result = run_cli("data", "fetch", "mnist", "--from", tmp_path / "src", "--data-dir", tmp_path / "d")
     assert_clean_error(result, "SHA-256")
     assert not (tmp_path / "d" / "mnist").exists()
-    assert_clean_error(run_cli("data", "fetch", "cifar"), "only mnist")
+    assert_clean_error(run_cli("data", "fetch", "cifar"), "unknown dataset 'cifar'", "mnist, digits")
+    assert_clean_error(run_cli("data", "fetch", "digits"), "nothing to fetch")
 
 
 def test_train_evaluate_reconstruct(tmp_path):

@@ -101,27 +101,21 @@ def _option_names(cls: type) -> list[str]:
 
 
 def cmd_data_fetch(a: argparse.Namespace) -> None:
-    from .data import fetch_mnist
+    from .data.registry import BUILTINS
+    from .errors import check
 
-    if a.name != "mnist":
-        from .errors import AekitError
-
-        raise AekitError(f"only mnist is fetched (digits is bundled with scikit-learn), got {a.name!r}")
-    fetch_mnist(a.data_dir, source=a.source, force=a.force, log=lambda m: print(m, file=sys.stderr))
+    check(a.name in BUILTINS, f"unknown dataset {a.name!r}; built-in: {', '.join(BUILTINS)}")
+    fetch = BUILTINS[a.name].fetch
+    check(fetch is not None, f"{a.name} comes with aekit's dependencies; there is nothing to fetch")
+    fetch(a.data_dir, source=a.source, force=a.force, log=lambda m: print(m, file=sys.stderr))
 
 
 def cmd_data_list(a: argparse.Namespace) -> None:
-    from .data import BUILTIN
-    from .data.sources import MNIST_FILES, mnist_dir
+    from .data.registry import BUILTINS
 
-    folder = mnist_dir(a.data_dir)
-    for name, text in BUILTIN.items():
-        if name == "mnist":
-            state = "present" if all((folder / f).is_file() for f in MNIST_FILES) else "missing"
-            where = str(folder)
-        else:
-            state, where = "bundled", "(scikit-learn)"
-        print(f"{name:8} {state:8} {where}\n         {text}")
+    for name, known in BUILTINS.items():
+        state, where = known.status(a.data_dir)
+        print(f"{name:8} {state:8} {where}\n         {known.description}")
 
 
 def cmd_data_info(a: argparse.Namespace) -> None:

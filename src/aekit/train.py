@@ -7,7 +7,6 @@ per-sample Python in the loop. Models only have to return an Output with .loss a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import re
@@ -155,7 +154,7 @@ class Trainer:
                 share = len(mine) * self.world / len(idx)
                 if len(mine) == 0:  # a last batch smaller than the world: take part with a weight of 0
                     mine, share = idx[:1], 0.0
-            x = data.batch(mine.to(_where(data))).to(self.device, non_blocking=True)
+            x = data.batch(mine.to(data.device)).to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
@@ -231,16 +230,10 @@ def _check_training_fits(model: torch.nn.Module, data: Dataset, batch_size: int)
 def _on_device(data: Dataset | None, device: torch.device) -> Dataset | None:
     """An in-memory dataset moved onto a CUDA device once if it takes under a third of its free memory, so
     batches never cross the bus; anything else as it is."""
-    if data is None or device.type != "cuda" or not isinstance(data.x, torch.Tensor) or data.x.is_cuda:
+    if data is None or device.type != "cuda" or data.device.type == "cuda":
         return data
     free, _ = torch.cuda.mem_get_info(device)
-    if data.x.nbytes > free // 3:
-        return data
-    return dataclasses.replace(data, x=data.x.to(device))
-
-
-def _where(data: Dataset) -> torch.device:
-    return data.x.device if isinstance(data.x, torch.Tensor) else torch.device("cpu")
+    return data.to(device) if data.x.nbytes <= free // 3 else data
 
 
 def _accumulate(totals: dict[str, torch.Tensor], out, n: int) -> None:

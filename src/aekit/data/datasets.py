@@ -3,6 +3,7 @@ values to the [0, 1] range every model works in."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -15,11 +16,7 @@ import torch
 from ..config import DataConfig
 from ..errors import AekitError, check
 from . import sources
-
-BUILTIN = {
-    "mnist": "MNIST handwritten digits, 60k train / 10k test, 28x28 grayscale (fetch: aekit data fetch mnist)",
-    "digits": "scikit-learn's bundled 8x8 handwritten digits, 1797 images (always available)",
-}
+from .registry import BUILTINS, Builtin, builtin, format_for
 
 
 def _number(v) -> bool:
@@ -153,6 +150,15 @@ class Dataset:
         y = self.y[idx] if self.y is not None else None
         return Dataset(self.x[idx], y, self.name, self.scaling, self.classes)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the items are (batches are indexed there)."""
+        return self.x.device
+
+    def to(self, device: torch.device) -> Dataset:
+        """The same items on device (a copy)."""
+        return dataclasses.replace(self, x=self.x.to(device))
+
     def join(self, other: Dataset) -> Dataset:
         """This dataset's items followed by other's (two parts of one source)."""
         y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
@@ -188,6 +194,14 @@ class MappedDataset(Dataset):
         idx = np.asarray(idx, dtype=np.int64)
         y = self.y[torch.from_numpy(idx)] if self.y is not None else None
         return MappedDataset(self.x, y, self.name, self.scaling, self.classes, self.rows[idx], self.source)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to(self, device: torch.device) -> MappedDataset:
+        """Itself: the items stay on disk; each batch is read, then moved."""
+        return self
 
     def join(self, other: MappedDataset) -> MappedDataset:
         """Still on disk: the row lists joined, nothing read."""
@@ -236,30 +250,12 @@ def load(
 def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scaling: Scaling | None = None) -> Splits:
     """load() from a DataConfig (the "data" section of a run's config)."""
     name = cfg.source
-    if name in BUILTIN and not Path(name).exists():
-        check(cfg.size is None, f"--size resizes the images of a folder; {name} has a fixed size")
-        check(cfg.label_column is None, f"--label-column names a CSV column; {name} is not a CSV table")
-        if name == "mnist":
-            m = sources.read_mnist(data_dir)
-            x_train, y_train, x_test, y_test = m["x_train"], m["y_train"], m["x_test"], m["y_test"]
-            fixed = None
-        else:
-            d = sources.read_digits()
-            test = np.zeros(len(d["x"]), dtype=bool)
-            test[np.random.default_rng(0).permutation(len(test))[: len(test) // 5]] = True
-            x_train, y_train, x_test, y_test = d["x"][~test], d["y"][~test], d["x"][test], d["y"][test]
-            fixed = Scaling(0.0, 16.0)  # raw digits pixels are 0..16: a fixed range, so every split agrees
-        if cfg.classes is not None:
-            x_train, y_train = _keep_classes(x_train, y_train, None, cfg.classes, name)
-            x_test, y_test = _keep_classes(x_test, y_test, None, cfg.classes, name)
-        if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
-            return _make_splits(x_train[:, None], y_train.astype(np.int64), name, None, cfg, None, scaling or fixed)
-        x, y = np.concatenate([x_train, x_test])[:, None], np.concatenate([y_train, y_test]).astype(np.int64)
-        test_idx = np.arange(len(x_train), len(x))
-        return _make_splits(x, y, name, None, cfg, test_idx, scaling or fixed)
+    known = builtin(name)
+    if known is not None:
+        return _builtin_splits(known, cfg, data_dir, scaling)
     path = Path(name).expanduser()
     if not path.exists():
-        raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTIN)}) and no such file or folder")
+        raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes = read_path(path, cfg)
     if cfg.classes is not None:
         x, y = _keep_classes(x, y, classes, cfg.classes, path.name)
@@ -267,6 +263,24 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if mapped is not None:
         x = _layout(path, mapped.array)
     return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped)
+
+
+def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
+    """A built-in dataset's own train and test parts (or a val_split held out of its train part)."""
+    for option in ("size", "label_column"):
+        flag = "--" + option.replace("_", "-")
+        check(getattr(cfg, option) is None, f"{flag} applies to files and folders; {known.name} is a built-in dataset")
+    x_train, y_train, x_test, y_test, fixed = known.read(data_dir)
+    fixed = Scaling(*fixed) if fixed is not None else None
+    if cfg.classes is not None:
+        x_train, y_train = _keep_classes(x_train, y_train, None, cfg.classes, known.name)
+        x_test, y_test = _keep_classes(x_test, y_test, None, cfg.classes, known.name)
+    if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
+        x, y = _layout(Path(known.name), x_train), y_train.astype(np.int64)
+        return _make_splits(x, y, known.name, None, cfg, None, scaling or fixed)
+    x = _layout(Path(known.name), np.concatenate([x_train, x_test]))
+    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    return _make_splits(x, y, known.name, None, cfg, np.arange(len(x_train), len(x)), scaling or fixed)
 
 
 def _keep_classes(
@@ -289,25 +303,16 @@ def _keep_classes(
 
 
 def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Read the user's data at path into raw arrays: images (N, C, H, W) or tables (N, D); a large .npy
-    file comes back as a sources.MappedArray instead."""
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        x, y, classes = sources.read_image_folder(path, cfg.size)
-        return x.transpose(0, 3, 1, 2), y, classes
-    check(cfg.size is None, f"--size applies to image folders, not to {path.name}")
-    if suffix == ".csv":
-        return sources.read_csv(path, cfg.label_column)
-    check(cfg.label_column is None, f"--label-column applies to CSV tables, not to {path.name}")
-    if suffix == ".npy" and path.stat().st_size > sources.mmap_bytes():
-        return sources.MappedArray(path), None, None  # read a batch at a time, never whole
-    if suffix in sources.ARRAY_SUFFIXES:
-        x, y = sources.read_arrays(path)
-    elif suffix == ".gz" or "ubyte" in path.name or suffix == ".idx":
-        x, y = sources.read_idx(path), None
-    else:
-        raise AekitError(f"{path}: unsupported file type; aekit reads image folders, .npy, .npz, .csv and IDX files")
-    return _layout(path, x), _labels(path, y, len(x)), None
+    """Read the user's data at path with its registered format into raw arrays: images (N, C, H, W) or tables
+    (N, D); a large .npy file comes back as a sources.MappedArray instead."""
+    fmt = format_for(path)
+    for option in ("size", "label_column"):
+        flag = "--" + option.replace("_", "-")
+        check(getattr(cfg, option) is None or option in fmt.options, f"{flag} does not apply to {path.name}")
+    x, y, classes = fmt.read(path, cfg)
+    if isinstance(x, sources.MappedArray):
+        return x, None, None
+    return _layout(path, x), _labels(path, y, len(x)), classes
 
 
 def _layout(path: Path, x: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from .. import io as aio
 from ..errors import AekitError, check
 from ..limits import check_load_size, human
+from .registry import FOLDER, BuiltinArrays, Raw, register_dataset, register_format
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -600,3 +601,58 @@ def _to_mode(img, mode: str):
     if img.mode in ("RGBA", "LA", "P") and mode == "RGB":
         img = img.convert("RGBA")
     return img.convert(mode)
+
+
+# ---------------------------------------------------------------- the registered sources
+
+
+@register_format(FOLDER, options=("size",), what="image folders")
+def _folder(path: Path, options) -> Raw:
+    x, y, classes = read_image_folder(path, options.size)
+    return Raw(x.transpose(0, 3, 1, 2), y, classes)  # (N, H, W, C) -> (N, C, H, W)
+
+
+@register_format(".csv", options=("label_column",), what=".csv tables")
+def _csv(path: Path, options) -> Raw:
+    return Raw(*read_csv(path, options.label_column))
+
+
+@register_format(".npy", ".npz", what=".npy/.npz arrays")
+def _arrays(path: Path, options) -> Raw:
+    if path.suffix.lower() == ".npy" and path.stat().st_size > mmap_bytes():
+        return Raw(MappedArray(path))  # read a batch at a time, never whole
+    return Raw(*read_arrays(path))
+
+
+@register_format(".idx", ".gz", what="IDX files")
+def _idx(path: Path, options) -> Raw:
+    return Raw(read_idx(path))
+
+
+def _mnist_status(data_dir: str | os.PathLike | None) -> tuple[str, str]:
+    folder = mnist_dir(data_dir)
+    return ("present" if all((folder / f).is_file() for f in MNIST_FILES) else "missing"), str(folder)
+
+
+@register_dataset(
+    "mnist",
+    "MNIST handwritten digits, 60k train / 10k test, 28x28 grayscale (fetch: aekit data fetch mnist)",
+    status=_mnist_status,
+    fetch=fetch_mnist,
+)
+def _mnist(data_dir: str | os.PathLike | None) -> BuiltinArrays:
+    m = read_mnist(data_dir)
+    return BuiltinArrays(m["x_train"], m["y_train"], m["x_test"], m["y_test"])
+
+
+@register_dataset(
+    "digits",
+    "scikit-learn's bundled 8x8 handwritten digits, 1797 images (always available)",
+    status=lambda data_dir: ("bundled", "(scikit-learn)"),
+)
+def _digits(data_dir: str | os.PathLike | None) -> BuiltinArrays:
+    d = read_digits()
+    test = np.zeros(len(d["x"]), dtype=bool)
+    test[np.random.default_rng(0).permutation(len(test))[: len(test) // 5]] = True  # a fixed 20% test part
+    # raw digits pixels are 0..16: a fixed range, so that every part and subset is scaled alike
+    return BuiltinArrays(d["x"][~test], d["y"][~test], d["x"][test], d["y"][test], (0.0, 16.0))
