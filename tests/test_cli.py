@@ -121,7 +121,10 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "non-numeric csv": ([*TRAIN, "--data", "TMP/words.csv"], ["not numeric"]),
     "absurd idx header": ([*TRAIN, "--data", "TMP/idx-ubyte"], ["load limit"]),
     "corrupt image": ([*TRAIN, "--data", "TMP/imgs"], ["a.png", "not a readable image"]),
-    "unknown model": ([*TRAIN, "--data", "digits", "--model", "gan"], ["unknown model 'gan'"]),
+    "unknown model": (
+        [*TRAIN, "--data", "digits", "--model", "gan"],
+        ["invalid choice: 'gan'", "choose from 'ae', 'dae', 'sae', 'vae'"],
+    ),
     "latent_dim 0": ([*TRAIN, "--data", "digits", "--latent-dim", "0"], ["latent_dim"]),
     "batch size 0": ([*TRAIN, "--data", "digits", "--batch-size", "0"], ["batch_size"]),
     "negative lr": ([*TRAIN, "--data", "digits", "--lr", "-1"], ["lr must be positive"]),

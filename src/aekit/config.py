@@ -45,6 +45,11 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     return cls(**kwargs)
 
 
+def field_names(cls: type) -> set[str]:
+    """The options a config dataclass declares."""
+    return {f.name for f in dataclasses.fields(cls) if f.init}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as a dict of JSON types (tuples become lists)."""
     return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}

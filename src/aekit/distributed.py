@@ -89,10 +89,12 @@ def all_sum(values: dict[str, Any], device: torch.device) -> dict[str, float]:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run `python -m aekit ARGV` in nproc local processes as one job; returns rank 0's exit status.
+    """Run `python -m aekit ARGV` (less its --nproc) in nproc local processes as one job; returns rank 0's exit
+    status.
 
     Every rank's output but rank 0's is dropped unless a rank fails alone (then its last line is shown).
     """
+    argv = _without_option(argv, "--nproc")
     port = _free_port()
     base = {**os.environ, "WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
@@ -133,6 +135,19 @@ def launch(nproc: int, argv: list[str]) -> int:
         why = f"failed: {lines[-1] if lines else f'exit status {code}'}"
     print(f"aekit: error: process {failed} of the {nproc}-process job {why}", file=sys.stderr)
     return 2
+
+
+def _without_option(argv: list[str], flag: str) -> list[str]:
+    """argv less `flag VALUE` or `flag=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 def _free_port() -> int:

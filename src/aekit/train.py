@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoint, distributed
 from . import io as aio
-from .config import DataConfig, TrainConfig, from_dict, lr_factor, to_dict
+from .config import DataConfig, TrainConfig, field_names, from_dict, lr_factor
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
 from .folder import RunFolder
@@ -312,6 +312,7 @@ def train(
     quiet: bool = False,
     data_dir: str | os.PathLike | None = None,
     callbacks: Iterable[Callback] = (),
+    config: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Run | None:
     """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
@@ -320,26 +321,22 @@ def train(
     model: a registered type (see list_models()).
     out: the run folder (default runs/<model>-<data>, numbered if taken); with resume=True, the run to
         continue (its config is reused; only epochs, device and quiet may change).
-    options: training options (epochs, batch_size, lr, weight_decay, seed, device), data options
-        (val_split, size, label_column, split_seed) and model options (latent_dim, hidden, ...).
+    config: options by section, as a run's config.json holds them: {"model": {...}, "train": {...},
+        "data": {...}}.
+    options: the same by name, each put in its section: training options (epochs, batch_size, lr, ...), data
+        options (val_split, size, label_column, ...) and the model type's options (latent_dim, hidden, ...).
 
     Bad options or data raise AekitError before anything is written. Under torchrun (or `aekit train
     --nproc N`) every process calls this; they train one model with DistributedDataParallel, rank 0
     writes the run folder and returns the Run, the others return None.
     """
-    train_keys = set(to_dict(TrainConfig()))
-    data_keys = set(to_dict(DataConfig())) - {"source"}
-    train_opts = {k: v for k, v in options.items() if k in train_keys}
-    data_opts = {k: v for k, v in options.items() if k in data_keys}
-    if isinstance(data_opts.get("classes"), list | tuple):  # labels may be given as numbers in Python
-        data_opts["classes"] = [str(c) for c in data_opts["classes"]]
-    model_opts = {k: v for k, v in options.items() if k not in train_keys | data_keys}
+    sections = option_sections(None if resume else model, config, options)
     started = distributed.setup()  # under torchrun or --nproc: join the other processes
     try:
         if resume:
-            run = _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks)
+            run = _resume(out, sections, quiet, data_dir, callbacks)
         else:
-            run = _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts)
+            run = _new(data, model, out, force, quiet, data_dir, callbacks, sections)
         distributed.barrier()  # no process drops its connections while rank 0 still writes and plots
         return run
     finally:
@@ -347,17 +344,40 @@ def train(
             distributed.teardown()
 
 
-def _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_opts, model_opts) -> Run | None:
-    train_cfg = from_dict(TrainConfig, train_opts, "train")
+def option_sections(
+    model: str | None, config: Mapping[str, Any] | None, options: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """{"model", "train", "data"} option sections from a config's sections and options given by name (a name
+    goes to the section whose dataclass declares it; for model None, any other name to "model")."""
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    for key, section in (config or {}).items():
+        check(key in sections, f"config: unknown section {key!r}; expected model, train, data")
+        check(isinstance(section, Mapping), f"config: the {key!r} section must be an object of options")
+        sections[key].update(section)
+    homes = {"train": field_names(TrainConfig), "data": field_names(DataConfig) - {"source"}}
+    if model is not None:
+        homes["model"] = field_names(get_model_class(model).Config) - {"input_shape"}
+    for key, value in options.items():
+        home = next((name for name, fields in homes.items() if key in fields), None if model else "model")
+        check(home is not None, f"unknown option {key!r} for a {model} model (see: aekit train --help)")
+        sections[home][key] = list(value) if isinstance(value, tuple) else value
+    if isinstance(sections["data"].get("classes"), list):  # labels may be given as numbers in Python
+        sections["data"]["classes"] = [str(c) for c in sections["data"]["classes"]]
+    return sections
+
+
+def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run | None:
+    train_cfg = from_dict(TrainConfig, sections["train"], "train")
     if isinstance(data, Splits):
-        check(not data_opts, f"{', '.join(data_opts)}: data options apply to a dataset name or path, not to Splits")
+        given = ", ".join(sections["data"])
+        check(not given, f"{given}: data options apply to a dataset name or path, not to Splits")
         splits, data_cfg = data, DataConfig(source=f"<in-memory {data.train.name}>")
     else:
-        data_cfg = from_dict(DataConfig, {"source": str(data), **_listify(data_opts)}, "data")
+        data_cfg = from_dict(DataConfig, {"source": str(data), **sections["data"]}, "data")
     get_model_class(model)  # unknown names fail before the data is read
     if not isinstance(data, Splits):
         splits = load_config(data_cfg, data_dir=data_dir)
-    net = _build_model(model, splits.train.item_shape, model_opts, train_cfg.seed)
+    net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
     resolve_device(train_cfg.device)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
     name = f"{model}-{Path(splits.train.name).stem}"
@@ -370,11 +390,7 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, train_opts, data_o
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):
     torch.manual_seed(seed)  # the initial weights depend on the seed alone
-    return model_from_config({"name": name, "input_shape": list(input_shape), **_listify(options)})
-
-
-def _listify(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    return model_from_config({"name": name, "input_shape": list(input_shape), **options})
 
 
 def _callbacks(quiet: bool, extra: Iterable[Callback], saved: bool) -> list[Callback]:
@@ -383,9 +399,10 @@ def _callbacks(quiet: bool, extra: Iterable[Callback], saved: bool) -> list[Call
     return ([Progress()] if show else []) + ([RunFigures()] if saved else []) + list(extra)
 
 
-def _resume(out, train_opts, data_opts, model_opts, quiet, data_dir, callbacks) -> Run | None:
+def _resume(out, sections, quiet, data_dir, callbacks) -> Run | None:
     check(out is not None, "resume needs the run folder to continue (--resume RUN)")
-    changed = sorted(set(train_opts) - {"epochs", "device"} | set(data_opts) | set(model_opts))
+    train_opts = sections["train"]
+    changed = sorted(set(train_opts) - {"epochs", "device"} | set(sections["data"]) | set(sections["model"]))
     check(
         not changed,
         f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",

