@@ -6,6 +6,8 @@ run's own training data at a percentile (flag what scores above most of what the
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 
 import numpy as np
@@ -67,12 +69,7 @@ def anomaly_file(
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
     s = scores(run, items.floats())
-    if contamination is not None:
-        threshold, basis = float(np.quantile(s, 1 - contamination)), f"top {contamination:g} of the input"
-    else:
-        train = run.load_data(data_dir=data_dir).train
-        threshold = float(np.percentile(scores(run, train.floats()), percentile))
-        basis = f"{percentile:g}th percentile of the run's training data"
+    threshold, basis = _threshold(run, s, contamination, percentile, data_dir)
     flagged = s > threshold
     report = {
         "items": len(s),
@@ -94,16 +91,34 @@ def anomaly_file(
         title = f"{run.model.name} anomaly scores: {source}"
         figure_png = plots.anomalies(s, threshold, shown, s[top], title=title)
     if table is not None:
-        rows = ["index,score,flagged" + (",label" if items.y is not None else "")]
-        labels = items.y.tolist() if items.y is not None else None
-        for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
-            rows.append(f"{i},{score:.6g},{int(flag)}" + (f",{labels[i]}" if labels else ""))
-        table.write_bytes(("\n".join(rows) + "\n").encode())
+        table.write_bytes(_table(s, flagged, items))
         report["output"] = str(out)
     if picture is not None:
         picture.write_bytes(figure_png)
         report["figure"] = str(figure)
     return report
+
+
+def _threshold(run: Run, s: np.ndarray, contamination, percentile: float, data_dir) -> tuple[float, str]:
+    """(the score above which items are flagged, where it comes from)."""
+    if contamination is not None:
+        return float(np.quantile(s, 1 - contamination)), f"top {contamination:g} of the input"
+    train = run.load_data(data_dir=data_dir).train
+    threshold = float(np.percentile(scores(run, train.floats()), percentile))
+    return threshold, f"{percentile:g}th percentile of the run's training data"
+
+
+def _table(s: np.ndarray, flagged: np.ndarray, items) -> bytes:
+    """The CSV: index, score, flagged, and the label (by name when the data names its classes)."""
+    labels = None
+    if items.y is not None:
+        labels = [items.classes[v] if items.classes else str(v) for v in items.y.tolist()]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # quotes a class name holding a comma
+    writer.writerow(["index", "score", "flagged"] + (["label"] if labels is not None else []))
+    for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
+        writer.writerow([i, f"{score:.6g}", int(flag)] + ([labels[i]] if labels is not None else []))
+    return text.getvalue().encode()
 
 
 def _int(text: str) -> int:

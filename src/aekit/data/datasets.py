@@ -358,16 +358,7 @@ def _make_splits(
     check(n > 0, f"{name}: no items")
     check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
     release = mapped.release if mapped is not None else lambda: None
-    if raw.dtype.kind == "f":
-        start = 0
-        for chunk in _chunks(raw, None, release):
-            bad = ~np.isfinite(chunk)
-            if bad.any():
-                first = start + int(np.argwhere(bad.reshape(len(chunk), -1).any(axis=1))[0, 0])
-                raise AekitError(
-                    f"{name}: NaN or infinite values (first in item {first}); clean or drop them before training"
-                )
-            start += len(chunk)
+    _check_finite(raw, name, release)
     if cfg.val_split is not None or test_idx is None:
         frac = 0.1 if cfg.val_split is None else cfg.val_split
         n_test = int(round(n * frac))
@@ -378,21 +369,7 @@ def _make_splits(
     train_mask[test_idx] = False
     parts = [np.flatnonzero(train_mask), test_idx]
 
-    # Pixels speak for themselves (uint8 is /255; floats already in [0, 1] stay); tables and other images
-    # take the given scaling (a trained run's) or one fitted on the training part.
-    is_image = raw.ndim == 4
-    if is_image and raw.dtype == np.uint8:
-        scaling = UINT8
-    elif is_image and _in_unit_range(raw, release):
-        scaling = Scaling(0.0, 1.0)
-    elif scaling is None:  # tables: per column; other images: one range for all pixels
-        axis = 0 if not is_image else None
-        lows, highs = zip(*((c.min(axis), c.max(axis)) for c in _chunks(raw, parts[0], release)), strict=True)
-        low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
-        try:
-            scaling = Scaling(low.tolist(), high.tolist()) if not is_image else Scaling(float(low), float(high))
-        except AekitError as e:
-            raise AekitError(f"{name}: cannot be scaled to [0, 1] ({e}); rescale or drop those values") from None
+    scaling = _choose_scaling(raw, parts[0], scaling, name, release)
     y_t = torch.from_numpy(y) if y is not None else None
     cls = tuple(classes) if classes else None
     if mapped is not None:
@@ -406,6 +383,39 @@ def _make_splits(
         x = torch.from_numpy(scaling.apply(raw))
     train, test = (Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls) for i in parts)
     return Splits(train, test if len(test) else None)
+
+
+def _check_finite(raw: np.ndarray, name: str, release) -> None:
+    """AekitError naming the first item holding NaN or infinity, read a chunk at a time."""
+    if raw.dtype.kind != "f":
+        return
+    start = 0
+    for chunk in _chunks(raw, None, release):
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            first = start + int(np.argwhere(bad.reshape(len(chunk), -1).any(axis=1))[0, 0])
+            raise AekitError(f"{name}: NaN or infinite values (first in item {first}); clean or drop them first")
+        start += len(chunk)
+
+
+def _choose_scaling(raw: np.ndarray, train_rows: np.ndarray, given: Scaling | None, name: str, release) -> Scaling:
+    """Pixels speak for themselves (uint8 is /255; floats already in [0, 1] stay); tables and other images take
+    the given scaling (a trained run's) or one fitted on the training part: per column for tables, one range
+    for all pixels of images."""
+    is_image = raw.ndim == 4
+    if is_image and raw.dtype == np.uint8:
+        return UINT8
+    if is_image and _in_unit_range(raw, release):
+        return Scaling(0.0, 1.0)
+    if given is not None:
+        return given
+    axis = 0 if not is_image else None
+    lows, highs = zip(*((c.min(axis), c.max(axis)) for c in _chunks(raw, train_rows, release)), strict=True)
+    low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
+    try:
+        return Scaling(low.tolist(), high.tolist()) if not is_image else Scaling(float(low), float(high))
+    except AekitError as e:
+        raise AekitError(f"{name}: cannot be scaled to [0, 1] ({e}); rescale or drop those values") from None
 
 
 def _chunks(raw: np.ndarray, rows: np.ndarray | None, release, chunk_bytes: int = 64 << 20):

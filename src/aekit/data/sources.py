@@ -531,32 +531,15 @@ def read_image_folder(
 
     Images directly in the folder are unlabeled; images in subfolders are labeled by subfolder name
     (like torchvision's ImageFolder). All grayscale gives C=1, otherwise RGB (C=3). Images must share
-    one size unless size=(height, width) resizes them.
+    one size unless size=(height, width) resizes them. Every image's size is read from its header and the
+    whole is checked against the load limit before one pixel is decoded; then they are decoded one at a time.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-    top = images_in(path)
-    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and images_in(d))
-    check(not (top and subdirs), f"{path}: images both at the top and in subfolders; use one layout")
-    files = top or [p for d in subdirs for p in images_in(d)]
-    check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or its subfolders")
-    classes = [d.name for d in subdirs] or None
-    labels = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64) if classes else None
-
-    def opened(p: Path):
-        try:
-            return Image.open(p)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise AekitError(f"{p}: not a readable image ({e})") from None
-
-    # First the headers (Pillow decodes nothing until asked): every size is known, and checked against the
-    # load limit, before one pixel is decoded.
+    files, labels, classes = _image_files(path)
     sizes, modes = [], set()
     for p in files:
-        with opened(p) as img:
+        with _open_image(p) as img:
             w, h = img.size
             check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
             sizes.append((w, h))
@@ -574,12 +557,11 @@ def read_image_folder(
     else:
         h, w = size
     # The array, its channels-first copy and the split's copy, plus one image being decoded and converted
-    largest = max(a * b for a, b in sizes)
-    need = 3 * len(files) * h * w * channels + 12 * largest
+    need = 3 * len(files) * h * w * channels + 12 * max(a * b for a, b in sizes)
     check_load_size(need, path, f"{len(files)} images of {h}x{w}x{channels}")
     x = np.empty((len(files), h, w, channels), dtype=np.uint8)
     for i, p in enumerate(files):
-        with opened(p) as img:
+        with _open_image(p) as img:
             try:
                 img.load()
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -589,6 +571,32 @@ def read_image_folder(
                 img = img.resize((w, h), Image.BILINEAR)
             x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
     return x, labels, classes
+
+
+def _image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+    """(the image files of a folder, their labels, the class names): labels are subfolders, if any."""
+
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+    top = images_in(path)
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and images_in(d))
+    check(not (top and subdirs), f"{path}: images both at the top and in subfolders; use one layout")
+    files = top or [p for d in subdirs for p in images_in(d)]
+    check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or its subfolders")
+    classes = [d.name for d in subdirs] or None
+    labels = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64) if classes else None
+    return files, labels, classes
+
+
+def _open_image(p: Path):
+    """Pillow's lazy image (its header read, nothing decoded); AekitError if it is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(p)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise AekitError(f"{p}: not a readable image ({e})") from None
 
 
 def _to_mode(img, mode: str):
