@@ -232,3 +232,24 @@ def test_train_on_one_class_then_score_all(tmp_path):
     assert set(run.load_data().train.y.tolist()) == {0} and set(run.load_data().test.y.tolist()) == {0}
     report = anomaly_file(run, "digits", split="test", normal=["0"])  # another read of the source: every class
     assert report["items"] == 359 and report["auroc"] > 0.9
+
+
+def test_every_use_takes_what_the_cli_takes_and_returns_tensors(digits_run, tmp_path):
+    """A tensor of items in [0, 1], a numpy array in the data's own units, a dataset name or a path: the same
+    items give the same answers, always as tensors."""
+    test = aekit.datasets.load("digits").test
+    x = test.floats()
+    raw = x.numpy()[:, 0] * 16  # the digits' own pixel values, 0..16, as (N, 8, 8)
+    np.save(tmp_path / "d.npy", raw)
+    for use in (aekit.features, aekit.denoise, aekit.anomaly_scores):
+        expected = use(digits_run, x)
+        assert isinstance(expected, torch.Tensor) and not expected.requires_grad
+        for same in (raw, str(tmp_path / "d.npy"), tmp_path / "d.npy"):
+            torch.testing.assert_close(use(digits_run, same), expected, rtol=1e-5, atol=1e-5)
+    assert len(aekit.features(digits_run, "digits")) == 1797  # a name: all of its items
+    assert aekit.decompress(aekit.compress(digits_run, raw), digits_run)[0].shape == x.shape
+    model = aekit.load(digits_run.path)
+    z = model.encode(x)
+    assert not z.requires_grad and not model.decode(z).requires_grad  # eval mode: plain tensors
+    with pytest.raises(aekit.AekitError, match="items have shape"):
+        aekit.features(digits_run, np.zeros((3, 5)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open
@@ -24,7 +25,7 @@ from safetensors.torch import save as safetensors_bytes
 from . import __version__
 from . import io as aio
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import Dataset, Scaling, Splits, load_config
+from .data.datasets import Dataset, Scaling, Splits, from_array, load_config
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -151,34 +152,42 @@ class Run:
     def train_config(self) -> TrainConfig:
         return from_dict(TrainConfig, self.config["train"], "train")
 
-    def same_source(self, source: str | os.PathLike) -> bool:
+    def same_source(self, source: str | os.PathLike | np.ndarray) -> bool:
         """Whether source names the run's own data (a built-in by name, a file or folder however spelled)."""
+        if isinstance(source, np.ndarray):
+            return False
         own = self.data_config.source
         if str(source) == own:
             return True
         given, mine = Path(source).expanduser(), Path(own).expanduser()
         return given.exists() and mine.exists() and given.resolve() == mine.resolve()
 
-    def load_data(self, source: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> Splits:
+    def load_data(
+        self, source: str | os.PathLike | np.ndarray | None = None, data_dir: str | os.PathLike | None = None
+    ) -> Splits:
         """The run's data prepared with the run's scaling, shape-checked against the model; or another source
-        (every item of it, whatever the run's data.classes; for the run's own source, the same hold-out)."""
+        (every item of it, whatever the run's data.classes; for the run's own source, the same hold-out): a
+        name, a path or a numpy array of items in their own units."""
         cfg = self.data_config
+        if isinstance(source, np.ndarray):
+            return self._checked(from_array(source, self.scaling), "the array")
         if source is not None and not self.same_source(source):
             cfg = DataConfig(str(source), 0.0, cfg.size, cfg.label_column, cfg.split_seed)
         elif source is not None:  # the run's own data, all of it (its hold-out kept apart)
             cfg = DataConfig(cfg.source, cfg.val_split, cfg.size, cfg.label_column, cfg.split_seed)
-        splits = load_config(cfg, data_dir=data_dir, scaling=self.scaling)
-        expected = tuple(self.model.config.input_shape)
-        got = splits.train.item_shape
+        return self._checked(load_config(cfg, data_dir=data_dir, scaling=self.scaling), cfg.source)
+
+    def _checked(self, splits: Splits, source: str) -> Splits:
+        expected, got = tuple(self.model.config.input_shape), splits.train.item_shape
         check(
             got == expected,
-            f"{cfg.source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
+            f"{source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
         )
         return splits
 
     def read(
         self,
-        source: str | os.PathLike | None = None,
+        source: str | os.PathLike | np.ndarray | None = None,
         split: str | None = None,
         data_dir: str | os.PathLike | None = None,
     ) -> tuple[Dataset, str]:
@@ -196,7 +205,10 @@ class Run:
         if chosen == "test":
             if test is not None:
                 return test, "test"
-            check(split is None, f"{source or self.data_config.source}: has no test part; use split all")
+            named = (
+                self.data_config.source if source is None else "the array" if isinstance(source, np.ndarray) else source
+            )
+            check(split is None, f"{named}: has no test part; use split all")
             return train, "all (nothing was held out)"
         return (train if test is None else train.join(test)), "all"
 

@@ -27,6 +27,16 @@ def check_finite(x: torch.Tensor | np.ndarray, what: str) -> None:
     check(bool(finite), f"{what} hold NaN or infinite values; nothing was written")
 
 
+def as_items(run, x) -> torch.Tensor:
+    """Model inputs from x, what every use of a model accepts: a tensor of items (N, ...) already in [0, 1] as it
+    is; a numpy array of items in their own units, a dataset name or a path, prepared as the run's training
+    data was (all of it)."""
+    if isinstance(x, torch.Tensor):
+        check_items(run.model, x)
+        return x
+    return run.read(x, "all")[0].floats()
+
+
 def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
     """AekitError unless x holds at least one item of the model's input shape."""
     check(len(x) > 0, "no items")

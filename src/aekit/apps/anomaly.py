@@ -16,16 +16,16 @@ import torch
 from ..errors import AekitError, check
 from ..io import Output, distinct
 from ..run import Run, open_run
-from . import check_finite, check_items
+from . import as_items, check_finite
 
 
-def scores(run: Run | str | os.PathLike, x: torch.Tensor) -> np.ndarray:
-    """Anomaly score of each item of x (N, ...) in [0, 1], (N,) float64: higher is more unusual."""
-    model = open_run(run).model
-    check_items(model, x)
-    s = model.anomaly_scores(x)
+def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
+    """Anomaly score of each item of x, (N,) float64: higher is more unusual. x: a tensor of items in [0, 1], or a
+    numpy array, a dataset name or a path (see as_items)."""
+    run = open_run(run)
+    s = run.model.anomaly_scores(as_items(run, x))
     check_finite(s, "the anomaly scores")
-    return s.numpy()
+    return s
 
 
 def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:
@@ -68,7 +68,7 @@ def anomaly_file(
     distinct(table, picture)
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
-    s = scores(run, items.floats())
+    s = scores(run, items.floats()).numpy()
     threshold, basis = _threshold(run, s, contamination, percentile, data_dir)
     flagged = s > threshold
     report = {
@@ -104,7 +104,7 @@ def _threshold(run: Run, s: np.ndarray, contamination, percentile: float, data_d
     if contamination is not None:
         return float(np.quantile(s, 1 - contamination)), f"top {contamination:g} of the input"
     train = run.load_data(data_dir=data_dir).train
-    threshold = float(np.percentile(scores(run, train.floats()), percentile))
+    threshold = float(np.percentile(scores(run, train.floats()).numpy(), percentile))
     return threshold, f"{percentile:g}th percentile of the run's training data"
 
 

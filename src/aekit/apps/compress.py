@@ -28,7 +28,7 @@ from ..errors import AekitError, check
 from ..io import Output
 from ..limits import check_load_size
 from ..run import Run, open_run
-from . import ARRAY_KINDS, coding, decode_all, encode_all, to_raw, write_array
+from . import ARRAY_KINDS, as_items, coding, decode_all, encode_all, to_raw, write_array
 
 MAGIC, VERSION = b"AEKZ", 1
 _U32 = struct.Struct("<I")
@@ -116,11 +116,12 @@ class Header:
         )
 
 
-def compress(run: Run | str | os.PathLike, x: torch.Tensor, bits: int = 8, scaling: Scaling | None = None) -> bytes:
-    """Items x (N, ...) in [0, 1], shaped as the model's input, -> the bytes of an .aez file."""
+def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | None = None) -> bytes:
+    """Items x -> the bytes of an .aez file. x: a tensor of items in [0, 1], or a numpy array, a dataset name or a
+    path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's)."""
     run = open_run(run)
     model = run.model
-    code = quantize(encode_all(model, x), bits)
+    code = quantize(encode_all(model, as_items(run, x)), bits)
     freqs = coding.frequency_tables(code.q, 1 << bits)
     header = Header(
         model=model.name,

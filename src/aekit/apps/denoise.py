@@ -14,13 +14,14 @@ from ..data.noise import NOISES, corrupt
 from ..errors import check
 from ..io import Output, distinct
 from ..run import Run, open_run
-from . import ARRAY_KINDS, decode_all, encode_all, to_raw, write_array
+from . import ARRAY_KINDS, as_items, decode_all, encode_all, to_raw, write_array
 
 
-def denoise(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
-    """Cleaned items: the model's reconstructions of x (N, ...) in [0, 1]."""
-    model = open_run(run).model
-    return decode_all(model, encode_all(model, x))
+def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:
+    """Cleaned items (N, ...) in [0, 1]: the model's reconstructions of x, a tensor of items in [0, 1], or a numpy
+    array, a dataset name or a path (see as_items)."""
+    run = open_run(run)
+    return decode_all(run.model, encode_all(run.model, as_items(run, x)))
 
 
 def denoise_file(

@@ -9,12 +9,14 @@ import torch
 from ..errors import check
 from ..io import Output
 from ..run import Run, open_run
-from . import encode_all, write_array
+from . import as_items, encode_all, write_array
 
 
-def features(run: Run | str | os.PathLike, x: torch.Tensor) -> torch.Tensor:
-    """Codes (N, latent_dim) of items x (N, ...) in [0, 1] (the posterior mean for a VAE)."""
-    return encode_all(open_run(run).model, x)
+def features(run: Run | str | os.PathLike, x) -> torch.Tensor:
+    """Codes (N, latent_dim) of items x (the posterior mean for a VAE). x: a tensor of items in [0, 1], or a
+    numpy array, a dataset name or a path (see as_items)."""
+    run = open_run(run)
+    return encode_all(run.model, as_items(run, x))
 
 
 def features_file(

@@ -247,6 +247,14 @@ def load(
     return load_config(cfg, data_dir=data_dir, scaling=scaling)
 
 
+def from_array(x: np.ndarray, scaling: Scaling | None = None, name: str = "array") -> Splits:
+    """An array of items in their own units (images (N, H, W[, C]) or (N, C, H, W), a table (N, D)) as Splits with
+    nothing held out, prepared like a file of it: uint8 pixels /255, [0, 1] images as they are, tables with
+    scaling (a trained run's) or one fitted on them."""
+    check(isinstance(x, np.ndarray), f"{name}: expected a numpy array, got {type(x).__name__}")
+    return _make_splits(_layout(Path(name), x), None, name, None, DataConfig(name, 0.0), None, scaling)
+
+
 def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scaling: Scaling | None = None) -> Splits:
     """load() from a DataConfig (the "data" section of a run's config)."""
     name = cfg.source

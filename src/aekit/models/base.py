@@ -132,21 +132,23 @@ class Autoencoder(nn.Module):
         check(x.is_floating_point(), f"expected a float tensor with values in [0, 1], got {x.dtype}")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, *input_shape) -> (N, latent_dim) code."""
+        """(N, *input_shape) -> (N, latent_dim) code; outside training (eval mode) without gradients."""
         self.check_input(x)
-        return self.encoder(x)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
+            return self.encoder(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, *input_shape) pre-sigmoid outputs."""
         return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent_dim) -> (N, *input_shape) reconstruction in (0, 1)."""
+        """(N, latent_dim) -> (N, *input_shape) reconstruction in (0, 1); outside training without gradients."""
         check(
             z.dim() == 2 and z.shape[1] == self.config.latent_dim,
             f"expected codes of shape (N, {self.config.latent_dim}), got {list(z.shape)}",
         )
-        return torch.sigmoid(self.decode_logits(z))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
+            return torch.sigmoid(self.decode_logits(z))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
