@@ -29,7 +29,7 @@ demo: setup
 	@echo "figure: $(RUN)/reconstructions.png  loss curve: $(RUN)/loss_curve.png  metrics: $(RUN)/metrics.json"
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
 
 # Every benchmark in docs/benchmarks.md, one after another (about 2.5 hours on 2 cores). The peer
 # libraries they compare with (Pythae, PyOD) are installed here only, next to torch 2.13.0.

@@ -34,6 +34,7 @@ def test_data_fetch_refuses_files_that_fail_verification(tmp_path):
     assert_clean_error(run_cli("data", "fetch", "digits"), "nothing to fetch")
 
 
+@pytest.mark.slow
 def test_train_evaluate_reconstruct(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
@@ -79,6 +80,7 @@ def test_train_reads_the_json_it_writes(tmp_path, digits_run_dir):
     assert config["model"] == original["model"] and config["train"]["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_train_a_conv_vae(tmp_path):
     result = run_cli(
         "train",

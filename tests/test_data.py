@@ -161,7 +161,16 @@ def test_digits_fixed_split_and_scaling():
 
 def test_val_split_on_builtin_holds_out_from_train_only():
     train, val = datasets.load("digits", val_split=0.25)
-    assert len(train) + len(val) == 1438
+    official_train, official_test = datasets.load("digits")
+    assert (len(train), len(val)) == (1078, 360)  # a quarter of the 1438 training items
+
+    def rows(d):
+        return {bytes(r) for r in d.x.flatten(1).numpy()}
+
+    assert rows(train) | rows(val) == rows(official_train) and not rows(val) & rows(train)
+    assert not (rows(train) | rows(val)) & (rows(official_test) - rows(official_train))  # the test part unused
+    again = datasets.load("digits", val_split=0.25)
+    assert torch.equal(again.test.x, val.x)  # seeded: the same items every time
 
 
 def test_unknown_dataset():

@@ -26,6 +26,7 @@ def _close(a, b) -> float:
     return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
 
 
+@pytest.mark.slow
 def test_two_processes_give_one_process_weights_and_one_run_folder(tmp_path):
     single = aekit.train("digits", out=tmp_path / "single", epochs=6, quiet=True, **OPTIONS)
     (tmp_path / "ddp").mkdir()
@@ -39,6 +40,7 @@ def test_two_processes_give_one_process_weights_and_one_run_folder(tmp_path):
         assert abs(mine["train_loss"] - theirs["train_loss"]) < 1e-3 * theirs["train_loss"]
 
 
+@pytest.mark.slow
 def test_torchrun_then_resume_with_another_number_of_processes(tmp_path):
     single = aekit.train("digits", out=tmp_path / "single", epochs=6, quiet=True, **OPTIONS)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

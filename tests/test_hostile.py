@@ -650,6 +650,7 @@ for name in ("table.csv", "long.csv"):
 """
 
 
+@pytest.mark.slow
 def test_tables_are_sized_before_they_are_read_and_parsed_into_one_array(tmp_path):
     """(Images: the crafted-bombs test of test_reliability.py, 20 PNGs declaring 8000 x 8000.)"""
     script = tmp_path / "tables.py"
@@ -795,6 +796,7 @@ def _child_with_rank(parent: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
 def test_a_killed_process_of_a_multi_process_job_is_one_line(tmp_path):
     out = tmp_path / "ddp"

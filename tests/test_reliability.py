@@ -54,6 +54,7 @@ def _history(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_weights(tmp_path):
     done = run_cli(*KILL_TRAIN, "--out", tmp_path / "reference")
     assert done.returncode == 0, done.stderr
