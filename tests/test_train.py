@@ -258,3 +258,20 @@ def test_cosine_schedule_shape():
     assert (
         all(a >= b for a, b in zip(factors[4:-1], factors[5:], strict=True)) and lr_factor("constant", 50, 100) == 1.0
     )
+
+
+def test_a_run_says_when_it_is_too_short_to_learn(capsys):
+    from aekit.config import TrainConfig
+    from aekit.train import Progress
+
+    model = aekit.create_model("vae", (1, 8, 8), hidden=[16], latent_dim=4, kl_warmup_steps=1000)
+    trainer = aekit.Trainer(model, aekit.datasets.load("digits"), TrainConfig(epochs=2, device="cpu"))
+    notes = trainer.notes()
+    assert "only 12 optimizer steps in all (6 per epoch)" in notes[0] and "--batch-size 143" in notes[0]
+    assert "the KL warm-up takes 1000 steps but the run has 12" in notes[1]
+    Progress().on_train_start(trainer)
+    assert "note: only 12 optimizer steps" in capsys.readouterr().err
+    long = aekit.Trainer(
+        aekit.create_model("ae", (1, 8, 8)), aekit.datasets.load("digits"), TrainConfig(device="cpu", epochs=40)
+    )
+    assert long.notes() == []

@@ -198,6 +198,21 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
 
+    def notes(self) -> list[str]:
+        """What a person should know before this run starts: options that do nothing here, a run too short to
+        learn much, a KL warm-up that cannot finish."""
+        total = self.config.epochs * self.steps_per_epoch
+        notes = [f"{', '.join(self.ignored)} apply on CUDA only; training in fp32 here"] if self.ignored else []
+        if total < 200:
+            notes.append(
+                f"only {total} optimizer steps in all ({self.steps_per_epoch} per epoch): small data needs more epochs "
+                f"or a smaller batch (--batch-size {max(1, len(self.data.train) // 10)})"
+            )
+        warmup = getattr(self.model.config, "kl_warmup_steps", 0)
+        if warmup > total:
+            notes.append(f"the KL warm-up takes {warmup} steps but the run has {total}: its weight never reaches beta")
+        return notes
+
     @property
     def run_dir(self) -> Path | None:
         """Where the run is saved (None when nothing is)."""
@@ -266,8 +281,8 @@ class Progress(Callback):
             f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}",
             file=self.stream,
         )
-        if trainer.ignored:
-            print(f"note: {', '.join(trainer.ignored)} apply on CUDA only; training in fp32 here", file=self.stream)
+        for note in trainer.notes():
+            print(f"note: {note}", file=self.stream)
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         if not self.tty:
