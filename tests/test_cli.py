@@ -140,7 +140,7 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "rho outside (0, 1)": ([*TRAIN, "--data", "digits", "--model", "sae", "--rho", "1.5"], ["rho must be in (0, 1)"]),
     "k over latent_dim": (
         [*TRAIN, "--data", "digits", "--model", "sae", "--sparsity", "topk", "--k", "40"],
-        ["k (40) must not exceed latent_dim (32)"],
+        ["k (40) must not exceed latent_dim (21)"],
     ),
     "negative beta": ([*TRAIN, "--data", "digits", "--model", "vae", "--beta", "-1"], ["beta must be >= 0"]),
     "option of another type": ([*TRAIN, "--data", "digits", "--model", "ae", "--beta", "2"], ["unknown option 'beta'"]),

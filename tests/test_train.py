@@ -266,7 +266,7 @@ def test_a_run_says_when_it_is_too_short_to_learn(capsys):
     from aekit.train import Progress
 
     model = aekit.create_model("vae", (1, 8, 8), hidden=[16], latent_dim=4, kl_warmup_steps=1000)
-    trainer = aekit.Trainer(model, aekit.datasets.load("digits"), TrainConfig(epochs=2, device="cpu"))
+    trainer = aekit.Trainer(model, aekit.datasets.load("digits"), TrainConfig(epochs=2, batch_size=256, device="cpu"))
     notes = trainer.notes()
     assert "only 12 optimizer steps in all (6 per epoch)" in notes[0] and "--batch-size 143" in notes[0]
     assert "the KL warm-up takes 1000 steps but the run has 12" in notes[1]
@@ -276,3 +276,20 @@ def test_a_run_says_when_it_is_too_short_to_learn(capsys):
         aekit.create_model("ae", (1, 8, 8)), aekit.datasets.load("digits"), TrainConfig(device="cpu", epochs=40)
     )
     assert long.notes() == []
+
+
+def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
+    from aekit.config import TrainConfig
+
+    small = aekit.create_model("ae", (13,)).config  # a table of 13 features (scikit-learn's wine)
+    assert (small.latent_dim, small.hidden) == (4, (52, 26))  # a code smaller than the row, narrower layers
+    mnist = aekit.create_model("ae", (1, 28, 28)).config
+    assert (mnist.latent_dim, mnist.hidden) == (32, (128, 64))  # the classic example's sizes, as before
+    assert (TrainConfig().for_data(160).batch_size, TrainConfig().for_data(160).epochs) == (16, 300)
+    assert (TrainConfig().for_data(60000).batch_size, TrainConfig().for_data(60000).epochs) == (256, 20)
+    assert TrainConfig(epochs=3, batch_size=8).for_data(160) == TrainConfig(epochs=3, batch_size=8)  # given: kept
+    table = np.random.default_rng(0).random((40, 6))
+    np.save(tmp_path / "t.npy", table)
+    run = aekit.train(tmp_path / "t.npy", out=tmp_path / "r", quiet=True, device="cpu")
+    assert run.config["train"]["batch_size"] == 16 and run.config["train"]["epochs"] == 1000
+    assert run.config["model"]["latent_dim"] == 2 and run.config["model"]["hidden"] == [24, 12]

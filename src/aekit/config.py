@@ -146,8 +146,10 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
 class TrainConfig:
     """How to train: Adam, shuffled mini-batches, a checkpoint after every epoch.
 
-    epochs: passes over the training data.
-    batch_size: items per optimizer step.
+    epochs: passes over the training data (default: 20, or more for small data, so that a run takes at
+        least 3000 optimizer steps, at most 1000 epochs).
+    batch_size: items per optimizer step (default: 256, or a tenth of the training items when that is less,
+        at least 16).
     lr: Adam learning rate.
     weight_decay: Adam's L2 penalty on the weights.
     schedule: learning rate over the run: constant, or cosine (linear warm-up over the first 5% of
@@ -159,8 +161,8 @@ class TrainConfig:
     compile: torch.compile the model on CUDA (ignored elsewhere).
     """
 
-    epochs: int = 20
-    batch_size: int = 256
+    epochs: int | None = None
+    batch_size: int | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "constant"
@@ -172,8 +174,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check(self.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, got {self.precision!r}")
-        check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
-        check(self.batch_size >= 1, f"train.batch_size must be at least 1, got {self.batch_size}")
+        check(self.epochs is None or self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
+        check(
+            self.batch_size is None or self.batch_size >= 1,
+            f"train.batch_size must be at least 1, got {self.batch_size}",
+        )
+
         check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         check(
@@ -181,6 +187,14 @@ class TrainConfig:
         )
         check(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be positive, got {self.grad_clip}")
         check(0 <= self.seed < MAX_INT, f"train.seed must be in [0, 2**63), got {self.seed}")
+
+    def for_data(self, n_train: int) -> TrainConfig:
+        """This config with the options left to the data filled in for n_train training items: a batch of 256,
+        or a tenth of the items (at least 16); epochs enough for 3000 optimizer steps (20 at least, 1000 at
+        most). Small data thus still takes thousands of steps; MNIST keeps 256 and 20."""
+        batch = self.batch_size or min(256, max(16, n_train // 10))
+        epochs = self.epochs or max(20, min(1000, math.ceil(3000 / math.ceil(n_train / batch))))
+        return dataclasses.replace(self, batch_size=batch, epochs=epochs)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ class Trainer:
         asked = {"bf16": config.precision == "bf16", "compile": config.compile}
         self.ignored = [] if cuda else [name for name, on in asked.items() if on]  # named in the progress line
         self.data = data = Splits(*(_on_device(d, self.device) for d in data))
-        self.config = config
+        self.config = config = config.for_data(len(data.train))
         _check_training_fits(model, data.train, config.batch_size)
         self.folder = folder if self.rank == 0 else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
@@ -382,7 +382,7 @@ def option_sections(
 
 
 def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run | None:
-    train_cfg = from_dict(TrainConfig, sections["train"], "train")
+    train_cfg = from_dict(TrainConfig, sections["train"], "train")  # epochs and batch size: the data's, below
     if isinstance(data, Splits):
         given = ", ".join(sections["data"])
         check(not given, f"{given}: data options apply to a dataset name or path, not to Splits")
@@ -392,6 +392,7 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
     get_model_class(model)  # unknown names fail before the data is read
     if not isinstance(data, Splits):
         splits = load_config(data_cfg, data_dir=data_dir)
+    train_cfg = train_cfg.for_data(len(splits.train))
     net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
     resolve_device(train_cfg.device)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -20,8 +21,10 @@ class ModelConfig:
     input_shape: one item's shape, (C, H, W) for images or (D,) for tables (taken from the data).
     backbone: "mlp" (fully connected) or "conv" (stride-2 convolutions, transposed in the decoder; images only).
     hidden: layer widths from input to code, mirrored by the decoder: units per layer for mlp (default
-        128,64), channels per stride-2 convolution for conv (default 32,64,128).
-    latent_dim: size of the code z.
+        128,64, narrower for items of under 32 values: 4 and 2 units per value), channels per stride-2
+        convolution for conv (default 32,64,128).
+    latent_dim: size of the code z (default 32, or a third of an item's values when that is less: a code
+        smaller than what it encodes).
     activation: nonlinearity between layers.
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
         there, which switches code units off for good and costs reconstruction quality).
@@ -30,7 +33,7 @@ class ModelConfig:
     input_shape: tuple[int, ...] = (1, 28, 28)
     backbone: str = "mlp"
     hidden: tuple[int, ...] | None = None
-    latent_dim: int = 32
+    latent_dim: int | None = None
     activation: str = "relu"
     latent_activation: str = "none"
 
@@ -42,8 +45,14 @@ class ModelConfig:
         check(
             self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
         )
-        if self.hidden is None:  # frozen: fill in the backbone's default once, so config.json records it
-            object.__setattr__(self, "hidden", DEFAULT_HIDDEN[self.backbone])
+        values = math.prod(self.input_shape)
+        if self.hidden is None:  # frozen: fill in the defaults once, so that config.json records them
+            hidden = DEFAULT_HIDDEN[self.backbone]
+            if self.backbone == "mlp":
+                hidden = (min(hidden[0], max(16, 4 * values)), min(hidden[1], max(8, 2 * values)))
+            object.__setattr__(self, "hidden", hidden)
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
         check(
             all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
         )
