@@ -290,6 +290,6 @@ def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
     assert TrainConfig(epochs=3, batch_size=8).for_data(160) == TrainConfig(epochs=3, batch_size=8)  # given: kept
     table = np.random.default_rng(0).random((40, 6))
     np.save(tmp_path / "t.npy", table)
-    run = aekit.train(tmp_path / "t.npy", out=tmp_path / "r", quiet=True, device="cpu")
-    assert run.config["train"]["batch_size"] == 16 and run.config["train"]["epochs"] == 1000
+    run = aekit.train(tmp_path / "t.npy", out=tmp_path / "r", quiet=True, device="cpu", epochs=2)
+    assert run.config["train"]["batch_size"] == 16 and run.config["train"]["epochs"] == 2
     assert run.config["model"]["latent_dim"] == 2 and run.config["model"]["hidden"] == [24, 12]
