@@ -763,7 +763,10 @@ def test_ctrl_c_at_start_up_is_one_line_and_status_130(tmp_path, delay):
     at exit (status -2). Both are handled."""
     args = [sys.executable, "-m", "aekit", "train", "--data", "digits", "--epochs", "50", "--quiet"]
     args += ["--out", str(tmp_path / "r")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731 (as a terminal gives it)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1].strip()

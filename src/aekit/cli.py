@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise KeyboardInterrupt
             try:
                 code = _show(args.func(args))
+                if interrupts.seen:  # swallowed by a library while the command worked: it did finish, say both
+                    print("aekit: interrupted, but only after the command had finished its work", file=sys.stderr)
+                    return EXIT_INTERRUPTED
             except AekitError as e:
                 print(f"aekit: error: {e}", file=sys.stderr)
                 return EXIT_USAGE
