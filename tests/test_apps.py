@@ -263,3 +263,23 @@ def test_every_use_takes_what_the_cli_takes_and_returns_tensors(digits_run, tmp_
     assert not z.requires_grad and not model.decode(z).requires_grad  # eval mode: plain tensors
     with pytest.raises(aekit.AekitError, match="items have shape"):
         aekit.features(digits_run, np.zeros((3, 5)))
+
+
+def test_anomalies_in_an_image_folder_are_named_by_file_and_label(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for kind, count in (("ok", 40), ("defect", 6)):
+        (tmp_path / "parts" / kind).mkdir(parents=True)
+        for i in range(count):
+            img = np.full((8, 8), 40, np.uint8) + rng.integers(0, 10, (8, 8), dtype=np.uint8)
+            if kind == "defect":
+                img[2:6, 2:6] = 255  # a bright blotch
+            Image.fromarray(img).save(tmp_path / "parts" / kind / f"{kind}{i:02d}.png")
+    run = aekit.train(tmp_path / "parts", out=tmp_path / "run", classes=["ok"], epochs=30, hidden=[16], latent_dim=2,
+                      quiet=True, device="cpu")  # fmt: skip
+    report = anomaly_file(run, tmp_path / "parts", normal=["ok"], out=tmp_path / "s.csv", figure=tmp_path / "a.png")
+    assert report["auroc"] > 0.9 and report["most_anomalous_files"][0].startswith("defect/")
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0] == "index,score,flagged,file,label" and rows[1].endswith(",defect/defect00.png,defect")
+    assert (tmp_path / "a.png").stat().st_size > 1000

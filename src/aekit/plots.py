@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .metrics import squared_errors
@@ -104,13 +105,21 @@ def image_grid(x: torch.Tensor, columns: int = 8, title: str | None = None) -> b
     return _png(fig)
 
 
-def anomalies(scores, threshold: float, top: torch.Tensor, top_scores, title: str | None = None) -> bytes:
-    """The histogram of anomaly scores with the threshold, and the most anomalous items (images) beside it."""
+def anomalies(
+    scores, threshold: float, top: torch.Tensor, top_scores, title: str | None = None, anomalous=None, top_index=None
+) -> bytes:
+    """The histogram of anomaly scores with the threshold (normal and anomalous items apart when anomalous, a
+    0/1 array, is given), and the most anomalous items (images) beside it, each with its index and score."""
     images = top.dim() == 4 and len(top) > 0
     fig = _figure(11 if images else 6, 3.4)
     grid = fig.add_gridspec(2, 1 + (-(-len(top) // 2) if images else 0))
     ax = fig.add_subplot(grid[:, 0])
-    ax.hist(scores, bins=60, color="tab:blue", alpha=0.8)
+    bins = np.histogram_bin_edges(scores, bins=60)
+    if anomalous is None:
+        ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8)
+    else:
+        ax.hist(scores[~anomalous], bins=bins, color="tab:blue", alpha=0.6, label="normal")
+        ax.hist(scores[anomalous], bins=bins, color="tab:orange", alpha=0.6, label="anomalous")
     ax.axvline(threshold, color="tab:red", ls="--", label=f"threshold {threshold:.3g}")
     ax.set_yscale("log")
     ax.set_xlabel("anomaly score")
@@ -120,8 +129,9 @@ def anomalies(scores, threshold: float, top: torch.Tensor, top_scores, title: st
         for i in range(len(top)):
             item_ax = fig.add_subplot(grid[i % 2, 1 + i // 2])
             _show_image(item_ax, top[i])
-            item_ax.set_xlabel(f"{top_scores[i]:.3g}", fontsize=8)
-        fig.text(0.62, 0.96, "most anomalous", fontsize=9)
+            number = f"#{top_index[i]}  " if top_index is not None else ""
+            item_ax.set_xlabel(f"{number}{top_scores[i]:.3g}", fontsize=8)
+        fig.text(0.62, 0.96, "most anomalous (item number, score)", fontsize=9)
     if title:
         fig.suptitle(title)
     return _png(fig)

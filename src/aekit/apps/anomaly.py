@@ -79,17 +79,21 @@ def anomaly_file(
         "flagged_share": float(flagged.mean()),
         "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
     }
+    anomalous = None
     if normal is not None:
         names = items.classes or []
         wanted = {names.index(v) if v in names else _int(v) for v in normal}
-        report.update(label_metrics(s, ~np.isin(items.y.numpy(), sorted(wanted))))
+        anomalous = ~np.isin(items.y.numpy(), sorted(wanted))
+        report.update(label_metrics(s, anomalous))
+    if items.item_names is not None:
+        report["most_anomalous_files"] = [items.item_names[i] for i in report["most_anomalous"]]
     if picture is not None:
         from .. import plots
 
         top = np.asarray(report["most_anomalous"][:8])
         shown = items.batch(torch.from_numpy(top))
         title = f"{run.model.name} anomaly scores: {source}"
-        figure_png = plots.anomalies(s, threshold, shown, s[top], title=title)
+        figure_png = plots.anomalies(s, threshold, shown, s[top], title=title, anomalous=anomalous, top_index=top)
     if table is not None:
         table.write_bytes(_table(s, flagged, items))
         report["output"] = str(out)
@@ -109,15 +113,17 @@ def _threshold(run: Run, s: np.ndarray, contamination, percentile: float, data_d
 
 
 def _table(s: np.ndarray, flagged: np.ndarray, items) -> bytes:
-    """The CSV: index, score, flagged, and the label (by name when the data names its classes)."""
-    labels = None
+    """The CSV: index, score, flagged, the item's file (a folder of images) and its label (by name when the data
+    names its classes)."""
+    columns = {"index": range(len(s)), "score": [f"{v:.6g}" for v in s.tolist()], "flagged": flagged.astype(int)}
+    if items.item_names is not None:
+        columns["file"] = items.item_names
     if items.y is not None:
-        labels = [items.classes[v] if items.classes else str(v) for v in items.y.tolist()]
+        columns["label"] = [items.classes[v] if items.classes else str(v) for v in items.y.tolist()]
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")  # quotes a class name holding a comma
-    writer.writerow(["index", "score", "flagged"] + (["label"] if labels is not None else []))
-    for i, (score, flag) in enumerate(zip(s.tolist(), flagged.tolist(), strict=True)):
-        writer.writerow([i, f"{score:.6g}", int(flag)] + ([labels[i]] if labels is not None else []))
+    writer = csv.writer(text, lineterminator="\n")  # quotes a name holding a comma
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values(), strict=True))
     return text.getvalue().encode()
 
 

@@ -16,7 +16,7 @@ import torch
 from ..config import DataConfig
 from ..errors import AekitError, check
 from . import sources
-from .registry import BUILTINS, Builtin, builtin, format_for
+from .registry import BUILTINS, Builtin, Raw, builtin, format_for
 
 
 def _number(v) -> bool:
@@ -123,6 +123,7 @@ class Dataset:
     name: str
     scaling: Scaling
     classes: tuple[str, ...] | None = None
+    item_names: tuple[str, ...] | None = None  # each item's own name where it has one (its file in a folder)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -148,7 +149,8 @@ class Dataset:
     def subset(self, idx: torch.Tensor | np.ndarray) -> Dataset:
         idx = torch.as_tensor(idx, dtype=torch.long)
         y = self.y[idx] if self.y is not None else None
-        return Dataset(self.x[idx], y, self.name, self.scaling, self.classes)
+        names = tuple(self.item_names[i] for i in idx.tolist()) if self.item_names is not None else None
+        return dataclasses.replace(self, x=self.x[idx], y=y, item_names=names)
 
     @property
     def device(self) -> torch.device:
@@ -162,7 +164,8 @@ class Dataset:
     def join(self, other: Dataset) -> Dataset:
         """This dataset's items followed by other's (two parts of one source)."""
         y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
-        return Dataset(torch.cat([self.x, other.x]), y, self.name, self.scaling, self.classes)
+        names = self.item_names + other.item_names if self.item_names and other.item_names else None
+        return dataclasses.replace(self, x=torch.cat([self.x, other.x]), y=y, item_names=names)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class MappedDataset(Dataset):
     def subset(self, idx: torch.Tensor | np.ndarray) -> MappedDataset:
         idx = np.asarray(idx, dtype=np.int64)
         y = self.y[torch.from_numpy(idx)] if self.y is not None else None
-        return MappedDataset(self.x, y, self.name, self.scaling, self.classes, self.rows[idx], self.source)
+        return dataclasses.replace(self, y=y, rows=self.rows[idx])
 
     @property
     def device(self) -> torch.device:
@@ -206,8 +209,7 @@ class MappedDataset(Dataset):
     def join(self, other: MappedDataset) -> MappedDataset:
         """Still on disk: the row lists joined, nothing read."""
         y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
-        rows = np.concatenate([self.rows, other.rows])
-        return MappedDataset(self.x, y, self.name, self.scaling, self.classes, rows, self.source)
+        return dataclasses.replace(self, y=y, rows=np.concatenate([self.rows, other.rows]))
 
 
 class Splits(NamedTuple):
@@ -264,13 +266,14 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     path = Path(name).expanduser()
     if not path.exists():
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
-    x, y, classes = read_path(path, cfg)
+    x, y, classes, names = read_path(path, cfg)
     if cfg.classes is not None:
-        x, y = _keep_classes(x, y, classes, cfg.classes, path.name)
+        keep = _class_mask(y, classes, cfg.classes, path.name)
+        x, y, names = x[keep], y[keep], [n for n, k in zip(names, keep, strict=True) if k] if names else None
     mapped = x if isinstance(x, sources.MappedArray) else None
     if mapped is not None:
         x = _layout(path, mapped.array)
-    return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped)
+    return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped, names)
 
 
 def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
@@ -281,8 +284,13 @@ def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling 
     x_train, y_train, x_test, y_test, fixed = known.read(data_dir)
     fixed = Scaling(*fixed) if fixed is not None else None
     if cfg.classes is not None:
-        x_train, y_train = _keep_classes(x_train, y_train, None, cfg.classes, known.name)
-        x_test, y_test = _keep_classes(x_test, y_test, None, cfg.classes, known.name)
+        keep_train, keep_test = (_class_mask(y, None, cfg.classes, known.name) for y in (y_train, y_test))
+        x_train, y_train, x_test, y_test = (
+            x_train[keep_train],
+            y_train[keep_train],
+            x_test[keep_test],
+            y_test[keep_test],
+        )
     if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
         x, y = _layout(Path(known.name), x_train), y_train.astype(np.int64)
         return _make_splits(x, y, known.name, None, cfg, None, scaling or fixed)
@@ -291,10 +299,8 @@ def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling 
     return _make_splits(x, y, known.name, None, cfg, np.arange(len(x_train), len(x)), scaling or fixed)
 
 
-def _keep_classes(
-    x: np.ndarray, y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The items whose label is one of wanted (label numbers, or class names when the data has them)."""
+def _class_mask(y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str) -> np.ndarray:
+    """Which items have a label in wanted (label numbers, or class names when the data has them)."""
     check(y is not None, f"{name}: has no labels, so data.classes cannot select items")
     labels = []
     for v in wanted:
@@ -307,20 +313,21 @@ def _keep_classes(
                 raise AekitError(f"data.classes: {v!r} is not a label of {name}") from None
     keep = np.isin(y, labels)
     check(keep.any(), f"{name}: no items with labels {', '.join(wanted)}")
-    return x[keep], y[keep]
+    return keep
 
 
-def read_path(path: Path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+def read_path(path: Path, cfg: DataConfig) -> Raw:
     """Read the user's data at path with its registered format into raw arrays: images (N, C, H, W) or tables
     (N, D); a large .npy file comes back as a sources.MappedArray instead."""
     fmt = format_for(path)
     for option in ("size", "label_column"):
         flag = "--" + option.replace("_", "-")
         check(getattr(cfg, option) is None or option in fmt.options, f"{flag} does not apply to {path.name}")
-    x, y, classes = fmt.read(path, cfg)
+    x, y, classes, names = fmt.read(path, cfg)
     if isinstance(x, sources.MappedArray):
-        return x, None, None
-    return _layout(path, x), _labels(path, y, len(x)), classes
+        return Raw(x)
+    check(names is None or len(names) == len(x), f"{path}: the format named {len(names or ())} of {len(x)} items")
+    return Raw(_layout(path, x), _labels(path, y, len(x)), classes, names)
 
 
 def _layout(path: Path, x: np.ndarray) -> np.ndarray:
@@ -359,6 +366,7 @@ def _make_splits(
     test_idx: np.ndarray | None,
     scaling: Scaling | None,
     mapped: sources.MappedArray | None = None,
+    item_names: list[str] | None = None,
 ) -> Splits:
     """Validate raw data, split it, fit scaling on the training part, and build Datasets (MappedDatasets
     over a memory-mapped file, which is then only ever read in chunks)."""
@@ -382,15 +390,22 @@ def _make_splits(
     cls = tuple(classes) if classes else None
     if mapped is not None:
         train, test = (
-            MappedDataset(raw, y_t[i] if y_t is not None else None, name, scaling, cls, i, mapped) for i in parts
+            MappedDataset(raw, y_t[i] if y_t is not None else None, name, scaling, cls, rows=i, source=mapped)
+            for i in parts
         )
         return Splits(train, test if len(test) else None)
     if raw.dtype == np.uint8 and scaling == UINT8:
         x = torch.from_numpy(np.ascontiguousarray(raw))  # kept as uint8, scaled per batch
     else:
         x = torch.from_numpy(scaling.apply(raw))
-    train, test = (Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls) for i in parts)
+    train, test = (
+        Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls, _pick(item_names, i)) for i in parts
+    )
     return Splits(train, test if len(test) else None)
+
+
+def _pick(names: list[str] | None, idx: np.ndarray) -> tuple[str, ...] | None:
+    return tuple(names[j] for j in idx) if names is not None else None
 
 
 def _check_finite(raw: np.ndarray, name: str, release) -> None:

@@ -33,6 +33,7 @@ class Raw(NamedTuple):
     x: Any  # np.ndarray, or a sources.MappedArray for a file read a batch at a time
     y: np.ndarray | None = None
     classes: list[str] | None = None
+    item_names: list[str] | None = None  # one per item, where items have names (the files of a folder)
 
 
 class BuiltinArrays(NamedTuple):

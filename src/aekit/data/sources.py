@@ -617,7 +617,8 @@ def _to_mode(img, mode: str):
 @register_format(FOLDER, options=("size",), what="image folders")
 def _folder(path: Path, options) -> Raw:
     x, y, classes = read_image_folder(path, options.size)
-    return Raw(x.transpose(0, 3, 1, 2), y, classes)  # (N, H, W, C) -> (N, C, H, W)
+    names = [str(p.relative_to(path)) for p in _image_files(path)[0]]
+    return Raw(x.transpose(0, 3, 1, 2), y, classes, names)  # (N, H, W, C) -> (N, C, H, W)
 
 
 @register_format(".csv", options=("label_column",), what=".csv tables")
