@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.apps import compress as C
+from aekit.apps import compress
 from aekit.metrics import psnr
 
 TARGET_DB, TARGET_BYTES, TARGET_RATIO = 24.0, 40.0, 3.0
@@ -59,11 +59,11 @@ def main() -> int:
     rows, best = [], None
     for bits in (4, 5, 6, 7, 8, 10):
         start = time.perf_counter()
-        blob = C.compress(run, x, bits)
+        blob = compress.compress(run, x, bits)
         seconds = time.perf_counter() - start
-        x_hat, _ = C.decompress(blob, run)
+        x_hat, _ = compress.decompress(blob, run)
         db = psnr(float((x_hat - x).pow(2).mean()))
-        q = C.quantize(C.encode_all(run.model, x), bits).q
+        q = compress.quantize(compress.encode_all(run.model, x), bits).q
         symbols = q.T.astype(np.uint16 if bits > 8 else np.uint8).tobytes()  # dimension by dimension
         alt = {
             "lzma": len(lzma.compress(symbols, preset=9 | lzma.PRESET_EXTREME)),

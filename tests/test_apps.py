@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aekit
-from aekit.apps import coding
-from aekit.apps import compress as C
+from aekit.apps import coding, compress
 from aekit.apps.anomaly import anomaly_file
 from aekit.apps.denoise import denoise_file
 from aekit.apps.features import features_file
@@ -51,7 +50,7 @@ def test_compress_round_trip_is_exact(digits_run, digits_test):
     model = digits_run.model
     blob = aekit.compress(digits_run, x, bits=6)
     x_hat, header = aekit.decompress(blob, digits_run)
-    expected = model.decode(C.dequantize(C.quantize(model.encode(x), 6))).detach()
+    expected = model.decode(compress.dequantize(compress.quantize(model.encode(x), 6))).detach()
     assert torch.equal(x_hat, expected)
     assert header["items"] == len(x) and header["item_shape"] == [1, 8, 8] and header["bits"] == 6
     assert len(blob) < len(x) * 8 * 6 / 8 + 1500  # at most 6 bits per code value, plus header and tables

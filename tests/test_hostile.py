@@ -30,8 +30,8 @@ from aekit.apps.compress import _U32, MAGIC, VERSION
 from aekit.cli import main as cli_main
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
+from aekit.disk import FolderLock, Output
 from aekit.folder import RunFolder
-from aekit.io import FolderLock, Output
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
 from conftest import run_cli
@@ -699,17 +699,17 @@ def test_two_compress_processes_racing_for_one_file(tmp_path, runs):
 
 KILLER = r"""
 import os, signal, sys
-import aekit.io
+import aekit.disk
 
 point = sys.argv[1]
-original = getattr(aekit.io, point)
+original = getattr(aekit.disk, point)
 
 def killed(*args, **kwargs):  # SIGKILL at the worst moment: just before (or just after) the output's rename
     if point == "exchange":
         original(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
 
-setattr(aekit.io, point, killed)
+setattr(aekit.disk, point, killed)
 from aekit.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from . import io as aio
+from . import disk
 from .config import brief, check_like
 from .errors import AekitError, check
 from .run import load_state, read_tensors, save_tensors
@@ -66,7 +66,7 @@ def load(path: Path, trainer) -> None:
     where = str(path)
     missing = [k for k in META_KEYS if k not in meta]
     check(not missing, f"{where}: incomplete checkpoint metadata (no {', '.join(missing)})")
-    parsed = {k: aio.parse_json(meta[k], f"{where}: {k}") for k in META_KEYS}
+    parsed = {k: disk.parse_json(meta[k], f"{where}: {k}") for k in META_KEYS}
 
     epoch, history = parsed["epoch"], parsed["history"]
     check(type(epoch) is int and epoch >= 0, f"{where}: epoch must be a whole number >= 0, got {brief(epoch)}")

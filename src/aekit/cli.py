@@ -74,7 +74,7 @@ class _Interrupts:
 def _show(result: Any) -> int | None:
     """Print what a handler returned (a report as JSON, text as it is); an int is an exit status."""
     if isinstance(result, dict):
-        from .io import dumps
+        from .disk import dumps
 
         print(dumps(result))
     elif isinstance(result, str):

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from . import metrics as M
+from . import metrics
 from .data.datasets import Dataset
+from .disk import FolderLock, Output
 from .errors import check
-from .io import FolderLock, Output
 from .limits import INFERENCE_BATCH
 from .models.variational import MAX_NLL_K
 from .run import Run, open_run
@@ -24,10 +24,10 @@ def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
     for start in range(0, len(test), batch_size):
         x = test.batch(slice(start, start + batch_size))
         out = model(x)
-        errors.append(M.squared_errors(x, out.x_hat))
+        errors.append(metrics.squared_errors(x, out.x_hat))
         for key, value in (("loss", out.loss), *out.logs.items()):
             totals[key] = totals.get(key, 0.0) + float(value) * len(x)
-    result = M.summarize(torch.cat(errors), math.prod(test.item_shape))
+    result = metrics.summarize(torch.cat(errors), math.prod(test.item_shape))
     result.update({k: v / len(test) for k, v in totals.items() if k not in result})
     return result
 
@@ -65,8 +65,10 @@ def evaluate(
 
     k, n_features = model.config.latent_dim, math.prod(test.item_shape)
     baselines = {
-        f"pca_{k}": M.summarize(M.squared_errors(x_test, M.pca_reconstruct(x_train, x_test, k)), n_features),
-        "mean": M.summarize(M.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),
+        f"pca_{k}": metrics.summarize(
+            metrics.squared_errors(x_test, metrics.pca_reconstruct(x_train, x_test, k)), n_features
+        ),
+        "mean": metrics.summarize(metrics.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),
     }
     result = {
         "data": data or run.data_config.source,

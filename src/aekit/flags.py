@@ -85,10 +85,10 @@ def add_fields(group, cls: type, section: str, skip: set[str], owners: dict[str,
         group.add_argument(flag, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text)
 
 
-def sections_given(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def sections_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The option flags given, by section: {"model": {...}, "train": {...}, "data": {...}}."""
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for dest, value in vars(a).items():
+    for dest, value in vars(args).items():
         section, _, name = dest.partition(".")
         if name and value is not None:
             sections[section][name] = value
@@ -97,8 +97,8 @@ def sections_given(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def config_file(path: str) -> tuple[str | None, str | None, dict[str, dict[str, Any]]]:
     """(model name, data source, option sections) from a JSON file shaped like a run's config.json."""
+    from .disk import read_json
     from .errors import check
-    from .io import read_json
     from .run import CONFIG_KEYS
 
     file = read_json(Path(path))

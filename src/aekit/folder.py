@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint
-from . import io as aio
+from . import checkpoint, disk
 from .errors import AekitError, check
 from .run import CHECKPOINT, CONFIG, WEIGHTS, save_tensors, update_metrics
 
@@ -31,7 +30,7 @@ class RunFolder:
     """A run folder being written by this process (holding its lock). path is where it is now: the hidden
     staging name until place(), then its own name."""
 
-    def __init__(self, path: Path, lock: aio.FolderLock, target: Path | None = None, replaced=None) -> None:
+    def __init__(self, path: Path, lock: disk.FolderLock, target: Path | None = None, replaced=None) -> None:
         self.path, self.lock = path, lock
         self._target, self._replaced = target, replaced  # where place() puts it; the old run's lock (--force)
 
@@ -46,11 +45,11 @@ class RunFolder:
             if replaced is not None:
                 replaced.release()
             raise AekitError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
-        folder = cls(staging, aio.FolderLock(staging), run_dir, replaced)
+        folder = cls(staging, disk.FolderLock(staging), run_dir, replaced)
         try:
-            staging.chmod(0o777 & ~aio.current_umask())
+            staging.chmod(0o777 & ~disk.current_umask())
             folder.lock.acquire()  # moves with the folder: held until training ends
-            aio.write_json(staging / CONFIG, config)
+            disk.write_json(staging / CONFIG, config)
         except BaseException:
             folder.__exit__(None, None, None)
             raise
@@ -59,8 +58,8 @@ class RunFolder:
     @classmethod
     def reopen(cls, run_dir: Path) -> RunFolder:
         """An existing run folder to train further (--resume): locked, a killed process's temporaries gone."""
-        lock = aio.FolderLock(run_dir).acquire()
-        aio.remove_abandoned(run_dir.glob(f".*{aio.TMP}"))
+        lock = disk.FolderLock(run_dir).acquire()
+        disk.remove_abandoned(run_dir.glob(f".*{disk.TMP}"))
         return cls(run_dir, lock)
 
     def save(self, trainer) -> None:
@@ -71,7 +70,7 @@ class RunFolder:
         update_metrics(self.path, history=history, **({"final": history[-1]} if history else {}))
 
     def write_config(self, config: dict[str, Any]) -> None:
-        aio.write_json(self.path / CONFIG, config)
+        disk.write_json(self.path / CONFIG, config)
 
     def place(self) -> None:
         """Rename the staging folder to its name; with --force swap it with the old run in one step (then
@@ -79,9 +78,9 @@ class RunFolder:
         target, staging = self._target, self.path
         try:
             if self._replaced is None:
-                aio.rename_noreplace(staging, target)
+                disk.rename_noreplace(staging, target)
             else:
-                aio.exchange(staging, target)
+                disk.exchange(staging, target)
         except FileExistsError:
             raise AekitError(f"{target} appeared while this run was being set up; choose another --out") from None
         except OSError as e:
@@ -104,7 +103,7 @@ class RunFolder:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> tuple[Path, aio.FolderLock | None]:
+def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> tuple[Path, disk.FolderLock | None]:
     """(the run folder to create, the lock on the old run there if force replaces one)."""
     if out is None:
         base = Path("runs") / default_name
@@ -127,7 +126,7 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
         run_dir.rmdir()
         return run_dir, None
     if force and is_run:
-        return run_dir, aio.FolderLock(run_dir).acquire()  # refuses while another process trains it
+        return run_dir, disk.FolderLock(run_dir).acquire()  # refuses while another process trains it
     hint = "; use --resume to continue it or --force to replace it" if is_run else ""
     raise AekitError(f"{run_dir} already exists{hint}")
 
@@ -141,7 +140,7 @@ def _remove_abandoned(run_dir: Path) -> None:
         if path.suffix not in kinds or not path.is_dir() or path.is_symlink():
             continue
         try:
-            lock = aio.FolderLock(path).acquire()
+            lock = disk.FolderLock(path).acquire()
         except (AekitError, OSError):
             continue  # another process is building it
         lock.release()

@@ -22,8 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from . import __version__
-from . import io as aio
+from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
 from .data.datasets import Dataset, Scaling, Splits, from_array, load_config
 from .errors import AekitError, check
@@ -56,7 +55,7 @@ def _safetensors_header(path: Path) -> dict | None:
     except OSError as e:
         raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        header = aio.parse_json(text, str(path))
+        header = disk.parse_json(text, str(path))
     except AekitError:
         return None
     return header if isinstance(header, dict) else None
@@ -85,7 +84,7 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomically write tensors (moved to CPU, made contiguous) as a safetensors file."""
     data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    aio.write_bytes(path, safetensors_bytes(data, metadata=metadata))
+    disk.write_bytes(path, safetensors_bytes(data, metadata=metadata))
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -136,7 +135,7 @@ class Run:
         model = model_from_config(config["model"], where=str(path / CONFIG))
         tensors, _ = read_tensors(weights_path)
         load_state(model, tensors, weights_path)
-        metrics = aio.read_json(path / METRICS) if (path / METRICS).exists() else {}
+        metrics = disk.read_json(path / METRICS) if (path / METRICS).exists() else {}
         check(isinstance(metrics, dict), f"{path / METRICS}: expected a JSON object")
         return cls(path, config, model.to(device).eval(), metrics)
 
@@ -219,7 +218,7 @@ class Run:
 
 def read_config(path: Path) -> dict[str, Any]:
     """Read and check a run folder's config.json."""
-    config = aio.read_json(path / CONFIG)
+    config = disk.read_json(path / CONFIG)
     check(isinstance(config, dict), f"{path / CONFIG}: expected a JSON object")
     check_version(config.get("aekit_version"), path / CONFIG)
     unknown = sorted(set(config) - CONFIG_KEYS)
@@ -261,10 +260,10 @@ def make_config(model: torch.nn.Module, train: TrainConfig, data: DataConfig, sc
 def update_metrics(folder: Path, **sections: Any) -> dict[str, Any]:
     """Merge sections into FOLDER/metrics.json, written atomically; returns the whole of it."""
     path = folder / METRICS
-    metrics = aio.read_json(path) if path.exists() else {}
+    metrics = disk.read_json(path) if path.exists() else {}
     check(isinstance(metrics, dict), f"{path}: expected a JSON object")
     metrics.update(sections)
-    aio.write_json(path, metrics)
+    disk.write_json(path, metrics)
     return metrics
 
 

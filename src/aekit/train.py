@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, distributed
-from . import io as aio
+from . import checkpoint, disk, distributed
 from .config import DataConfig, TrainConfig, field_names, from_dict, lr_factor
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
@@ -446,7 +445,7 @@ def _finish(trainer: Trainer, config: dict[str, Any]) -> Run | None:
     _fit(trainer)
     if trainer.folder is None:
         return None
-    return Run(trainer.run_dir, config, trainer.model.eval(), aio.read_json(trainer.run_dir / METRICS))
+    return Run(trainer.run_dir, config, trainer.model.eval(), disk.read_json(trainer.run_dir / METRICS))
 
 
 class RunFigures(Callback):
@@ -458,14 +457,14 @@ class RunFigures(Callback):
 
         path, model = trainer.run_dir, trainer.model.eval()
         title = f"{model.name} on {trainer.data.train.name}"
-        aio.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title))
+        disk.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title))
         sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
         x = sample.batch(slice(0, 8)).to(trainer.device)
-        aio.write_bytes(path / "reconstructions.png", plots.reconstructions(x.cpu(), model.reconstruct(x).cpu()))
+        disk.write_bytes(path / "reconstructions.png", plots.reconstructions(x.cpu(), model.reconstruct(x).cpu()))
         if hasattr(model, "sample") and sample.is_image:
             generated = model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
             figure = plots.image_grid(generated.cpu(), title=f"{model.name}: samples from the prior")
-            aio.write_bytes(path / "samples.png", figure)
+            disk.write_bytes(path / "samples.png", figure)
 
 
 def _fit(trainer: Trainer) -> None:

@@ -48,11 +48,11 @@ def _add_input(p: argparse.ArgumentParser, required: bool) -> None:
     _add_data_dir(p)
 
 
-def _source(a: argparse.Namespace) -> str | None:
+def _source(args: argparse.Namespace) -> str | None:
     """INPUT, given as the positional argument or as --data (not both)."""
     from .errors import check
 
-    given, alias = getattr(a, "input", None), getattr(a, "data_alias", None)
+    given, alias = getattr(args, "input", None), getattr(args, "data_alias", None)
     check(given is None or alias is None, f"give the data once: {given} or --data {alias}")
     return given if given is not None else alias
 
@@ -77,11 +77,11 @@ def _data_fetch(p):
     from .data.registry import BUILTINS
     from .errors import check
 
-    def fetch(a):
-        check(a.name in BUILTINS, f"unknown dataset {a.name!r}; built-in: {', '.join(BUILTINS)}")
-        fetch = BUILTINS[a.name].fetch
-        check(fetch is not None, f"{a.name} comes with aekit's dependencies; there is nothing to fetch")
-        fetch(a.data_dir, source=a.source, force=a.force, log=lambda m: print(m, file=sys.stderr))
+    def fetch(args):
+        check(args.name in BUILTINS, f"unknown dataset {args.name!r}; built-in: {', '.join(BUILTINS)}")
+        fetch = BUILTINS[args.name].fetch
+        check(fetch is not None, f"{args.name} comes with aekit's dependencies; there is nothing to fetch")
+        fetch(args.data_dir, source=args.source, force=args.force, log=lambda m: print(m, file=sys.stderr))
 
     return fetch
 
@@ -91,11 +91,11 @@ def _data_list(p):
     _add_data_dir(p)
     from .data.registry import BUILTINS
 
-    def listed(a):
+    def listed(args):
         return "\n".join(
             f"{name:8} {state:8} {where}\n         {known.description}"
             for name, known in BUILTINS.items()
-            for state, where in [known.status(a.data_dir)]
+            for state, where in [known.status(args.data_dir)]
         )
 
     return listed
@@ -109,14 +109,14 @@ def _data_info(p):
 
     add_fields(p, DataConfig, "data", {"source", "split_seed", "classes"}, {})
     _add_data_dir(p)
-    return lambda a: info(a.source, data_dir=a.data_dir, **sections_given(a)["data"])
+    return lambda args: info(args.source, data_dir=args.data_dir, **sections_given(args)["data"])
 
 
 @verb("models", "list the autoencoder types")
 def _models(p):
     from .registry import get_model_class, list_models
 
-    def models(a):
+    def models(args):
         lines = [(name, (get_model_class(name).__doc__ or "").strip().splitlines()) for name in list_models()]
         return "\n".join(f"{name:6} {doc[0] if doc else ''}" for name, doc in lines)
 
@@ -152,25 +152,27 @@ def _train(p):
     add_fields(p.add_argument_group("training options"), TrainConfig, "train", set(), owners)
     add_fields(p.add_argument_group("data options"), DataConfig, "data", {"source"}, owners)
 
-    def run_train(a):
+    def run_train(args):
         from . import distributed
+        from .disk import dumps
         from .errors import check
-        from .io import dumps
 
-        if a.nproc != 1:
-            check(a.nproc >= 1, f"--nproc must be at least 1, got {a.nproc}")
+        if args.nproc != 1:
+            check(args.nproc >= 1, f"--nproc must be at least 1, got {args.nproc}")
             check(distributed.world()[1] == 1, "--nproc starts the processes itself; do not combine it with torchrun")
-            return distributed.launch(a.nproc, a.argv)
-        model, source, sections = config_file(a.config) if a.config else (None, None, {})
-        for section, given in sections_given(a).items():
+            return distributed.launch(args.nproc, args.argv)
+        model, source, sections = config_file(args.config) if args.config else (None, None, {})
+        for section, given in sections_given(args).items():
             sections[section] = {**sections.get(section, {}), **given}
-        common = {"quiet": a.quiet, "data_dir": a.data_dir, "config": sections}
-        if a.resume:
-            given = [flag for flag in ("data", "model", "out", "config", "force") if getattr(a, flag)]
+        common = {"quiet": args.quiet, "data_dir": args.data_dir, "config": sections}
+        if args.resume:
+            given = [flag for flag in ("data", "model", "out", "config", "force") if getattr(args, flag)]
             check(not given, f"--resume continues the run with its own data and model; drop --{', --'.join(given)}")
-            run = train(out=a.resume, resume=True, **common)
+            run = train(out=args.resume, resume=True, **common)
         else:
-            run = train(a.data or source or "mnist", a.model or model or "ae", out=a.out, force=a.force, **common)
+            run = train(
+                args.data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common
+            )
         if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
             return None
         final = run.metrics.get("final", {})
@@ -194,7 +196,9 @@ def _evaluate(p):
         metavar="K",
         help="vae: importance-sampled negative log-likelihood with K samples per item (slow; 0 skips)",
     )
-    return lambda a: evaluate(a.run, _source(a), a.data_dir, save=not a.no_save, nll_k=a.nll_k, split=a.split)
+    return lambda args: evaluate(
+        args.run, _source(args), args.data_dir, save=not args.no_save, nll_k=args.nll_k, split=args.split
+    )
 
 
 @verb("reconstruct", "figure of originals over reconstructions")
@@ -206,7 +210,9 @@ def _reconstruct(p):
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
     p.add_argument("--force", action="store_true", help="replace an existing figure")
-    return lambda a: str(reconstruct(a.run, a.output, a.n, _source(a), a.data_dir, a.force, a.split))
+    return lambda args: str(
+        reconstruct(args.run, args.output, args.n, _source(args), args.data_dir, args.force, args.split)
+    )
 
 
 @verb("compress", "items -> an .aez file of entropy-coded latent codes")
@@ -215,7 +221,9 @@ def _compress(p):
 
     _add_use(p, ".aez file to write")
     p.add_argument("--bits", type=int, default=8, help="bits per code dimension (1-12, default 8)")
-    return lambda a: compress_file(a.run, _source(a), a.output, a.bits, a.split, a.force, a.data_dir)
+    return lambda args: compress_file(
+        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir
+    )
 
 
 @verb("decompress", ".aez file -> the decoded items (.npz, .npy or a folder of PNGs)")
@@ -226,7 +234,7 @@ def _decompress(p):
     p.add_argument("-o", "--output", required=True, help=".npz, .npy, or a folder name for PNG images")
     p.add_argument("--run", help="run folder of the model (default: the one named in the file)")
     p.add_argument("--force", action="store_true", help="replace an existing output (only what aekit wrote)")
-    return lambda a: decompress_file(a.file, a.output, run=a.run, force=a.force)
+    return lambda args: decompress_file(args.file, args.output, run=args.run, force=args.force)
 
 
 @verb("features", "the codes of items as a feature matrix")
@@ -234,7 +242,7 @@ def _features(p):
     from .apps.features import features_file
 
     _add_use(p, ".npy (codes) or .npz (x: codes, y: labels)")
-    return lambda a: features_file(a.run, _source(a), a.output, a.split, a.force, a.data_dir)
+    return lambda args: features_file(args.run, _source(args), args.output, args.split, args.force, args.data_dir)
 
 
 @verb("denoise", "clean items with a trained model (a dae)")
@@ -253,10 +261,20 @@ def _denoise(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the added noise (default 0)")
     p.add_argument("--noisy-out", help="also write the noisy copy here")
     p.add_argument("--figure", help="PNG of noisy over denoised (over clean) items")
-    return lambda a: denoise_file(
-        a.run, _source(a), a.output, a.split, a.add_noise, a.noise_sigma, a.noise_p, a.seed, a.noisy_out,
-        a.figure, a.force, a.data_dir,
-    )  # fmt: skip
+    return lambda args: denoise_file(
+        args.run,
+        _source(args),
+        args.output,
+        args.split,
+        args.add_noise,
+        args.noise_sigma,
+        args.noise_p,
+        args.seed,
+        args.noisy_out,
+        args.figure,
+        args.force,
+        args.data_dir,
+    )
 
 
 @verb("generate", "new items, interpolations (of INPUT's items), or the 2-d latent manifold")
@@ -271,10 +289,20 @@ def _generate(p):
     p.add_argument("--steps", type=int, default=10, help="images along an interpolation (default 10)")
     p.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
     p.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")
-    return lambda a: generate_file(
-        a.run, a.output, a.n, a.temperature, a.seed, a.interpolate, _source(a), a.split, a.steps,
-        a.grid if a.manifold else None, a.force, a.data_dir,
-    )  # fmt: skip
+    return lambda args: generate_file(
+        args.run,
+        args.output,
+        args.n,
+        args.temperature,
+        args.seed,
+        args.interpolate,
+        _source(args),
+        args.split,
+        args.steps,
+        args.grid if args.manifold else None,
+        args.force,
+        args.data_dir,
+    )
 
 
 @verb("anomaly", "score items by reconstruction error (VAE: negative ELBO) and flag the unusual")
@@ -296,8 +324,17 @@ def _anomaly(p):
         help="labels of normal items (numbers or class names): adds AUROC and AUPRC",
     )
     p.add_argument("--figure", help="PNG: score histogram with the threshold and the most anomalous items")
-    return lambda a: anomaly_file(
-        a.run, _source(a), a.split, a.contamination, a.percentile, a.normal, a.output, a.figure, a.force, a.data_dir
+    return lambda args: anomaly_file(
+        args.run,
+        _source(args),
+        args.split,
+        args.contamination,
+        args.percentile,
+        args.normal,
+        args.output,
+        args.figure,
+        args.force,
+        args.data_dir,
     )
 
 
@@ -307,4 +344,6 @@ def _latent(p):
 
     _add_use(p, ".png")
     p.add_argument("--max-items", type=int, default=5000, help="plot at most this many items (default 5000)")
-    return lambda a: latent_file(a.run, _source(a), a.output, a.split, a.max_items, a.force, a.data_dir)
+    return lambda args: latent_file(
+        args.run, _source(args), args.output, args.split, args.max_items, args.force, args.data_dir
+    )

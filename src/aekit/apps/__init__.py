@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..data.datasets import UINT8, Scaling
+from ..disk import FOLDER, Output
 from ..errors import check
-from ..io import FOLDER, Output
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
 from ..progress import chunks
 

@@ -13,8 +13,8 @@ import os
 import numpy as np
 import torch
 
+from ..disk import Output, distinct
 from ..errors import AekitError, check
-from ..io import Output, distinct
 from ..run import Run, open_run
 from . import as_items, check_finite
 

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import io as aio
-from .. import metrics as M
+from .. import disk, metrics
 from ..config import from_dict, to_dict
 from ..data.datasets import UINT8, Scaling
+from ..disk import Output
 from ..errors import AekitError, check
-from ..io import Output
 from ..limits import check_load_size
 from ..run import Run, open_run
 from . import ARRAY_KINDS, as_items, coding, decode_all, encode_all, to_raw, write_array
@@ -157,7 +156,7 @@ def read_aez(data: bytes) -> tuple[Header, Quantized]:
         parts.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    header = from_dict(Header, aio.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
+    header = from_dict(Header, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
     d, n_symbols = header.latent_dim, 1 << header.bits
     n, values = header.items, math.prod(header.item_shape)
     # Decoded symbols (2 bytes), codes (4), the decoded items (4) and their copy in the data's units (4)
@@ -214,7 +213,7 @@ def compress_file(
     x_hat = decode_all(run.model, dequantize(read_aez(blob)[1]))
     raw_bytes = math.prod(items.item_shape) * (1 if items.scaling == UINT8 else 4)
     output.write_bytes(blob)
-    quality = M.summarize(M.squared_errors(x, x_hat), math.prod(items.item_shape))
+    quality = metrics.summarize(metrics.squared_errors(x, x_hat), math.prod(items.item_shape))
     return {
         "output": str(out),
         "items": len(x),

@@ -8,11 +8,11 @@ import os
 
 import torch
 
-from .. import metrics as M
+from .. import metrics
 from ..config import check_seed
 from ..data.noise import NOISES, corrupt
+from ..disk import Output, distinct
 from ..errors import check
-from ..io import Output, distinct
 from ..run import Run, open_run
 from . import ARRAY_KINDS, as_items, decode_all, encode_all, to_raw, write_array
 
@@ -63,8 +63,8 @@ def denoise_file(
     report = {"items": len(clean), "output": str(out)}
     if add_noise:
         n_features = math.prod(items.item_shape)
-        report["noisy_psnr_db"] = M.summarize(M.squared_errors(clean, noisy), n_features)["psnr_db"]
-        report["denoised_psnr_db"] = M.summarize(M.squared_errors(clean, cleaned), n_features)["psnr_db"]
+        report["noisy_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, noisy), n_features)["psnr_db"]
+        report["denoised_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, cleaned), n_features)["psnr_db"]
     # Everything is computed and checked: write.
     if figure_output is not None:
         from .. import plots

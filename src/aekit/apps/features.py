@@ -6,8 +6,8 @@ import os
 
 import torch
 
+from ..disk import Output
 from ..errors import check
-from ..io import Output
 from ..run import Run, open_run
 from . import as_items, encode_all, write_array
 

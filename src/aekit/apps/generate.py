@@ -13,8 +13,8 @@ import os
 import torch
 
 from ..config import check_seed
+from ..disk import Output
 from ..errors import check
-from ..io import Output
 from ..limits import INFERENCE_BATCH
 from ..progress import chunks
 from ..run import Run, open_run

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io as aio
+from .. import disk
 from ..errors import AekitError, check
 from ..limits import check_load_size, human
 from .registry import FOLDER, BuiltinArrays, Raw, register_dataset, register_format
@@ -171,7 +171,7 @@ def fetch_mnist(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
-            aio.write_bytes(folder / name, content)
+            disk.write_bytes(folder / name, content)
     except OSError as e:
         raise AekitError(f"cannot write MNIST into {folder}: {e.strerror or e}") from None
     log(f"MNIST written to {folder} (4 files, SHA-256 verified)")
