@@ -33,7 +33,7 @@ MODEL = (
 )
 
 
-def aekit_scores(train: aekit.datasets.Dataset, test: torch.Tensor, tmp: str) -> tuple[np.ndarray, float]:
+def aekit_scores(train: aekit.data.Dataset, test: torch.Tensor, tmp: str) -> tuple[np.ndarray, float]:
     name, options = MODEL
     start = time.perf_counter()
     run = aekit.train(Splits(train, None), name, out=f"{tmp}/run", force=True, quiet=True, seed=0, **options)
@@ -56,7 +56,7 @@ def main() -> int:
     p.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--skip-pyod", action="store_true")
     a = p.parse_args()
-    train, test = aekit.datasets.load("mnist")
+    train, test = aekit.data.load("mnist")
     x_test, y_test = test.floats(), test.y.numpy()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -53,7 +53,7 @@ def main() -> int:
         print(f"training the model first ({a.run}) ...", flush=True)
         aekit.train("mnist", "ae", out=a.run, force=True, quiet=True, **OPTIONS)
     run = aekit.Run.open(a.run)
-    test = aekit.datasets.load("mnist").test
+    test = aekit.data.load("mnist").test
     x, pixels = test.floats(), test.x[:, 0].numpy()
 
     rows, best = [], None

@@ -29,7 +29,7 @@ MODELS = {  # label: options of aekit.train for the dae
 
 
 def main() -> int:
-    clean = aekit.datasets.load("mnist").test.floats()
+    clean = aekit.data.load("mnist").test.floats()
     noisy = gaussian(clean, SIGMA, torch.Generator().manual_seed(0))
     rows = {"noisy input": (noisy, None)}
     noisy_np = noisy.numpy()

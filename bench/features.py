@@ -57,7 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/features")
     a = p.parse_args()
-    train, test = aekit.datasets.load("mnist")
+    train, test = aekit.data.load("mnist")
     x_train, x_test = train.floats(), test.floats()
     y_train, y_test = train.y.numpy(), test.y.numpy()
     rows = {}

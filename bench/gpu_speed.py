@@ -48,7 +48,7 @@ def main() -> int:
             )
             history = run.metrics["history"]
             seconds = statistics.median(r["time_s"] for r in history[1:])
-            print(f"{label:45} {mode:15} {1 / seconds:9.2f} {history[-1]['val_loss']:9.3f}")
+            print(f"{label:45} {mode:15} {1 / seconds:9.2f} {history[-1]['test_loss']:9.3f}")
     print("reproduce: python bench/gpu_speed.py")
     return 0
 

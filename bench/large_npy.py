@@ -29,7 +29,7 @@ start = time.perf_counter()
 run = aekit.train(sys.argv[1], "ae", out=sys.argv[2], force=True, quiet=True, hidden=[128, 64], latent_dim=32,
                   epochs=1, batch_size=256, device="cpu")
 seconds = time.perf_counter() - start
-print(len(aekit.datasets.load(sys.argv[1]).train), run.metrics["final"]["val_mse"], seconds,
+print(len(aekit.data.load(sys.argv[1]).train), run.metrics["final"]["test_mse"], seconds,
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
@@ -38,7 +38,7 @@ def write_array(path: Path, gigabytes: float) -> int:
     """Write (N, 28, 28) uint8 shifted MNIST digits, N * 784 >= gigabytes * 1e9, in chunks; returns N."""
     import aekit
 
-    digits = aekit.datasets.load("mnist").train.x.numpy()[:, 0]  # (60000, 28, 28) uint8
+    digits = aekit.data.load("mnist").train.x.numpy()[:, 0]  # (60000, 28, 28) uint8
     n = int(np.ceil(gigabytes * 1e9 / 784 / len(digits))) * len(digits)
     rng = np.random.default_rng(0)
     with open(path, "wb") as f:
@@ -67,13 +67,13 @@ def main() -> int:
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return 1
-        items, val_mse, seconds, peak_mb = done.stdout.split()
+        items, test_mse, seconds, peak_mb = done.stdout.split()
     finally:
         path.unlink(missing_ok=True)
     ok = int(peak_mb) < TARGET_MB and size >= 2e9
     print(
         f"one epoch over {items} training images ({float(seconds):.0f} s including the held-out evaluation), "
-        f"val MSE {float(val_mse):.4f}"
+        f"test MSE {float(test_mse):.4f}"
     )
     print(
         f"peak resident memory of the training process: {peak_mb} MB for a {size / 1e9:.2f} GB file "

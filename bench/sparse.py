@@ -38,7 +38,7 @@ MODELS = {  # name: (type, options)
 
 def main() -> int:
     rows = {}
-    test = aekit.datasets.load("mnist").test.floats()
+    test = aekit.data.load("mnist").test.floats()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, (name, options)) in enumerate(MODELS.items()):
             start = time.perf_counter()

@@ -8,7 +8,7 @@ learning, and leaving it out only makes the classic pipeline faster. Every pipel
 784-128-64-32 MLP (with the classic's ReLU on the code) on the 60k training images.
 
   classic     the seed example's pipeline
-  aekit       aekit.train() doing the same work: no per-epoch validation (val_split=0), but its per-epoch
+  aekit       aekit.train() doing the same work: no per-epoch validation (test_split=0), but its per-epoch
               checkpoints and its two figures (loss curve, reconstructions) are included
   aekit+val   aekit.train() as `make demo` runs it: also a validation pass over the 10k test images
               after every epoch
@@ -97,7 +97,7 @@ def worker_aekit(name: str, epochs: int, data_dir: str | None) -> dict:
             if record["epoch"] < epochs:
                 turns.wait()
 
-    options = {} if name == "aekit+val" else {"val_split": 0.0}
+    options = {} if name == "aekit+val" else {"test_split": 0.0}
     start = turns.start()
     with tempfile.TemporaryDirectory() as tmp:
         run = aekit.train(
@@ -113,7 +113,7 @@ def worker_aekit(name: str, epochs: int, data_dir: str | None) -> dict:
             **options,
         )
         result = turns.result(name, start)
-    test = aekit.datasets.load("mnist", data_dir=data_dir).test.floats()
+    test = aekit.data.load("mnist", data_dir=data_dir).test.floats()
     result["test_mse"] = float(((run.model.reconstruct(test) - test) ** 2).mean())
     return result
 

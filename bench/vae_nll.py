@@ -131,7 +131,7 @@ def main() -> int:
     p.add_argument("--skip-pythae", action="store_true")
     a = p.parse_args()
 
-    splits = aekit.datasets.load("mnist")
+    splits = aekit.data.load("mnist")
     test_bin = torch.bernoulli(splits.test.floats()[: a.items], generator=torch.Generator().manual_seed(0))
     rows = []
     run, seconds = train_aekit(a.epochs, a.out)

@@ -19,7 +19,7 @@ from conftest import assert_clean_error, run_cli
 
 @pytest.fixture(scope="module")
 def digits_test():
-    return aekit.datasets.load("digits").test
+    return aekit.data.load("digits").test
 
 
 # ---------------------------------------------------------------- compression
@@ -99,7 +99,7 @@ def test_features_file_holds_codes_and_labels(digits_run, tmp_path):
     report = features_file(digits_run, "digits", tmp_path / "f.npz", split="test")
     saved = np.load(tmp_path / "f.npz")
     assert report["items"] == 359 and saved["x"].shape == (359, 8) and saved["y"].shape == (359,)
-    x = aekit.datasets.load("digits").test.floats()
+    x = aekit.data.load("digits").test.floats()
     np.testing.assert_allclose(saved["x"], aekit.features(digits_run, x).numpy(), rtol=1e-6)
 
 
@@ -185,7 +185,7 @@ def test_generate_interpolate_and_manifold(digits_run, tmp_path):
     assert torch.equal(a, aekit.generate(digits_run, n=6, seed=3)) and not torch.equal(
         a, aekit.generate(digits_run, n=6, seed=4)
     )
-    x = aekit.datasets.load("digits").test.floats()[:2]
+    x = aekit.data.load("digits").test.floats()[:2]
     line = aekit.interpolate(digits_run, x[0], x[1], steps=5)
     torch.testing.assert_close(line[[0, -1]], digits_run.model.reconstruct(x))
     with pytest.raises(AekitError, match="latent_dim 2"):
@@ -207,7 +207,7 @@ def test_anomaly_scores_threshold_and_labels(digits_run, tmp_path):
     assert report["flagged"] == pytest.approx(36, abs=1)
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    test = aekit.datasets.load("digits").test  # the same figures from the scores and labels, computed here
+    test = aekit.data.load("digits").test  # the same figures from the scores and labels, computed here
     s, anomalous = aekit.anomaly_scores(digits_run, test.floats()).numpy(), test.y.numpy() >= 5
     assert report["auroc"] == pytest.approx(roc_auc_score(anomalous, s)) and report["auroc"] != 0.5
     assert report["auprc"] == pytest.approx(average_precision_score(anomalous, s))
@@ -246,11 +246,11 @@ def test_train_on_one_class_then_score_all(tmp_path):
 def test_every_use_takes_what_the_cli_takes_and_returns_tensors(digits_run, tmp_path):
     """A tensor of items in [0, 1], a numpy array in the data's own units, a dataset name or a path: the same
     items give the same answers, always as tensors."""
-    test = aekit.datasets.load("digits").test
+    test = aekit.data.load("digits").test
     x = test.floats()
     raw = x.numpy()[:, 0] * 16  # the digits' own pixel values, 0..16, as (N, 8, 8)
     np.save(tmp_path / "d.npy", raw)
-    for use in (aekit.features, aekit.denoise, aekit.anomaly_scores):
+    for use in (aekit.reconstruct, aekit.features, aekit.denoise, aekit.anomaly_scores):
         expected = use(digits_run, x)
         assert isinstance(expected, torch.Tensor) and not expected.requires_grad
         for same in (raw, str(tmp_path / "d.npy"), tmp_path / "d.npy"):
@@ -258,6 +258,8 @@ def test_every_use_takes_what_the_cli_takes_and_returns_tensors(digits_run, tmp_
     assert len(aekit.features(digits_run, "digits")) == 1797  # a name: all of its items
     assert aekit.decompress(aekit.compress(digits_run, raw), digits_run)[0].shape == x.shape
     model = aekit.load(digits_run.path)
+    torch.testing.assert_close(aekit.reconstruct(digits_run, x), model.reconstruct(x))  # one meaning of the name
+    assert aekit.datasets is aekit.data  # the old name of the data package keeps working
     z = model.encode(x)
     assert not z.requires_grad and not model.decode(z).requires_grad  # eval mode: plain tensors
     with pytest.raises(aekit.AekitError, match="items have shape"):

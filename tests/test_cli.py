@@ -135,7 +135,7 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "missing file": ([*TRAIN, "--data", "TMP/nothing.npy"], ["unknown dataset"]),
     "config not json": ([*TRAIN, "--config", "TMP/nan.npy"], ["not valid JSON"]),
     "config section not an object": ([*TRAIN, "--config", "TMP/bad.json"], ["'model' section must be an object"]),
-    "resume with other data": (["train", "--resume", "RUN", "--data", "digits"], ["drop --data"]),
+    "resume with other data": (["train", "--resume", "RUN", "--data", "digits"], ["drop INPUT"]),
     "unknown noise type": ([*TRAIN, "--data", "digits", "--model", "dae", "--noise", "gaussian,pink"], ["noise"]),
     "rho outside (0, 1)": ([*TRAIN, "--data", "digits", "--model", "sae", "--rho", "1.5"], ["rho must be in (0, 1)"]),
     "k over latent_dim": (
@@ -204,7 +204,7 @@ def test_the_evaluated_model_is_the_saved_model(digits_run_dir):
     report = json.loads(run_cli("evaluate", digits_run_dir, "--no-save").stdout)
     import aekit
 
-    x = aekit.datasets.load("digits").test.floats()
+    x = aekit.data.load("digits").test.floats()
     mse = float(((aekit.load(digits_run_dir).reconstruct(x) - x) ** 2).mean())
     assert report["model"]["mse"] == pytest.approx(mse, rel=1e-5)
     assert torch.isfinite(torch.tensor(mse))
@@ -231,6 +231,9 @@ def test_evaluate_scores_the_same_items_however_the_data_is_spelled(tmp_path, mo
     assert main(["evaluate", "r", "--split", "train", "--no-save"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == 45
     assert main(["evaluate", "r", "data/t.csv", "--data", "data/t.csv"]) == 2
+    for out, args in (("r2", ["data/t.csv"]), ("r3", ["--data", "data/t.csv"])):  # train takes its INPUT alike
+        assert main(["train", *args, "--epochs", "1", "--hidden", "8", "--latent-dim", "2", "--quiet", "--out", out]) == 0
+        assert aekit.Run.open(out).config["data"]["source"] == "data/t.csv"
 
 
 def test_evaluate_a_builtin_run_on_its_own_dataset_by_name_scores_all_of_it(digits_run_dir):

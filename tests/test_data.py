@@ -159,8 +159,8 @@ def test_digits_fixed_split_and_scaling():
     assert torch.equal(again.test.x, test.x)
 
 
-def test_val_split_on_builtin_holds_out_from_train_only():
-    train, val = datasets.load("digits", val_split=0.25)
+def test_test_split_on_builtin_holds_out_from_train_only():
+    train, val = datasets.load("digits", test_split=0.25)
     official_train, official_test = datasets.load("digits")
     assert (len(train), len(val)) == (1078, 360)  # a quarter of the 1438 training items
 
@@ -169,7 +169,7 @@ def test_val_split_on_builtin_holds_out_from_train_only():
 
     assert rows(train) | rows(val) == rows(official_train) and not rows(val) & rows(train)
     assert not (rows(train) | rows(val)) & (rows(official_test) - rows(official_train))  # the test part unused
-    again = datasets.load("digits", val_split=0.25)
+    again = datasets.load("digits", test_split=0.25)
     assert torch.equal(again.test.x, val.x)  # seeded: the same items every time
 
 
@@ -192,11 +192,11 @@ def test_npy_layouts(tmp_path, shape, expected):
 
 def test_uint8_images_stay_uint8_and_tables_scale_per_column(tmp_path):
     np.save(tmp_path / "img.npy", np.full((10, 4, 4), 255, np.uint8))
-    train, _ = datasets.load(tmp_path / "img.npy", val_split=0)
+    train, _ = datasets.load(tmp_path / "img.npy", test_split=0)
     assert train.x.dtype == torch.uint8 and train.floats().max() == 1
     table = np.stack([np.arange(10.0), np.arange(10.0) * 100 - 50, np.full(10, 3.0)], axis=1)
     np.save(tmp_path / "t.npy", table)
-    train, _ = datasets.load(tmp_path / "t.npy", val_split=0)
+    train, _ = datasets.load(tmp_path / "t.npy", test_split=0)
     x = train.floats()
     assert torch.allclose(x[:, 0], x[:, 1]) and x[:, :2].min() == 0 and x[:, :2].max() == 1 and (x[:, 2] == 0).all()
     assert train.scaling.lo == [0.0, -50.0, 3.0]
@@ -204,7 +204,7 @@ def test_uint8_images_stay_uint8_and_tables_scale_per_column(tmp_path):
 
 def test_scaling_is_fitted_on_the_training_part_only(tmp_path):
     np.save(tmp_path / "t.npy", np.arange(100.0)[:, None])
-    train, test = datasets.load(tmp_path / "t.npy", val_split=0.5)
+    train, test = datasets.load(tmp_path / "t.npy", test_split=0.5)
     lo, hi = train.scaling.lo[0], train.scaling.hi[0]
     raw_train = train.x[:, 0].double() * (hi - lo) + lo
     raw_test = test.x[:, 0].double() * (hi - lo) + lo
@@ -216,7 +216,7 @@ def test_scaling_is_fitted_on_the_training_part_only(tmp_path):
 
 def test_npz_with_labels(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((10, 4, 4), np.uint8), y=np.arange(10))
-    train, test = datasets.load(tmp_path / "d.npz", val_split=0.2)
+    train, test = datasets.load(tmp_path / "d.npz", test_split=0.2)
     assert train.y is not None and sorted(torch.cat([train.y, test.y]).tolist()) == list(range(10))
 
 
@@ -267,14 +267,14 @@ def test_bad_shapes(tmp_path):
 
 def test_csv_with_header_and_label_column(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,kind\n1,10,cat\n2,20,dog\n3,30,cat\n4,40,dog\n")
-    train, _ = datasets.load(tmp_path / "t.csv", val_split=0, label_column="kind")
+    train, _ = datasets.load(tmp_path / "t.csv", test_split=0, label_column="kind")
     assert train.item_shape == (2,) and train.classes == ("cat", "dog") and train.y.tolist() == [0, 1, 0, 1]
     assert torch.allclose(train.floats()[:, 0], torch.tensor([0, 1 / 3, 2 / 3, 1]))
 
 
 def test_csv_without_header(tmp_path):
     (tmp_path / "t.csv").write_text("1,2\n3,4\n5,6\n")
-    train, _ = datasets.load(tmp_path / "t.csv", val_split=0)
+    train, _ = datasets.load(tmp_path / "t.csv", test_split=0)
     assert len(train) == 3 and train.item_shape == (2,)
 
 
@@ -311,7 +311,7 @@ def make_images(folder, n=6, size=(8, 6), mode="L", classes=None):
 
 def test_image_folder_gray_with_class_subfolders(tmp_path):
     make_images(tmp_path, classes=["cats", "dogs"])
-    train, test = datasets.load(tmp_path, val_split=0.25)
+    train, test = datasets.load(tmp_path, test_split=0.25)
     assert train.item_shape == (1, 6, 8) and train.classes == ("cats", "dogs")
     assert len(train) + len(test) == 12 and train.x.dtype == torch.uint8
 
@@ -322,7 +322,7 @@ def test_image_folder_rgb_resize_and_mixed_sizes(tmp_path):
     Image.new("L", (5, 5)).save(tmp_path / "odd.png")
     with pytest.raises(AekitError, match="--size"):
         datasets.load(tmp_path)
-    train, _ = datasets.load(tmp_path, size=(4, 4), val_split=0)
+    train, _ = datasets.load(tmp_path, size=(4, 4), test_split=0)
     assert train.item_shape == (3, 4, 4) and len(train) == 4
 
 

@@ -74,13 +74,13 @@ def test_a_memory_mapped_npy_trains_exactly_like_one_in_memory(tmp_path, monkeyp
         options = {"hidden": [16], "latent_dim": 4, "epochs": 2, "batch_size": 32, "quiet": True, "device": "cpu"}
         loaded = aekit.train(tmp_path / name, out=tmp_path / f"loaded-{name}", **options)
         monkeypatch.setenv("AEKIT_MMAP_BYTES", "0")  # every .npy is memory-mapped now
-        splits = aekit.datasets.load(tmp_path / name)
+        splits = aekit.data.load(tmp_path / name)
         assert isinstance(splits.train, MappedDataset) and splits.train.scaling == loaded.scaling
         mapped = aekit.train(tmp_path / name, out=tmp_path / f"mapped-{name}", **options)
         assert _close(loaded.path, mapped.path) == 0
         pairs = zip(loaded.metrics["history"], mapped.metrics["history"], strict=True)
         assert all({**a, "time_s": 0} == {**b, "time_s": 0} for a, b in pairs)
-        features = aekit.features(mapped, aekit.datasets.load(tmp_path / name).test.floats())
+        features = aekit.features(mapped, aekit.data.load(tmp_path / name).test.floats())
         assert features.shape == (30, 4)
         monkeypatch.delenv("AEKIT_MMAP_BYTES")
 
@@ -91,10 +91,10 @@ def test_a_damaged_large_npy_is_refused_cleanly(tmp_path, monkeypatch):
     data = (tmp_path / "x.npy").read_bytes()
     (tmp_path / "x.npy").write_bytes(data[: len(data) // 2])
     with pytest.raises(aekit.AekitError, match="x.npy: truncated"):
-        aekit.datasets.load(tmp_path / "x.npy")
+        aekit.data.load(tmp_path / "x.npy")
     np.save(tmp_path / "o.npy", np.array([object()] * 3), allow_pickle=True)
     with pytest.raises(aekit.AekitError, match="does not unpickle"):
-        aekit.datasets.load(tmp_path / "o.npy")
+        aekit.data.load(tmp_path / "o.npy")
 
 
 def test_gpu_options_are_no_ops_on_cpu_and_named(tmp_path, capsys):

@@ -43,7 +43,7 @@ def test_a_new_autoencoder_type_is_one_class(tmp_path, registered):
 
 
 def test_a_new_file_format_is_one_function(tmp_path, registered):
-    @aekit.datasets.register_format(".tsv", options=("label_column",), what=".tsv tables")
+    @aekit.data.register_format(".tsv", options=("label_column",), what=".tsv tables")
     def read_tsv(path, options) -> Raw:
         rows = np.loadtxt(path, delimiter="\t", skiprows=1)
         if options.label_column is None:
@@ -60,11 +60,11 @@ def test_a_new_file_format_is_one_function(tmp_path, registered):
         aekit.train(tmp_path / "t.tsv", out=tmp_path / "other", size=(4, 4), **SMALL)
     with pytest.raises(aekit.AekitError, match="unsupported file type; aekit reads .*.tsv tables"):
         (tmp_path / "t.xyz").write_text("1\t2\n")
-        aekit.datasets.load(tmp_path / "t.xyz")
+        aekit.data.load(tmp_path / "t.xyz")
 
 
 def test_a_new_builtin_dataset_is_one_function(tmp_path, registered, capsys):
-    @aekit.datasets.register_dataset("bars", "horizontal and vertical bars, 4x4 (made in memory)")
+    @aekit.data.register_dataset("bars", "horizontal and vertical bars, 4x4 (made in memory)")
     def bars(data_dir) -> BuiltinArrays:
         x = np.zeros((40, 4, 4), np.uint8)
         for i in range(40):

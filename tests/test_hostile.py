@@ -636,12 +636,12 @@ tmp = Path(sys.argv[1])
 rows = np.random.default_rng(0).random((200000, 8))
 np.savetxt(tmp / "table.csv", rows, fmt="%.6f", delimiter=",")  # 14 MB
 np.savetxt(tmp / "long.csv", np.tile(rows, (10, 1)), fmt="%.6f", delimiter=",")  # 140 MB
-aekit.datasets.load("digits")  # everything imported and warmed up: the baseline
+aekit.data.load("digits")  # everything imported and warmed up: the baseline
 for name in ("table.csv", "long.csv"):
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     try:
-        train, test = aekit.datasets.load(tmp / name)
+        train, test = aekit.data.load(tmp / name)
         result = len(train) + len(test)
     except aekit.AekitError as e:
         result = e

@@ -327,7 +327,7 @@ def case(name):
 @case("IDX header claiming 2**96 bytes")
 def _():
     (tmp / "big-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1))
-    aekit.datasets.load(tmp / "big-idx3-ubyte")
+    aekit.data.load(tmp / "big-idx3-ubyte")
 
 def declared_png(width, height):
     # a PNG whose valid header declares width x height pixels, with a few bytes of data
@@ -344,7 +344,7 @@ def _():
     folder = tmp / "png"
     folder.mkdir()
     (folder / "big.png").write_bytes(declared_png(100000, 100000))
-    aekit.datasets.load(folder)
+    aekit.data.load(folder)
 
 @case("20 PNGs declaring 8000 x 8000 pixels (each under the per-image limit)")
 def _():
@@ -352,7 +352,7 @@ def _():
     folder.mkdir()
     for i in range(20):
         (folder / f"{i}.png").write_bytes(declared_png(8000, 8000))
-    aekit.datasets.load(folder)  # refused from the headers, before one image is decoded
+    aekit.data.load(folder)  # refused from the headers, before one image is decoded
 
 @case("npz zip bomb: 600 MB of zeros in 0.6 MB")
 def _():
@@ -361,7 +361,7 @@ def _():
             fmt.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (600 << 20,)})
             for _ in range(600 >> 4):
                 f.write(bytes(16 << 20))
-    aekit.datasets.load(tmp / "bomb.npz")
+    aekit.data.load(tmp / "bomb.npz")
 
 @case("npz member whose header claims 10**10 items")
 def _():
@@ -369,14 +369,14 @@ def _():
     fmt.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (10**10,)})
     with zipfile.ZipFile(tmp / "lie.npz", "w") as z:
         z.writestr("x.npy", buf.getvalue() + bytes(10))
-    aekit.datasets.load(tmp / "lie.npz")
+    aekit.data.load(tmp / "lie.npz")
 
 @case("npy header claiming 10**12 items")
 def _():
     buf = io.BytesIO()
     fmt.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
     (tmp / "lie.npy").write_bytes(buf.getvalue() + bytes(64))
-    aekit.datasets.load(tmp / "lie.npy")
+    aekit.data.load(tmp / "lie.npy")
 
 @case("safetensors header length of 2**40 bytes")
 def _():
@@ -393,7 +393,7 @@ def _():
 def aez_claiming(items):
     from aekit.apps.compress import MAGIC, VERSION, _U32
     import json
-    x = aekit.datasets.load("digits").test.floats()[:5]
+    x = aekit.data.load("digits").test.floats()[:5]
     blob = aekit.compress(run, x, bits=4)
     parts, pos = [], 5
     for _ in range(3):

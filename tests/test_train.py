@@ -15,11 +15,11 @@ def test_training_lowers_the_loss_and_beats_the_mean_image(digits_run):
     history = digits_run.metrics["history"]
     assert len(history) == 30
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[-1]["test_loss"] < history[0]["test_loss"]
     result = aekit.evaluate(digits_run, save=False)
     assert result["split"] == "test" and result["items"] == 359
     assert result["model"]["mse"] < result["baselines"]["mean"]["mse"]
-    x = aekit.datasets.load("digits").test.floats()  # the same figures, computed here from the model itself
+    x = aekit.data.load("digits").test.floats()  # the same figures, computed here from the model itself
     errors = (digits_run.model.reconstruct(x).double() - x.double()).pow(2).flatten(1).sum(1)
     assert result["model"]["sse_per_item"] == pytest.approx(float(errors.mean()), rel=1e-6)
     assert result["model"]["psnr_db"] == pytest.approx(10 * np.log10(64 / float(errors.mean())), rel=1e-6)
@@ -45,7 +45,7 @@ def test_run_folder_contents(digits_run_dir):
 def test_save_load_round_trip_gives_identical_outputs(digits_run):
     loaded = aekit.load(digits_run.path)
     assert not loaded.training
-    x = aekit.datasets.load("digits").test.floats()
+    x = aekit.data.load("digits").test.floats()
     assert torch.equal(loaded.encode(x), digits_run.model.encode(x))
     assert torch.equal(loaded.reconstruct(x), digits_run.model.reconstruct(x))
 
@@ -90,7 +90,7 @@ def test_existing_run_folder_is_not_clobbered_unless_forced(tmp_path):
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"lr": -0.1}, "lr must be positive"),
         ({"epochs": 0}, "epochs must be at least 1"),
-        ({"val_split": 1.5}, "val_split must be in"),
+        ({"test_split": 1.5}, "test_split must be in"),
         ({"device": "tpu"}, "device"),
     ],
 )
@@ -156,14 +156,14 @@ def test_new_data_is_prepared_with_the_runs_scaling(tmp_path):
     np.savetxt(tmp_path / "train.csv", np.arange(40.0).reshape(20, 2), delimiter=",")
     np.savetxt(tmp_path / "new.csv", np.arange(40.0).reshape(20, 2) * 2, delimiter=",")
     run = aekit.train(
-        tmp_path / "train.csv", out=tmp_path / "r", epochs=1, hidden=[4], latent_dim=1, val_split=0, quiet=True
+        tmp_path / "train.csv", out=tmp_path / "r", epochs=1, hidden=[4], latent_dim=1, test_split=0, quiet=True
     )
     new = run.load_data(str(tmp_path / "new.csv")).train.floats()
     assert float(new.max()) == pytest.approx((78 - 1) / 38)  # column 1 scaled by its training range 1..39
     np.save(tmp_path / "img8.npy", np.full((4, 3, 3), 255, np.uint8))
     np.save(tmp_path / "imgf.npy", np.full((4, 3, 3), 0.5, np.float32))
     image_run = aekit.train(
-        tmp_path / "img8.npy", out=tmp_path / "i", epochs=1, hidden=[4], latent_dim=1, val_split=0, quiet=True
+        tmp_path / "img8.npy", out=tmp_path / "i", epochs=1, hidden=[4], latent_dim=1, test_split=0, quiet=True
     )
     assert float(image_run.load_data(str(tmp_path / "imgf.npy")).train.floats().max()) == 0.5  # pixels in [0, 1] stay
 
@@ -182,7 +182,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
     assert "batch" in terminal.getvalue() and "loss=" in terminal.getvalue()  # tqdm's bar with the live loss
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("training ae on digits") and lines[1].startswith("note: only 46 optimizer steps")
-    assert len(lines) == 4 and lines[3].startswith("epoch 2/2") and "val_loss" in lines[3]
+    assert len(lines) == 4 and lines[3].startswith("epoch 2/2") and "test_loss" in lines[3]
     assert "batch/s" not in log.getvalue() and "batch/s" in terminal.getvalue()  # no bar in a log
 
 
@@ -204,8 +204,8 @@ def test_every_type_learns_saves_and_loads(tmp_path, name, backbone):
         device="cpu",
     )
     history = run.metrics["history"]
-    assert history[-1]["val_mse"] < 0.8 * history[0]["val_mse"], history
-    x = aekit.datasets.load("digits").test.floats()
+    assert history[-1]["test_mse"] < 0.8 * history[0]["test_mse"], history
+    x = aekit.data.load("digits").test.floats()
     loaded = aekit.load(run.path)
     assert torch.equal(loaded.encode(x), run.model.encode(x)) and torch.equal(
         loaded.reconstruct(x), run.model.reconstruct(x)
@@ -221,13 +221,13 @@ def test_type_metrics_in_evaluate(tmp_path):
     assert report["noisy_psnr_db"] < report["denoised_psnr_db"]
     sae = aekit.train("digits", "sae", out=tmp_path / "s", epochs=2, **SMALL)
     report = aekit.evaluate(sae, save=False)["model"]
-    z = sae.model.encode(aekit.datasets.load("digits").test.floats())  # sigmoid codes: on above 0.5
+    z = sae.model.encode(aekit.data.load("digits").test.floats())  # sigmoid codes: on above 0.5
     assert report["mean_activation"] == pytest.approx(float(z.mean()), rel=1e-5)
     assert report["active_fraction"] == pytest.approx(float((z > 0.5).float().mean()), rel=1e-5)
     vae = aekit.train("digits", "vae", out=tmp_path / "v", epochs=2, **SMALL)
     report = aekit.evaluate(vae, save=False, nll_k=20)["model"]
     assert report["nll"] <= -report["elbo"] + 1.0 and report["nll_k"] == 20
-    mu = vae.model.encode(aekit.datasets.load("digits").test.floats())  # Burda et al.'s count, done here
+    mu = vae.model.encode(aekit.data.load("digits").test.floats())  # Burda et al.'s count, done here
     assert report["active_units"] == int((mu.var(0) > 0.01).sum())
     with pytest.raises(AekitError, match="only vae does"):
         aekit.evaluate(sae, save=False, nll_k=20)
@@ -266,14 +266,14 @@ def test_a_run_says_when_it_is_too_short_to_learn(capsys):
     from aekit.train import Progress
 
     model = aekit.create_model("vae", (1, 8, 8), hidden=[16], latent_dim=4, kl_warmup_steps=1000)
-    trainer = aekit.Trainer(model, aekit.datasets.load("digits"), TrainConfig(epochs=2, batch_size=256, device="cpu"))
+    trainer = aekit.Trainer(model, aekit.data.load("digits"), TrainConfig(epochs=2, batch_size=256, device="cpu"))
     notes = trainer.notes()
     assert "only 12 optimizer steps in all (6 per epoch)" in notes[0] and "--batch-size 143" in notes[0]
     assert "the KL warm-up takes 1000 steps but the run has 12" in notes[1]
     Progress().on_train_start(trainer)
     assert "note: only 12 optimizer steps" in capsys.readouterr().err
     long = aekit.Trainer(
-        aekit.create_model("ae", (1, 8, 8)), aekit.datasets.load("digits"), TrainConfig(device="cpu", epochs=40)
+        aekit.create_model("ae", (1, 8, 8)), aekit.data.load("digits"), TrainConfig(device="cpu", epochs=40)
     )
     assert long.notes() == []
 
@@ -293,3 +293,55 @@ def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
     run = aekit.train(tmp_path / "t.npy", out=tmp_path / "r", quiet=True, device="cpu", epochs=2)
     assert run.config["train"]["batch_size"] == 16 and run.config["train"]["epochs"] == 2
     assert run.config["model"]["latent_dim"] == 2 and run.config["model"]["hidden"] == [24, 12]
+
+
+def test_the_held_out_part_is_called_test_and_the_old_name_val_split_still_works(tmp_path):
+    from conftest import assert_clean_error, run_cli
+
+    assert len(aekit.data.load("digits", val_split=0.5).test) == len(
+        aekit.data.load("digits", test_split=0.5).test
+    )
+    run = aekit.train("digits", out=tmp_path / "py", epochs=1, val_split=0.5, **SMALL)
+    assert run.config["data"]["test_split"] == 0.5 and "val_split" not in run.config["data"]
+    assert set(run.metrics["final"]) >= {"train_loss", "test_loss"}
+    again = run_cli(
+        "train",
+        "--data",
+        "digits",
+        "--val-split",
+        "0.5",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--latent-dim",
+        "2",
+        "--quiet",
+        "--out",
+        tmp_path / "cli",
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["data"]["test_split"] == 0.5
+    old = json.loads((tmp_path / "cli" / "config.json").read_text())
+    old["data"]["val_split"] = old["data"].pop("test_split")  # a config.json written before the rename
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    from_old = run_cli("train", "--config", tmp_path / "old.json", "--epochs", "1", "--quiet", "--out", tmp_path / "o")
+    assert from_old.returncode == 0, from_old.stderr
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["data"]["test_split"] == 0.5
+    with pytest.raises(AekitError, match="not both"):
+        aekit.train("digits", out=tmp_path / "both", epochs=1, val_split=0.5, test_split=0.2, **SMALL)
+    flag_wins = run_cli(
+        "train",
+        "--config",
+        tmp_path / "old.json",
+        "--test-split",
+        "0.2",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        tmp_path / "f",
+    )
+    assert flag_wins.returncode == 0, flag_wins.stderr  # flags win over the file, under either name
+    assert json.loads((tmp_path / "f" / "config.json").read_text())["data"]["test_split"] == 0.2
+    assert_clean_error(run_cli("train", "--data", "digits", "--val-split", "1.5"), "test_split must be in [0, 1)")

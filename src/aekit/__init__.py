@@ -6,8 +6,8 @@ model = aekit.load("runs/classic")          # eval mode, never unpickles
 z = model.encode(x)                          # x: (N, 1, 28, 28) floats in [0, 1]
 x_hat = model.decode(z)
 
-Uses of a trained run: compress/decompress, denoise, features, generate/interpolate/manifold,
-anomaly_scores; scikit-learn estimators: AutoencoderTransformer, AutoencoderDetector.
+Data: aekit.data (load, info, registries). Uses of a trained run: reconstruct, compress/decompress, denoise,
+features, generate/interpolate/manifold, anomaly_scores, evaluate, reconstruction_figure; scikit-learn estimators: AutoencoderTransformer, AutoencoderDetector.
 
 Importing the package is cheap: each public name loads its module (and PyTorch) when first used, so that
 the `aekit` command handles everything from its first instant (a Ctrl-C during start-up included).
@@ -30,7 +30,8 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "anomaly_scores": ("apps.anomaly", "scores"),
     "compress": ("apps.compress", "compress"),
     "create_model": ("registry", "create_model"),
-    "datasets": ("data", None),
+    "data": ("data", None),
+    "datasets": ("data", None),  # the old name of aekit.data
     "decompress": ("apps.compress", "decompress"),
     "denoise": ("apps.denoise", "denoise"),
     "evaluate": ("evaluate", "evaluate"),
@@ -40,7 +41,8 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "list_models": ("registry", "list_models"),
     "load": ("run", "load"),
     "manifold": ("apps.generate", "manifold"),
-    "reconstruct": ("evaluate", "reconstruct"),
+    "reconstruct": ("apps.denoise", "reconstruct"),
+    "reconstruction_figure": ("evaluate", "reconstruction_figure"),
     "register_model": ("registry", "register_model"),
     "train": ("train", "train"),
 }

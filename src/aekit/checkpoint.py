@@ -31,6 +31,7 @@ from .config import brief, check_like
 from .errors import AekitError, check
 from .run import load_state, read_tensors, save_tensors
 
+_OLD_KEYS = re.compile(r"^val_")  # runs made before the held-out part was called test logged it as val_*
 META_KEYS = ("epoch", "param_groups", "optim_scalars", "scheduler", "history")
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
 
@@ -71,6 +72,7 @@ def load(path: Path, trainer) -> None:
     epoch, history = parsed["epoch"], parsed["history"]
     check(type(epoch) is int and epoch >= 0, f"{where}: epoch must be a whole number >= 0, got {brief(epoch)}")
     _check_history(history, epoch, where)
+    history = [{_OLD_KEYS.sub("test_", k): v for k, v in record.items()} for record in history]
     steps = epoch * trainer.steps_per_epoch
 
     groups = _learning_rates(parsed["param_groups"], trainer.optimizer, where)

@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import AekitError, check
 
@@ -28,6 +28,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     """
     if not isinstance(data, Mapping):
         raise AekitError(f"{where}: expected an object of options, got {type(data).__name__}")
+    data = new_names(cls, data, where)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -46,8 +47,17 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
 
 
 def field_names(cls: type) -> set[str]:
-    """The options a config dataclass declares."""
-    return {f.name for f in dataclasses.fields(cls) if f.init}
+    """The options a config dataclass declares, and the old names it still accepts (its RENAMED)."""
+    return {f.name for f in dataclasses.fields(cls) if f.init} | set(getattr(cls, "RENAMED", {}))
+
+
+def new_names(cls: type, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """data with the old option names a config class still accepts (its RENAMED: old -> new) given new ones."""
+    renamed = getattr(cls, "RENAMED", {})
+    for old, new in renamed.items():
+        if old in data and new in data:
+            raise AekitError(f"{where}: give {new} (or its old name {old}), not both")
+    return {renamed.get(k, k): v for k, v in data.items()}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -202,8 +212,9 @@ class DataConfig:
     """Which data and how to split it.
 
     source: a built-in dataset name ("mnist", "digits") or a path (image folder, .npy, .npz, .csv, IDX).
-    val_split: fraction held out for validation and evaluation; None means the dataset's own test
-        split for built-ins and 0.1 for the user's data. 0 holds nothing out.
+    test_split: fraction held out (the test part, watched during training and scored by evaluate); None
+        means the dataset's own test split for built-ins and 0.1 for the user's data. 0 holds nothing out.
+        Its old name val_split is still accepted.
     size: (height, width) to resize images from a folder to.
     label_column: CSV column holding labels (kept out of the features).
     split_seed: seed of the random hold-out split.
@@ -211,8 +222,10 @@ class DataConfig:
         to train on normal items only for anomaly detection.
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"val_split": "test_split"}  # old names that keep working
+
     source: str = "mnist"
-    val_split: float | None = None
+    test_split: float | None = None
     size: tuple[int, ...] | None = None
     label_column: str | None = None
     split_seed: int = 0
@@ -220,8 +233,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check(self.source != "", "data.source must name a dataset or a path")
-        if self.val_split is not None:
-            check(0 <= self.val_split < 1, f"data.val_split must be in [0, 1), got {self.val_split}")
+        if self.test_split is not None:
+            check(0 <= self.test_split < 1, f"data.test_split must be in [0, 1), got {self.test_split}")
         if self.size is not None:
             ok = len(self.size) == 2 and all(s >= 1 for s in self.size)
             check(ok, f"data.size must be two positive integers HEIGHT,WIDTH, got {list(self.size)}")

@@ -84,7 +84,7 @@ def evaluate(
 
 
 @torch.no_grad()
-def reconstruct(
+def reconstruction_figure(
     run: Run | str | os.PathLike,
     out: str | os.PathLike,
     n: int = 8,

@@ -1,5 +1,5 @@
 """Command-line flags from the config dataclasses: every option a model type, the trainer or the data
-declares is a flag (--latent-dim, --epochs, --val-split), its help taken from the class docstring, its value
+declares is a flag (--latent-dim, --epochs, --test-split), its help taken from the class docstring, its value
 kept under its section ("model.latent_dim") so that the three sections travel apart from the command line
 to the Trainer, as a run's config.json holds them."""
 
@@ -68,6 +68,9 @@ def add_fields(group, cls: type, section: str, skip: set[str], owners: dict[str,
     """A flag per field of cls, its value kept under SECTION.NAME. A field two model types both declare must
     mean the same (the same type): the flag serves both."""
     hints, helps = typing.get_type_hints(cls), field_help(cls)
+    olds: dict[str, list[str]] = {}
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        olds.setdefault(new, []).append(old)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -81,8 +84,8 @@ def add_fields(group, cls: type, section: str, skip: set[str], owners: dict[str,
         if default is not None:
             text += f" (default {','.join(map(str, default)) if isinstance(default, tuple) else default})"
         metavar = "H,W" if f.name == "size" else f.name.upper()
-        flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text)
+        flags = ["--" + name.replace("_", "-") for name in (f.name, *olds.get(f.name, ()))]  # new name, then old ones
+        group.add_argument(*flags, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text)
 
 
 def sections_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -97,6 +100,7 @@ def sections_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def config_file(path: str) -> tuple[str | None, str | None, dict[str, dict[str, Any]]]:
     """(model name, data source, option sections) from a JSON file shaped like a run's config.json."""
+    from .config import DataConfig, new_names
     from .disk import read_json
     from .errors import check
     from .run import CONFIG_KEYS
@@ -109,5 +113,5 @@ def config_file(path: str) -> tuple[str | None, str | None, dict[str, dict[str, 
     for key, section in sections.items():
         check(isinstance(section, dict), f"{path}: the {key!r} section must be an object")
     model = {k: v for k, v in sections["model"].items() if k not in ("name", "input_shape")}  # the data decides
-    data = {k: v for k, v in sections["data"].items() if k != "source"}
+    data = {k: v for k, v in new_names(DataConfig, sections["data"], f"{path}: data").items() if k != "source"}
     return sections["model"].get("name"), sections["data"].get("source"), {**sections, "model": model, "data": data}

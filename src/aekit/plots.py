@@ -69,13 +69,13 @@ def reconstructions(x: torch.Tensor, x_hat: torch.Tensor, title: str | None = No
 
 
 def loss_curves(history: Sequence[dict[str, float]], title: str | None = None) -> bytes:
-    """One panel per logged quantity (loss, mse, ...), training and validation per epoch."""
+    """One panel per logged quantity (loss, mse, ...), the training and test (held-out) parts per epoch."""
     names = [k[len("train_") :] for k in history[0] if k.startswith("train_")] if history else ["loss"]
     fig = _figure(4.2 * len(names), 3.2)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     epochs = [r["epoch"] for r in history]
     for ax, name in zip(axes, names, strict=True):
-        for split, style in (("train", "o-"), ("val", "s--")):
+        for split, style in (("train", "o-"), ("test", "s--")):
             key = f"{split}_{name}"
             if history and key in history[0]:
                 ax.plot(epochs, [r[key] for r in history], style, ms=3, label=split)

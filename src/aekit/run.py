@@ -173,7 +173,7 @@ class Run:
         if source is not None and not self.same_source(source):
             cfg = DataConfig(str(source), 0.0, cfg.size, cfg.label_column, cfg.split_seed)
         elif source is not None:  # the run's own data, all of it (its hold-out kept apart)
-            cfg = DataConfig(cfg.source, cfg.val_split, cfg.size, cfg.label_column, cfg.split_seed)
+            cfg = DataConfig(cfg.source, cfg.test_split, cfg.size, cfg.label_column, cfg.split_seed)
         return self._checked(load_config(cfg, data_dir=data_dir, scaling=self.scaling), cfg.source)
 
     def _checked(self, splits: Splits, source: str) -> Splits:

@@ -121,7 +121,7 @@ class Trainer:
             record = {"epoch": self.epoch + 1}
             record.update(self.train_epoch())
             if self.data.test is not None and self.rank == 0:
-                record.update({f"val_{k}": v for k, v in self.evaluate(self.data.test).items()})
+                record.update({f"test_{k}": v for k, v in self.evaluate(self.data.test).items()})
             record["time_s"] = round(time.perf_counter() - start, 4)
             self.epoch += 1
             self.history.append(record)
@@ -274,9 +274,9 @@ class Progress(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         n = len(trainer.data.train)
-        val = f", {len(trainer.data.test)} held out" if trainer.data.test is not None else ""
+        held = f", {len(trainer.data.test)} held out" if trainer.data.test is not None else ""
         print(
-            f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{val}) on {trainer.device}, "
+            f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{held}) on {trainer.device}, "
             f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}",
             file=self.stream,
         )
@@ -331,14 +331,14 @@ def train(
 ) -> Run | None:
     """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
 
-    data: a built-in name ("mnist", "digits"), a path, or Splits from aekit.datasets.load().
+    data: a built-in name ("mnist", "digits"), a path, or Splits from aekit.data.load().
     model: a registered type (see list_models()).
     out: the run folder (default runs/<model>-<data>, numbered if taken); with resume=True, the run to
         continue (its config is reused; only epochs, device and quiet may change).
     config: options by section, as a run's config.json holds them: {"model": {...}, "train": {...},
         "data": {...}}.
     options: the same by name, each put in its section: training options (epochs, batch_size, lr, ...), data
-        options (val_split, size, label_column, ...) and the model type's options (latent_dim, hidden, ...).
+        options (test_split, size, label_column, ...) and the model type's options (latent_dim, hidden, ...).
 
     Bad options or data raise AekitError before anything is written. Under torchrun (or `aekit train
     --nproc N`) every process calls this; they train one model with DistributedDataParallel, rank 0

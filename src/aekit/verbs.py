@@ -129,7 +129,8 @@ def _train(p):
     from .registry import get_model_class, list_models
     from .train import train
 
-    p.add_argument("--data", help=f"{INPUT_HELP} (default mnist)")
+    p.add_argument("input", nargs="?", metavar="INPUT", help=f"{INPUT_HELP} (default mnist)")
+    p.add_argument("--data", dest="data_alias", metavar="INPUT", help="the same as INPUT")
     p.add_argument("--model", choices=list_models(), help="autoencoder type (default ae; see: aekit models)")
     p.add_argument("--out", help="run folder to create (default runs/MODEL-DATA)")
     p.add_argument("--config", help="JSON file with model/train/data sections (a run's config.json works); flags win")
@@ -165,18 +166,18 @@ def _train(p):
         for section, given in sections_given(args).items():
             sections[section] = {**sections.get(section, {}), **given}
         common = {"quiet": args.quiet, "data_dir": args.data_dir, "config": sections}
+        data = _source(args)
         if args.resume:
-            given = [flag for flag in ("data", "model", "out", "config", "force") if getattr(args, flag)]
-            check(not given, f"--resume continues the run with its own data and model; drop --{', --'.join(given)}")
+            given = [f"--{flag}" for flag in ("model", "out", "config", "force") if getattr(args, flag)]
+            given += ["INPUT"] if data is not None else []
+            check(not given, f"--resume continues the run with its own data and model; drop {', '.join(given)}")
             run = train(out=args.resume, resume=True, **common)
         else:
-            run = train(
-                args.data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common
-            )
+            run = train(data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common)
         if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
             return None
         final = run.metrics.get("final", {})
-        shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "val_"))}
+        shown = {k: round(v, 6) for k, v in final.items() if k.startswith(("train_", "test_"))}
         return f"run folder: {run.path}  {dumps(shown, indent=None)}\nnext: aekit evaluate {run.path}"
 
     return run_train
@@ -203,7 +204,7 @@ def _evaluate(p):
 
 @verb("reconstruct", "figure of originals over reconstructions")
 def _reconstruct(p):
-    from .evaluate import reconstruct
+    from .evaluate import reconstruction_figure
 
     p.add_argument("run", help="run folder")
     _add_input(p, required=False)
@@ -211,7 +212,7 @@ def _reconstruct(p):
     p.add_argument("-n", type=int, default=8, help="how many items, 1 to 32 (default 8)")
     p.add_argument("--force", action="store_true", help="replace an existing figure")
     return lambda args: str(
-        reconstruct(args.run, args.output, args.n, _source(args), args.data_dir, args.force, args.split)
+        reconstruction_figure(args.run, args.output, args.n, _source(args), args.data_dir, args.force, args.split)
     )
 
 

@@ -1,4 +1,4 @@
-"""Noise removal: run items through a trained model (a dae is made for it), optionally after adding noise
+"""Reconstruction and noise removal: run items through a trained model (a dae is made for it), optionally after adding noise
 first, so that the result can be measured against the clean items."""
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ from ..run import Run, open_run
 from . import ARRAY_KINDS, as_items, decode_all, encode_all, to_raw, write_array
 
 
-def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:
-    """Cleaned items (N, ...) in [0, 1]: the model's reconstructions of x, a tensor of items in [0, 1], or a numpy
-    array, a dataset name or a path (see as_items)."""
+def reconstruct(run: Run | str | os.PathLike, x) -> torch.Tensor:
+    """The model's reconstructions (N, ...) in [0, 1] of x: a tensor of items in [0, 1], or a numpy array, a
+    dataset name or a path (see as_items). In batches, without gradients."""
     run = open_run(run)
     return decode_all(run.model, encode_all(run.model, as_items(run, x)))
+
+
+def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:
+    """Cleaned items (N, ...) in [0, 1]: what a model trained to remove noise (a dae) rebuilds from noisy x."""
+    return reconstruct(run, x)
 
 
 def denoise_file(

@@ -222,25 +222,27 @@ class Splits(NamedTuple):
 def load(
     source: str | os.PathLike = "mnist",
     *,
-    val_split: float | None = None,
+    test_split: float | None = None,
     size: tuple[int, int] | None = None,
     label_column: str | None = None,
     split_seed: int = 0,
     classes: list[str] | None = None,
     data_dir: str | os.PathLike | None = None,
     scaling: Scaling | None = None,
+    val_split: float | None = None,
 ) -> Splits:
     """Load a built-in dataset ("mnist", "digits") or the user's file/folder as train/test Splits.
 
-    Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a
-    seeded random val_split (default 0.1) is held out; built-ins use their own test split unless
-    val_split is given. classes keeps only the items with those labels. scaling, when given (a trained
-    run's), is used for tables and for images that are neither uint8 nor already in [0, 1], instead of
+    Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a seeded
+    random test_split (default 0.1; its old name val_split works too) is held out; built-ins use their own test
+    split unless test_split is given. classes keeps only the items with those labels. scaling, when given (a
+    trained run's), is used for tables and for images that are neither uint8 nor already in [0, 1], instead of
     fitting one.
     """
+    check(test_split is None or val_split is None, "give test_split (or its old name val_split), not both")
     cfg = DataConfig(
         str(source),
-        val_split,
+        val_split if test_split is None else test_split,
         tuple(size) if size else None,
         label_column,
         split_seed,
@@ -277,7 +279,7 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
 
 
 def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
-    """A built-in dataset's own train and test parts (or a val_split held out of its train part)."""
+    """A built-in dataset's own train and test parts (or a test_split held out of its train part)."""
     for option in ("size", "label_column"):
         flag = "--" + option.replace("_", "-")
         check(getattr(cfg, option) is None, f"{flag} applies to files and folders; {known.name} is a built-in dataset")
@@ -291,7 +293,7 @@ def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling 
             x_test[keep_test],
             y_test[keep_test],
         )
-    if cfg.val_split is not None:  # hold out from the training part; the official test split stays unused
+    if cfg.test_split is not None:  # hold out from the training part; the official test split stays unused
         x, y = _layout(Path(known.name), x_train), y_train.astype(np.int64)
         return _make_splits(x, y, known.name, None, cfg, None, scaling or fixed)
     x = _layout(Path(known.name), np.concatenate([x_train, x_test]))
@@ -375,10 +377,10 @@ def _make_splits(
     check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
     release = mapped.release if mapped is not None else lambda: None
     _check_finite(raw, name, release)
-    if cfg.val_split is not None or test_idx is None:
-        frac = 0.1 if cfg.val_split is None else cfg.val_split
+    if cfg.test_split is not None or test_idx is None:
+        frac = 0.1 if cfg.test_split is None else cfg.test_split
         n_test = int(round(n * frac))
-        check(n - n_test >= 1, f"{name}: val_split {frac} leaves no training items out of {n}")
+        check(n - n_test >= 1, f"{name}: test_split {frac} leaves no training items out of {n}")
         perm = np.random.default_rng(cfg.split_seed).permutation(n)
         test_idx = np.sort(perm[:n_test])
     train_mask = np.ones(n, dtype=bool)
