@@ -232,7 +232,9 @@ def test_evaluate_scores_the_same_items_however_the_data_is_spelled(tmp_path, mo
     assert json.loads(capsys.readouterr().out)["items"] == 45
     assert main(["evaluate", "r", "data/t.csv", "--data", "data/t.csv"]) == 2
     for out, args in (("r2", ["data/t.csv"]), ("r3", ["--data", "data/t.csv"])):  # train takes its INPUT alike
-        assert main(["train", *args, "--epochs", "1", "--hidden", "8", "--latent-dim", "2", "--quiet", "--out", out]) == 0
+        assert (
+            main(["train", *args, "--epochs", "1", "--hidden", "8", "--latent-dim", "2", "--quiet", "--out", out]) == 0
+        )
         assert aekit.Run.open(out).config["data"]["source"] == "data/t.csv"
 
 

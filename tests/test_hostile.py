@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as safetensors_bytes
 
 import aekit
-from aekit import AekitError, datasets
+from aekit import AekitError, datasets, progress
 from aekit.apps.compress import _U32, MAGIC, VERSION
 from aekit.cli import main as cli_main
 from aekit.config import DataConfig, TrainConfig
@@ -271,6 +271,12 @@ def test_long_loops_work_in_chunks_and_show_progress_on_a_terminal(runs, monkeyp
     assert x.shape == (5121, 1, 8, 8) and "generating" in terminal.getvalue()
     first = aekit.generate(runs["vae"], n=1024, seed=3)  # the chunks are one stream: a prefix is the same
     assert torch.equal(x[:1024], first)
+    log = io.StringIO()  # no terminal: a line once a loop has run progress.INTERVAL seconds (here: at once)
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    aekit.generate(runs["vae"], n=5 * 1024 + 1, seed=3)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("generating: 17% done") and lines[-1].startswith("generating: 83%")
 
 
 @pytest.mark.parametrize(("key", "value"), [("latent_dim", 10**12), ("input_shape", [1, 100000, 100000])])

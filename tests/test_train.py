@@ -186,6 +186,24 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
     assert "batch/s" not in log.getvalue() and "batch/s" in terminal.getvalue()  # no bar in a log
 
 
+def test_a_long_epoch_shows_life_in_a_log(tmp_path, monkeypatch):
+    import io
+
+    from aekit import progress
+    from aekit.train import Progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # every step is "long": a line each
+    log = io.StringIO()
+    aekit.train("digits", out=tmp_path / "r", epochs=1, callbacks=[Progress(log)], **SMALL)
+    steps = [line for line in log.getvalue().splitlines() if ": step " in line]
+    assert len(steps) == 23 and steps[0].startswith("epoch 1/1: step 1/23  loss ")
+    assert steps[-1].startswith("epoch 1/1: step 23/23")
+    monkeypatch.setattr(progress, "INTERVAL", 3600.0)  # the default kind of run: epochs shorter than a line's wait
+    quiet = io.StringIO()
+    aekit.train("digits", out=tmp_path / "q", epochs=1, callbacks=[Progress(quiet)], **SMALL)
+    assert ": step " not in quiet.getvalue()
+
+
 @pytest.mark.parametrize("backbone", ["mlp", "conv"])
 @pytest.mark.parametrize("name", aekit.list_models())
 def test_every_type_learns_saves_and_loads(tmp_path, name, backbone):
@@ -298,9 +316,7 @@ def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
 def test_the_held_out_part_is_called_test_and_the_old_name_val_split_still_works(tmp_path):
     from conftest import assert_clean_error, run_cli
 
-    assert len(aekit.data.load("digits", val_split=0.5).test) == len(
-        aekit.data.load("digits", test_split=0.5).test
-    )
+    assert len(aekit.data.load("digits", val_split=0.5).test) == len(aekit.data.load("digits", test_split=0.5).test)
     run = aekit.train("digits", out=tmp_path / "py", epochs=1, val_split=0.5, **SMALL)
     assert run.config["data"]["test_split"] == 0.5 and "val_split" not in run.config["data"]
     assert set(run.metrics["final"]) >= {"train_loss", "test_loss"}

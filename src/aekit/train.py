@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, disk, distributed
+from . import checkpoint, disk, distributed, progress
 from .config import DataConfig, TrainConfig, field_names, from_dict, lr_factor
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
@@ -264,12 +264,13 @@ def _means(totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
 
 
 class Progress(Callback):
-    """A tqdm bar per epoch with the live loss on a terminal; one line per epoch otherwise."""
+    """A tqdm bar per epoch with the live loss on a terminal; otherwise one line per epoch, and within an epoch
+    longer than progress.INTERVAL a line per interval."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
         self.bar = None
-        self.last = 0.0
+        self.last = 0.0  # when the bar last showed the loss
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -282,9 +283,15 @@ class Progress(Callback):
         )
         for note in trainer.notes():
             print(f"note: {note}", file=self.stream)
+        self.logged = time.monotonic()  # when the last line was written
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
-        if not self.tty:
+        if not self.tty:  # a log: a line within an epoch that runs longer than progress.INTERVAL
+            now = time.monotonic()
+            if now - self.logged >= progress.INTERVAL:
+                where = f"epoch {trainer.epoch + 1}/{trainer.config.epochs}: step {step + 1}/{trainer.steps_per_epoch}"
+                print(f"{where}  loss {loss.item():.4g}", file=self.stream, flush=True)
+                self.logged = now
             return
         if self.bar is None:
             from tqdm import tqdm
@@ -304,6 +311,7 @@ class Progress(Callback):
             self.last = now
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
+        self.logged = time.monotonic()
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -173,7 +173,9 @@ def _train(p):
             check(not given, f"--resume continues the run with its own data and model; drop {', '.join(given)}")
             run = train(out=args.resume, resume=True, **common)
         else:
-            run = train(data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common)
+            run = train(
+                data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common
+            )
         if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
             return None
         final = run.metrics.get("final", {})
