@@ -1,5 +1,5 @@
-"""Reconstruction and noise removal: run items through a trained model (a dae is made for it), optionally after adding noise
-first, so that the result can be measured against the clean items."""
+"""Reconstruction and noise removal: run items through a trained model (a dae is made for it), optionally after
+adding noise first, so that the result can be measured against the clean items."""
 
 from __future__ import annotations
 
