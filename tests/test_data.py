@@ -353,3 +353,46 @@ def test_info_summary():
     assert (
         summary["kind"] == "images" and summary["item_shape"] == [1, 8, 8] and sum(summary["labels"].values()) == 1438
     )
+
+
+def test_export_writes_files_aekit_reads_back_as_the_same_items(tmp_path, monkeypatch):
+    from aekit.data.export import export
+    from conftest import assert_clean_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    digits = datasets.load("digits").train
+    assert export("digits", "images", split="train")["items"] == len(digits)
+    back = datasets.load("images", test_split=0).train  # a folder of PNGs, one subfolder per label
+    assert sorted(np.unique(back.y.numpy()).tolist()) == list(range(10)) and back.classes == tuple("0123456789")
+    assert len(list((tmp_path / "images").rglob("*.png"))) == len(digits)
+    counts = {c: len(list((tmp_path / "images" / c).iterdir())) for c in back.classes}
+    assert counts == {str(c): int((digits.y == c).sum()) for c in range(10)}
+    first = Image.open(tmp_path / "images" / str(int(digits.y[0])) / "0000.png")  # LABEL/NUMBER.png
+    assert np.array_equal(np.asarray(first), (digits.x[0, 0].numpy() * 255).round().astype(np.uint8))
+
+    export("digits", "d.npz", split="test")  # the data's own units: digits are 0..16
+    arrays = np.load("d.npz")
+    assert arrays["x"].shape == (359, 8, 8, 1) and arrays["x"].max() == 16 and len(arrays["y"]) == 359
+    assert np.allclose(datasets.load("d.npz", test_split=0).train.floats(), datasets.load("digits").test.floats())
+
+    rows = np.random.default_rng(0).normal(5, 3, (40, 3))
+    kinds = np.array(["ok", "bad"])[np.arange(40) % 2]
+    lines = ["a,b,kind,c"] + [f"{r[0]},{r[1]},{k},{r[2]}" for r, k in zip(rows, kinds, strict=True)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    export("t.csv", "out.csv", label_column="kind")
+    table = datasets.load("out.csv", test_split=0, label_column="label").train
+    original = datasets.load("t.csv", test_split=0, label_column="kind").train
+    assert table.classes == original.classes == ("bad", "ok") and torch.equal(table.y, original.y)
+    assert np.allclose(table.scaling.invert(table.x.numpy()), rows, atol=1e-6)
+
+    assert_clean_error(run_cli("data", "export", "digits", "-o", "x.csv", cwd=tmp_path), "folder or an .npz")
+    table_to_folder = run_cli("data", "export", "t.csv", "--label-column", "kind", "-o", "folder", cwd=tmp_path)
+    assert_clean_error(table_to_folder, ".csv or an .npz")
+    assert_clean_error(run_cli("data", "export", "digits", "-o", "images", cwd=tmp_path), "--force")
+    done = run_cli("data", "export", "digits", "-o", "images", "--classes", "3", "--force", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [".aekit-output", "3"]  # replaced whole
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "3").mkdir()
+    (tmp_path / "mine" / "3" / "notes.txt").write_text("mine")
+    assert_clean_error(run_cli("data", "export", "digits", "-o", "mine", "--force", cwd=tmp_path), "did not write")

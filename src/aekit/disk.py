@@ -293,6 +293,15 @@ _KIND_NAMES = {
 }
 
 
+def _pngs(entry: Path, subfolders: bool) -> bool:
+    """Whether entry is a PNG file, or (with subfolders) a real folder of nothing but PNG files."""
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return subfolders and all(_pngs(e, subfolders=False) for e in entry.iterdir())
+    return entry.suffix == ".png" and entry.is_file()
+
+
 def _describe(kinds: tuple[str, ...]) -> str:
     names = [_KIND_NAMES[k] for k in kinds]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
@@ -330,7 +339,7 @@ class Output:
             check(stat.S_ISDIR(info.st_mode), f"{path} is a file; the output is a folder of PNGs")
             entries = list(path.iterdir())
             ours = (path / MARKER).is_file() or not entries
-            ours = ours and all(e.name == MARKER or (e.suffix == ".png" and e.is_file()) for e in entries)
+            ours = ours and all(e.name == MARKER or _pngs(e, subfolders=True) for e in entries)
             check(ours, f"{path} is a folder aekit did not write (or holds other files); aekit replaces only its own")
         else:
             check(stat.S_ISREG(info.st_mode), f"{path} is not a file; give another output name")

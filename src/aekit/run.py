@@ -33,7 +33,6 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
 CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
-SPLITS = ("all", "train", "test")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
@@ -196,20 +195,9 @@ class Run:
         held out of its own data; a built-in's test split for another built-in). Default: "test" when source is
         not given (all of it if the run held nothing out), else "all".
         """
-        chosen = split or ("test" if source is None else "all")
-        check(chosen in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {chosen!r}")
-        train, test = self.load_data(source, data_dir)
-        if chosen == "train":
-            return train, "train"
-        if chosen == "test":
-            if test is not None:
-                return test, "test"
-            named = (
-                self.data_config.source if source is None else "the array" if isinstance(source, np.ndarray) else source
-            )
-            check(split is None, f"{named}: has no test part; use split all")
-            return train, "all (nothing was held out)"
-        return (train if test is None else train.join(test)), "all"
+        named = self.data_config.source if source is None else "the array" if isinstance(source, np.ndarray) else source
+        splits = self.load_data(source, data_dir)
+        return splits.part(split or ("test" if source is None else "all"), str(named), strict=split is not None)
 
     def update_metrics(self, **sections: Any) -> None:
         """Merge sections into the run's metrics.json (read again first: another process may have written it)."""

@@ -112,6 +112,22 @@ def _data_info(p):
     return lambda args: info(args.source, data_dir=args.data_dir, **sections_given(args)["data"])
 
 
+@verb("data export", "write a dataset out as files: a folder of PNGs by label, a CSV table or an .npz")
+def _data_export(p):
+    from .config import DataConfig
+    from .data.export import export
+
+    p.add_argument("source", metavar="INPUT", help=INPUT_HELP)
+    p.add_argument("-o", "--output", required=True, help="a folder name (images), .csv (tables) or .npz")
+    p.add_argument("--split", choices=("all", "train", "test"), default="all", help="which items (default all)")
+    p.add_argument("--force", action="store_true", help="replace an existing output (only what aekit wrote)")
+    add_fields(p, DataConfig, "data", {"source"}, {})
+    _add_data_dir(p)
+    return lambda args: export(
+        args.source, args.output, args.split, args.data_dir, args.force, **sections_given(args)["data"]
+    )
+
+
 @verb("models", "list the autoencoder types")
 def _models(p):
     from .registry import get_model_class, list_models

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import UINT8, Scaling
+from ..data.sources import write_images
 from ..disk import FOLDER, Output
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
@@ -86,14 +87,4 @@ def write_array(out: Output, x: np.ndarray, **extra: np.ndarray) -> Path:
     if out.kind == ".npz":
         return out.write(lambda f: np.savez(f, x=x, **extra))
     check(x.ndim == 4 and x.shape[1] in (1, 3, 4), f"{out.path}: only images can be written as PNG files; use .npz")
-    return out.write_folder(lambda folder: _write_pngs(folder, x))
-
-
-def _write_pngs(folder: Path, x: np.ndarray) -> None:
-    from PIL import Image
-
-    pixels = x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-    pixels = pixels.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-    width = len(str(len(pixels) - 1))
-    for i, item in enumerate(pixels):
-        Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(folder / f"{i:0{width}d}.png")
+    return out.write_folder(lambda folder: write_images(folder, x.transpose(0, 2, 3, 1)))

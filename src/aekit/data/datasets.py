@@ -212,11 +212,27 @@ class MappedDataset(Dataset):
         return dataclasses.replace(self, y=y, rows=np.concatenate([self.rows, other.rows]))
 
 
+SPLITS = ("all", "train", "test")
+
+
 class Splits(NamedTuple):
-    """A dataset's training part and its held-out part (None when nothing is held out)."""
+    """A dataset's training part and its held-out (test) part (None when nothing is held out)."""
 
     train: Dataset
     test: Dataset | None
+
+    def part(self, split: str, named: str, strict: bool = True) -> tuple[Dataset, str]:
+        """(items, which part) for split "all", "train" or "test". Asked for the test part of data that holds
+        nothing out: an error naming the data as named, or with strict False all of it."""
+        check(split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if split == "train":
+            return self.train, "train"
+        if split == "test":
+            if self.test is not None:
+                return self.test, "test"
+            check(not strict, f"{named}: has no test part; use split all")
+            return self.train, "all (nothing was held out)"
+        return (self.train if self.test is None else self.train.join(self.test)), "all"
 
 
 def load(

@@ -573,6 +573,19 @@ def read_image_folder(
     return x, labels, classes
 
 
+def write_images(folder: Path, pixels: np.ndarray, names: list[str] | None = None) -> None:
+    """Images (N, H, W, C), uint8 or floats in [0, 1], as PNG files in folder: names[i] (a relative path, its
+    subfolders made) or a number for each."""
+    from PIL import Image
+
+    pixels = pixels if pixels.dtype == np.uint8 else (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+    width = len(str(len(pixels) - 1))
+    for i, item in enumerate(pixels):
+        path = folder / (names[i] if names else f"{i:0{width}d}.png")
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(path)
+
+
 def _image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
     """(the image files of a folder, their labels, the class names): labels are subfolders, if any."""
 
