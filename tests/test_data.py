@@ -396,3 +396,25 @@ def test_export_writes_files_aekit_reads_back_as_the_same_items(tmp_path, monkey
     (tmp_path / "mine" / "3").mkdir()
     (tmp_path / "mine" / "3" / "notes.txt").write_text("mine")
     assert_clean_error(run_cli("data", "export", "digits", "-o", "mine", "--force", cwd=tmp_path), "did not write")
+
+
+@pytest.mark.parametrize("source", ["file", "digits"])
+def test_keeping_some_classes_keeps_each_item_on_its_side_of_the_split(tmp_path, source):
+    """A run trained on some classes and scored on all of its data (anomaly detection) never meets a training
+    item in the held-out part: the hold-out is chosen over all items, then the classes are kept."""
+    if source == "file":
+        rows = np.column_stack([np.arange(300.0), np.arange(300) % 3])  # the first column names the row
+        np.savez(tmp_path / "t.npz", x=rows[:, :1] * np.ones((1, 4)), y=rows[:, 1].astype(int))
+        source, options = str(tmp_path / "t.npz"), {"test_split": 0.2}
+    else:
+        options = {"test_split": 0.2}
+
+    def ids(part):
+        values = part.scaling.invert(part.x.numpy().reshape(len(part), -1)).round(3)  # own units: scalings differ
+        return {tuple(row) for row in values.tolist()}
+
+    everything = datasets.load(source, **options)
+    some = datasets.load(source, classes=["1"], **options)
+    assert set(some.train.y.tolist()) == set(some.test.y.tolist()) == {1}
+    assert ids(some.train) <= ids(everything.train) and ids(some.test) <= ids(everything.test)
+    assert len(some.test) > 0 and not ids(some.train) & ids(everything.test)

@@ -285,13 +285,11 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if not path.exists():
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes, names = read_path(path, cfg)
-    if cfg.classes is not None:
-        keep = _class_mask(y, classes, cfg.classes, path.name)
-        x, y, names = x[keep], y[keep], [n for n, k in zip(names, keep, strict=True) if k] if names else None
+    keep = _class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
     mapped = x if isinstance(x, sources.MappedArray) else None
     if mapped is not None:
         x = _layout(path, mapped.array)
-    return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped, names)
+    return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped, names, keep)
 
 
 def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
@@ -301,20 +299,16 @@ def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling 
         check(getattr(cfg, option) is None, f"{flag} applies to files and folders; {known.name} is a built-in dataset")
     x_train, y_train, x_test, y_test, fixed = known.read(data_dir)
     fixed = Scaling(*fixed) if fixed is not None else None
-    if cfg.classes is not None:
-        keep_train, keep_test = (_class_mask(y, None, cfg.classes, known.name) for y in (y_train, y_test))
-        x_train, y_train, x_test, y_test = (
-            x_train[keep_train],
-            y_train[keep_train],
-            x_test[keep_test],
-            y_test[keep_test],
-        )
     if cfg.test_split is not None:  # hold out from the training part; the official test split stays unused
-        x, y = _layout(Path(known.name), x_train), y_train.astype(np.int64)
-        return _make_splits(x, y, known.name, None, cfg, None, scaling or fixed)
-    x = _layout(Path(known.name), np.concatenate([x_train, x_test]))
-    y = np.concatenate([y_train, y_test]).astype(np.int64)
-    return _make_splits(x, y, known.name, None, cfg, np.arange(len(x_train), len(x)), scaling or fixed)
+        x, y, test_idx = _layout(Path(known.name), x_train), y_train.astype(np.int64), None
+    else:
+        x = _layout(Path(known.name), np.concatenate([x_train, x_test]))
+        y, test_idx = (
+            np.concatenate([y_train, y_test]).astype(np.int64),
+            np.arange(len(x_train), len(x_train) + len(x_test)),
+        )
+    keep = _class_mask(y, None, cfg.classes, known.name) if cfg.classes is not None else None
+    return _make_splits(x, y, known.name, None, cfg, test_idx, scaling or fixed, keep=keep)
 
 
 def _class_mask(y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str) -> np.ndarray:
@@ -385,9 +379,11 @@ def _make_splits(
     scaling: Scaling | None,
     mapped: sources.MappedArray | None = None,
     item_names: list[str] | None = None,
+    keep: np.ndarray | None = None,
 ) -> Splits:
     """Validate raw data, split it, fit scaling on the training part, and build Datasets (MappedDatasets
-    over a memory-mapped file, which is then only ever read in chunks)."""
+    over a memory-mapped file, which is then only ever read in chunks). keep (data.classes): the items kept in
+    each part, chosen after the split, so that every item is held out or not whatever classes a run keeps."""
     n = len(raw)
     check(n > 0, f"{name}: no items")
     check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
@@ -402,6 +398,9 @@ def _make_splits(
     train_mask = np.ones(n, dtype=bool)
     train_mask[test_idx] = False
     parts = [np.flatnonzero(train_mask), test_idx]
+    if keep is not None:
+        parts = [i[keep[i]] for i in parts]
+        check(len(parts[0]) > 0, f"{name}: none of the kept classes' items is in the training part")
 
     scaling = _choose_scaling(raw, parts[0], scaling, name, release)
     y_t = torch.from_numpy(y) if y is not None else None
