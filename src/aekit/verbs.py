@@ -328,7 +328,7 @@ def _generate(p):
 def _anomaly(p):
     from .apps.anomaly import anomaly_file
 
-    _add_use(p, "CSV of index, score, flagged (and label)", required=False)
+    _add_use(p, "CSV: index, score, flagged, and where known the file and the label", required=False)
     p.add_argument("--contamination", type=float, help="flag this share of the input (its highest scores)")
     p.add_argument(
         "--percentile",

@@ -1,0 +1,98 @@
+"""The README's code blocks run as written, in order, after `make demo`, so that they stay true.
+
+The test runs make demo's steps (from the Makefile) in an empty folder, then every fenced bash and python block
+of the README in order: bash a line at a time, python in one namespace shared by all blocks, as a reader pasting
+them would. Only the epochs and importance samples are fewer (FEWER); a block is left out only where a comment
+just above it says `not run by tests/test_readme.py` and why (GPUs, several machines).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LEFT_OUT = "<!-- not run by tests/test_readme.py"
+BLOCK = re.compile(r"(?P<note><!--[^\n]*-->\n)?```(?P<lang>\w+)\n(?P<code>.*?)```", re.S)
+FEWER = [  # (pattern, replacement): a tenth of the epochs (at least 1), 10 importance samples
+    (re.compile(r"(--epochs |\bepochs=)(\d+)"), lambda m: f"{m[1]}{max(1, int(m[2]) // 10)}"),
+    (re.compile(r"--nll-k \d+"), lambda m: "--nll-k 10"),
+]
+DEFAULT_EPOCHS = 2  # for a train line that leaves the epochs to the data (MNIST: 20)
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """(language, code) of the README's fenced blocks, in order, without the ones marked as left out."""
+    found = [(m["lang"], m["code"], m["note"] or "") for m in BLOCK.finditer((ROOT / "README.md").read_text())]
+    return [(lang, code) for lang, code, note in found if not note.startswith(LEFT_OUT)]
+
+
+def demo_steps() -> list[str]:
+    """The commands of the Makefile's demo target, as lines for a shell with aekit on its PATH."""
+    recipe = (ROOT / "Makefile").read_text().split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    lines = recipe.replace("\\\n", " ").splitlines()[1:]
+    steps = [line.strip().replace("$(BIN)/", "").replace("$(RUN)", "runs/classic") for line in lines]
+    return [step for step in steps if step and not step.startswith("@")]
+
+
+def _code_and_comment(line: str) -> tuple[str, str]:
+    m = re.search(r"\s+#.*$", line)
+    return (line[: m.start()], line[m.start() :]) if m else (line, "")
+
+
+def fewer(line: str, language: str) -> str:
+    """line with fewer epochs and samples; a train call that leaves the epochs to the data gets DEFAULT_EPOCHS."""
+    for pattern, replacement in FEWER:
+        line = pattern.sub(replacement, line)
+    code, comment = _code_and_comment(line)
+    if language == "bash" and re.search(r"\baekit train\b", code) and not re.search(r"--epochs|--resume", code):
+        code += f" --epochs {DEFAULT_EPOCHS}"
+    if language == "python" and "aekit.train(" in code and "epochs=" not in code:
+        code = code.rstrip()[:-1] + f", epochs={DEFAULT_EPOCHS})"
+    return code + comment
+
+
+def shell(line: str, cwd: Path, env: dict) -> None:
+    done = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"README line failed ({done.returncode}): {line}\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.slow
+def test_the_readme_runs_in_order_after_make_demo(tmp_path, monkeypatch):
+    data = Path(os.environ["AEKIT_DATA"])  # this session's own data folder; MNIST from the user's cache if there
+    cached = Path.home() / ".cache" / "aekit" / "mnist"
+    if cached.is_dir() and not (data / "mnist").exists():
+        shutil.copytree(cached, data / "mnist")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["PYTHONWARNINGS"] = "ignore"
+    for step in demo_steps():
+        shell(fewer(step, "bash"), tmp_path, env)
+    assert (tmp_path / "runs" / "classic" / "reconstructions.png").is_file()
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    blocks = readme_blocks()
+    assert [lang for lang, _ in blocks].count("python") >= 4 and [lang for lang, _ in blocks].count("bash") >= 3
+    for number, (language, code) in enumerate(blocks, 1):
+        assert language in ("bash", "python"), f"README block {number}: a {language} block the test cannot run"
+        lines = [fewer(line, language) for line in code.splitlines()]
+        if language == "python":
+            exec(compile("\n".join(lines), f"README.md block {number}", "exec"), namespace)
+            continue
+        for line in lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                shell(line, tmp_path, env)
+
+    # What the README says the blocks make is there
+    made = ["fig.png", "test.aez", "test.npz", "clean.npz", "denoise.png", "features.npz", "samples.png"]
+    made += ["line.png", "manifold.png", "anomalies.png", "latent.png", "wine.csv"]
+    assert all((tmp_path / name).stat().st_size > 0 for name in made)
+    for run in ("mine", "classic", "dae", "conv-ae-30", "vae", "vae2d", "zeros", "ones", "again", "vae-ddp"):
+        assert (tmp_path / "runs" / run / "model.safetensors").is_file(), run
+    scores = (tmp_path / "scores.csv").read_text().splitlines()
+    assert scores[0] == "index,score,flagged,file,label" and re.fullmatch(r"\d+,[\d.]+,[01],\d/\d+\.png,\d", scores[1])
+    assert namespace["z"].shape == (70000, 32) and namespace["scores"].shape == (70000,)
