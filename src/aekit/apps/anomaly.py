@@ -40,6 +40,16 @@ def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]
     }
 
 
+def _anomalous(items, normal: list[str] | None) -> np.ndarray | None:
+    """Which items are anomalous: those whose label is not among normal (numbers or class names); None
+    without normal."""
+    if normal is None:
+        return None
+    names = items.classes or []
+    wanted = {names.index(v) if v in names else _int(v) for v in normal}
+    return ~np.isin(items.y.numpy(), sorted(wanted))
+
+
 def anomaly_file(
     run: Run | str | os.PathLike,
     source: str,
@@ -56,7 +66,7 @@ def anomaly_file(
 
     contamination: flag this share of the input (its top scores); otherwise the threshold is the percentile
     of the run's training-data scores. normal: labels (numbers or class names) of the normal items; with
-    labelled input this adds AUROC and AUPRC. out: a CSV of index, score, flagged (and label). figure: a PNG
+    labelled input this adds AUROC and AUPRC. out: a CSV of index, score, flagged, file and label. figure: a PNG
     with the score histogram and the most anomalous items.
     """
     run = open_run(run)
@@ -79,11 +89,8 @@ def anomaly_file(
         "flagged_share": float(flagged.mean()),
         "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
     }
-    anomalous = None
-    if normal is not None:
-        names = items.classes or []
-        wanted = {names.index(v) if v in names else _int(v) for v in normal}
-        anomalous = ~np.isin(items.y.numpy(), sorted(wanted))
+    anomalous = _anomalous(items, normal)
+    if anomalous is not None:
         report.update(label_metrics(s, anomalous))
     if items.item_names is not None:
         report["most_anomalous_files"] = [items.item_names[i] for i in report["most_anomalous"]]
