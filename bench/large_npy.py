@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -20,17 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
+from aekit.limits import peak_memory_mb
+
 TARGET_MB = 1000
 
 TRAIN = """
-import resource, sys, time
+import sys, time
 import aekit
 start = time.perf_counter()
 run = aekit.train(sys.argv[1], "ae", out=sys.argv[2], force=True, quiet=True, hidden=[128, 64], latent_dim=32,
                   epochs=1, batch_size=256, device="cpu")
 seconds = time.perf_counter() - start
-print(len(aekit.data.load(sys.argv[1]).train), run.metrics["final"]["test_mse"], seconds,
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+from aekit.limits import peak_memory_mb
+print(len(aekit.data.load(sys.argv[1]).train), run.metrics["final"]["test_mse"], seconds, int(peak_memory_mb()))
 """
 
 
@@ -80,7 +81,7 @@ def main() -> int:
         f"(target < {TARGET_MB} MB): {'PASS' if ok else 'FAIL'}"
     )
     print(
-        f"this script's own peak: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB; "
+        f"this script's own peak: {peak_memory_mb():.0f} MB; "
         f"AEKIT_MMAP_BYTES={os.environ.get('AEKIT_MMAP_BYTES', 'unset (1 GiB)')}"
     )
     print("reproduce: python bench/large_npy.py")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -64,12 +63,14 @@ class Turns:
     def result(self, pipeline: str, start: float) -> dict:
         import torch
 
+        from aekit.limits import peak_memory_mb
+
         self.turns.append(time.perf_counter() - self.went)
         return {
             "pipeline": pipeline,
             "seconds": time.perf_counter() - start - self.waited,
             "median_turn": statistics.median(self.turns),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_memory_mb(),
             "threads": torch.get_num_threads(),
         }
 

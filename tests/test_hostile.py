@@ -633,10 +633,11 @@ def test_config_json_values_out_of_range_are_refused(tmp_path, runs, change, fra
 # ---------------------------------------------------------------- memory: sized before it is allocated
 
 TABLES = r"""
-import resource, sys, time
+import sys, time
 from pathlib import Path
 import numpy as np
 import aekit
+from aekit.limits import peak_memory_mb
 
 tmp = Path(sys.argv[1])
 rows = np.random.default_rng(0).random((200000, 8))
@@ -644,14 +645,14 @@ np.savetxt(tmp / "table.csv", rows, fmt="%.6f", delimiter=",")  # 14 MB
 np.savetxt(tmp / "long.csv", np.tile(rows, (10, 1)), fmt="%.6f", delimiter=",")  # 140 MB
 aekit.data.load("digits")  # everything imported and warmed up: the baseline
 for name in ("table.csv", "long.csv"):
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_memory_mb()
     start = time.perf_counter()
     try:
         train, test = aekit.data.load(tmp / name)
         result = len(train) + len(test)
     except aekit.AekitError as e:
         result = e
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    grown = peak_memory_mb() - base
     print(f"{name}\t{time.perf_counter() - start:.2f}\t{grown:.0f}\t{result}")
 """
 

@@ -307,7 +307,7 @@ def test_damaged_aez_files_are_refused(digits_run):
 # ---------------------------------------------------------------- crafted bombs: bounded memory and time
 
 BOMBS = r"""
-import io, os, resource, struct, sys, time, zipfile, zlib
+import io, os, struct, sys, time, zipfile, zlib
 from pathlib import Path
 import numpy as np
 import numpy.lib.format as fmt
@@ -422,7 +422,8 @@ for name, make in cases.items():
         print(f"{name}\t{time.perf_counter() - start:.2f}\t{e}")
     else:
         print(f"{name}\tLOADED")
-print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+from aekit.limits import peak_memory_mb
+print("peak_rss_mb", int(peak_memory_mb()))
 """
 
 

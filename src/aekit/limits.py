@@ -23,6 +23,18 @@ def physical_memory() -> int:
         return 16 << 30
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MB (Linux's VmHWM: unlike ru_maxrss, it is not inherited from the
+    process that started this one; ru_maxrss where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def max_load_bytes() -> int:
     """The load limit: $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory, whichever is less."""
     raw = os.environ.get("AEKIT_MAX_LOAD_BYTES")
