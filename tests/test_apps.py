@@ -101,6 +101,23 @@ def test_features_file_holds_codes_and_labels(digits_run, tmp_path):
     assert report["items"] == 359 and saved["x"].shape == (359, 8) and saved["y"].shape == (359,)
     x = aekit.data.load("digits").test.floats()
     np.testing.assert_allclose(saved["x"], aekit.features(digits_run, x).numpy(), rtol=1e-6)
+    assert not saved["trained"].any() and report["trained_on"] == 0  # the held-out part
+
+
+def test_features_mark_the_items_the_run_trained_on(digits_run, tmp_path):
+    everything = features_file(digits_run, "digits", tmp_path / "all.npz")  # the run's own data, all of it
+    saved = np.load(tmp_path / "all.npz")
+    assert everything["items"] == 1797 and everything["trained_on"] == 1438 == int(saved["trained"].sum())
+    assert saved["trained"][:1438].all() and not saved["trained"][1438:].any()  # training part first
+    features_file(digits_run, None, tmp_path / "held.npz")  # no INPUT: the held-out part, the same codes
+    np.testing.assert_allclose(saved["x"][1438:], np.load(tmp_path / "held.npz")["x"], rtol=1e-6)
+    np.save(tmp_path / "other.npy", np.random.default_rng(0).integers(0, 17, (20, 8, 8)).astype(np.uint8))
+    assert features_file(digits_run, tmp_path / "other.npy", tmp_path / "o.npz")["trained_on"] == 0  # other data
+    ones = aekit.train("digits", out=tmp_path / "ones", epochs=1, hidden=[8], latent_dim=2, classes=[1], quiet=True)
+    marked = features_file(ones, "digits", tmp_path / "ones.npz")  # trained on the ones of its training part
+    saved = np.load(tmp_path / "ones.npz")
+    assert marked["trained_on"] == int(((saved["y"] == 1) & (np.arange(1797) < 1438)).sum()) > 0
+    assert not saved["trained"][saved["y"] != 1].any()
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")  # array-API checks need SciPy set-up

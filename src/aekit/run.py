@@ -24,7 +24,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import Dataset, Scaling, Splits, from_array, load_config
+from .data.datasets import Dataset, Scaling, Splits, class_mask, from_array, load_config
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -195,9 +195,27 @@ class Run:
         held out of its own data; a built-in's test split for another built-in). Default: "test" when source is
         not given (all of it if the run held nothing out), else "all".
         """
+        items, part, _ = self.read_marked(source, split, data_dir)
+        return items, part
+
+    def read_marked(
+        self,
+        source: str | os.PathLike | np.ndarray | None = None,
+        split: str | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ) -> tuple[Dataset, str, np.ndarray]:
+        """read(), and which of the items the run trained on (a bool per item): the training part of its own
+        data, of its data.classes only; no item of other data."""
         named = self.data_config.source if source is None else "the array" if isinstance(source, np.ndarray) else source
         splits = self.load_data(source, data_dir)
-        return splits.part(split or ("test" if source is None else "all"), str(named), strict=split is not None)
+        items, part = splits.part(split or ("test" if source is None else "all"), str(named), strict=split is not None)
+        trained = np.zeros(len(items), dtype=bool)
+        if source is None or self.same_source(source):
+            trained[: 0 if part == "test" else len(splits.train)] = True  # "all": the training part, then the rest
+            classes = self.data_config.classes
+            if classes is not None and items.y is not None:
+                trained &= class_mask(items.y.numpy(), items.classes, classes, str(named), required=False)
+        return items, part, trained
 
     def update_metrics(self, **sections: Any) -> None:
         """Merge sections into the run's metrics.json (read again first: another process may have written it)."""

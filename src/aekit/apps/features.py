@@ -27,14 +27,19 @@ def features_file(
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known)."""
+    """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known, trained:
+    whether the run trained on each item, so that a model fitted on the codes can be tested on the others)."""
     run = open_run(run)
     output = Output(out, (".npy", ".npz"), force)
-    items, _ = run.read(source, split, data_dir)
+    items, part, trained = run.read_marked(source, split, data_dir)
     z = features(run, items.floats()).numpy()
-    extra = {"y": items.y.numpy()} if items.y is not None and output.kind == ".npz" else {}
-    write_array(output, z, **extra)
-    return {"output": str(out), "items": len(z), "features": z.shape[1], "labels": bool(extra)}
+    extra = {"y": items.y.numpy()} if items.y is not None else {}
+    if output.kind == ".npz":
+        write_array(output, z, **extra, trained=trained)
+    else:
+        write_array(output, z)
+    report = {"output": str(out), "items": len(z), "split": part, "features": z.shape[1]}
+    return {**report, "labels": bool(extra) and output.kind == ".npz", "trained_on": int(trained.sum())}
 
 
 def latent_file(

@@ -285,7 +285,7 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if not path.exists():
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes, names = read_path(path, cfg)
-    keep = _class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
+    keep = class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
     mapped = x if isinstance(x, sources.MappedArray) else None
     if mapped is not None:
         x = _layout(path, mapped.array)
@@ -307,12 +307,15 @@ def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling 
             np.concatenate([y_train, y_test]).astype(np.int64),
             np.arange(len(x_train), len(x_train) + len(x_test)),
         )
-    keep = _class_mask(y, None, cfg.classes, known.name) if cfg.classes is not None else None
+    keep = class_mask(y, None, cfg.classes, known.name) if cfg.classes is not None else None
     return _make_splits(x, y, known.name, None, cfg, test_idx, scaling or fixed, keep=keep)
 
 
-def _class_mask(y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str) -> np.ndarray:
-    """Which items have a label in wanted (label numbers, or class names when the data has them)."""
+def class_mask(
+    y: np.ndarray | None, names: list[str] | None, wanted: tuple[str, ...], name: str, required: bool = True
+) -> np.ndarray:
+    """Which items have a label in wanted (label numbers, or class names when the data has them); with required,
+    an error when none has."""
     check(y is not None, f"{name}: has no labels, so data.classes cannot select items")
     labels = []
     for v in wanted:
@@ -324,7 +327,7 @@ def _class_mask(y: np.ndarray | None, names: list[str] | None, wanted: tuple[str
             except ValueError:
                 raise AekitError(f"data.classes: {v!r} is not a label of {name}") from None
     keep = np.isin(y, labels)
-    check(keep.any(), f"{name}: no items with labels {', '.join(wanted)}")
+    check(keep.any() or not required, f"{name}: no items with labels {', '.join(wanted)}")
     return keep
 
 
