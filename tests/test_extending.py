@@ -1,5 +1,8 @@
 """aekit grows by registration: a new autoencoder type, file format or built-in dataset is one registered class
-or function, written outside aekit, and every verb takes it (train, save, load, evaluate)."""
+or function, written outside aekit, and every verb takes it (train, save, load, evaluate); a new verb is one
+function, its flags beside its handler."""
+
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
 from aekit.registry import _MODELS
+from aekit.verbs import VERBS, verb
 
 SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": "cpu"}
 
@@ -18,9 +22,10 @@ SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": 
 @pytest.fixture
 def registered():
     """Forget what a test registered once it ends (the registries are the process's)."""
-    before = (set(_MODELS), set(registry.FORMATS), set(registry.BUILTINS))
+    tables = (_MODELS, registry.FORMATS, registry.BUILTINS, VERBS)
+    before = [set(table) for table in tables]
     yield
-    for table, names in zip((_MODELS, registry.FORMATS, registry.BUILTINS), before, strict=True):
+    for table, names in zip(tables, before, strict=True):
         for name in set(table) - names:
             del table[name]
 
@@ -76,3 +81,20 @@ def test_a_new_builtin_dataset_is_one_function(tmp_path, registered, capsys):
     assert aekit.evaluate(run.path, save=False)["items"] == 8
     assert main(["data", "list"]) == 0
     assert "bars     bundled" in capsys.readouterr().out
+
+
+def test_a_new_verb_is_one_function(tmp_path, registered, capsys):
+    @verb("codes", "the mean code of the items (a verb written outside aekit)")
+    def _codes(p):
+        p.add_argument("run")
+        p.add_argument("input", metavar="INPUT")
+        return lambda args: {"mean_code": aekit.features(args.run, args.input).mean(0).tolist()}
+
+    run = aekit.train("digits", out=tmp_path / "run", **SMALL)
+    assert main(["codes", str(run.path), "digits"]) == 0
+    shown = capsys.readouterr().out
+    expected = aekit.features(run, "digits").mean(0)
+    assert torch.allclose(torch.tensor(json.loads(shown)["mean_code"]), expected, atol=1e-6)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "codes" in capsys.readouterr().out  # listed with the others
