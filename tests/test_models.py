@@ -11,7 +11,13 @@ from aekit.data import noise
 from aekit.models.base import sigmoid_squared_error
 
 MODELS = aekit.list_models()
-SHAPES = {"mlp": [(1, 28, 28), (3, 8, 8), (10,)], "conv": [(1, 28, 28), (3, 32, 32), (1, 8, 8), (2, 13, 17)]}
+SHAPES = {
+    "mlp": [(1, 28, 28), (3, 8, 8), (10,)],
+    "conv": [(1, 28, 28), (3, 32, 32), (1, 8, 8), (2, 13, 17)],
+    "resnet": [(1, 28, 28), (3, 32, 32), (1, 8, 8), (2, 13, 17), (3, 1, 1)],
+}
+SIZES = {"mlp": {"hidden": [16], "latent_dim": 4}, "conv": {"hidden": [8, 16], "latent_dim": 4}}
+SIZES["resnet"] = {"hidden": [8, 16], "latent_channels": 1}  # a code map of 1 x H/4 x W/4
 CASES = [(backbone, shape) for backbone, shapes in SHAPES.items() for shape in shapes]
 
 
@@ -27,12 +33,12 @@ def test_the_four_types_are_registered():
 @pytest.mark.parametrize("backbone,shape", CASES, ids=[f"{b}-{'x'.join(map(str, s))}" for b, s in CASES])
 def test_shapes_loss_and_gradients(name, backbone, shape):
     torch.manual_seed(0)
-    model = aekit.create_model(
-        name, shape, backbone=backbone, hidden=[8, 16] if backbone == "conv" else [16], latent_dim=4
-    )
+    model = aekit.create_model(name, shape, backbone=backbone, **SIZES[backbone])
+    code = 4 if backbone != "resnet" else math.ceil(shape[1] / 4) * math.ceil(shape[2] / 4)
+    assert model.config.latent_dim == code
     x = torch.rand(5, *shape)
     out = model(x)
-    assert out.x_hat.shape == x.shape and out.z.shape == (5, 4)
+    assert out.x_hat.shape == x.shape and out.z.shape == (5, code)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     assert 0 <= out.x_hat.min() and out.x_hat.max() <= 1
     assert all(v.dim() == 0 and torch.isfinite(v) for v in out.logs.values()) and "mse" in out.logs
@@ -42,18 +48,35 @@ def test_shapes_loss_and_gradients(name, backbone, shape):
     assert sum(float(g.abs().sum()) > 0 for g in grads) >= len(grads) - 1  # sigma of a bernoulli VAE may idle
     model.eval()
     z = model.encode(x)
-    assert z.shape == (5, 4) and model.decode(z).shape == x.shape
+    assert z.shape == (5, code) and model.decode(z).shape == x.shape
     assert torch.equal(model.encode(x), z)  # eval-mode codes are deterministic for every type
 
 
-def test_conv_needs_images():
-    with pytest.raises(AekitError, match="conv backbone needs images"):
-        aekit.create_model("ae", (10,), backbone="conv")
+@pytest.mark.parametrize("backbone", ["conv", "resnet"])
+def test_conv_backbones_need_images(backbone):
+    with pytest.raises(AekitError, match=f"{backbone} backbone needs images"):
+        aekit.create_model("ae", (10,), backbone=backbone)
 
 
 def test_backbone_default_widths_are_recorded():
     assert aekit.create_model("ae", (1, 8, 8)).config.hidden == (128, 64)
     assert aekit.create_model("ae", (1, 8, 8), backbone="conv").config.hidden == (32, 64, 128)
+    resnet = aekit.create_model("ae", (3, 64, 48), backbone="resnet").config
+    assert (resnet.hidden, resnet.latent_channels, resnet.activation) == ((32, 64), 4, "silu")
+    assert resnet.latent_dim == 4 * 16 * 12 == 3 * 64 * 48 // 12  # an RGB image's code: 1/12 of its numbers
+
+
+def test_resnet_code_is_a_map_and_its_options_are_its_own():
+    model = aekit.create_model("ae", (3, 32, 32), backbone="resnet", hidden=[8, 16], latent_channels=2).eval()
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())  # resize + conv upsampling
+    z = model.encode(torch.rand(3, 3, 32, 32))
+    assert z.shape == (3, 2 * 8 * 8) and model.config.latent_dim == 128  # 2 channels on an 8x8 map
+    odd = aekit.create_model("vae", (3, 21, 10), backbone="resnet", hidden=[8, 16], latent_channels=2).eval()
+    assert odd.config.latent_dim == 2 * 6 * 3 and odd.sample(2).shape == (2, 3, 21, 10)  # padded, cropped back
+    with pytest.raises(AekitError, match="latent_channels x 8 x 8 = 256"):
+        aekit.create_model("ae", (3, 32, 32), backbone="resnet", hidden=[8, 16], latent_dim=100)
+    with pytest.raises(AekitError, match="latent_channels applies to the resnet backbone"):
+        aekit.create_model("ae", (3, 32, 32), backbone="conv", latent_channels=2)
 
 
 def test_classic_architecture():

@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
-from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder
+from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,17 @@ class ModelConfig:
     """Options every autoencoder type shares.
 
     input_shape: one item's shape, (C, H, W) for images or (D,) for tables (taken from the data).
-    backbone: "mlp" (fully connected) or "conv" (stride-2 convolutions, transposed in the decoder; images only).
+    backbone: "mlp" (fully connected), "conv" (stride-2 convolutions, transposed in the decoder; images only)
+        or "resnet" (fully convolutional residual stages, upsampling by resize and convolution; images only;
+        its code is a map of latent_channels x H/2^s x W/2^s for s stages).
     hidden: layer widths from input to code, mirrored by the decoder: units per layer for mlp (default
         128,64, narrower for items of under 32 values: 4 and 2 units per value), channels per stride-2
-        convolution for conv (default 32,64,128).
+        convolution for conv (default 32,64,128), channels per stage for resnet (default 32,64).
     latent_dim: size of the code z (default 32, or a third of an item's values when that is less: a code
-        smaller than what it encodes).
-    activation: nonlinearity between layers.
+        smaller than what it encodes). For resnet it follows from latent_channels and the image size.
+    latent_channels: resnet: channels of the code map (default 4: an RGB image's code holds 1/12 of its
+        numbers with two stages).
+    activation: nonlinearity between layers (default relu; silu for resnet).
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
         there, which switches code units off for good and costs reconstruction quality).
     """
@@ -34,7 +38,8 @@ class ModelConfig:
     backbone: str = "mlp"
     hidden: tuple[int, ...] | None = None
     latent_dim: int | None = None
-    activation: str = "relu"
+    latent_channels: int | None = None
+    activation: str | None = None
     latent_activation: str = "none"
 
     def __post_init__(self) -> None:
@@ -51,14 +56,21 @@ class ModelConfig:
             if self.backbone == "mlp":
                 hidden = (min(hidden[0], max(16, 4 * values)), min(hidden[1], max(8, 2 * values)))
             object.__setattr__(self, "hidden", hidden)
-        if self.latent_dim is None:
-            object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
+        if self.activation is None:
+            object.__setattr__(self, "activation", "silu" if self.backbone == "resnet" else "relu")
         check(
             all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
         )
-        if self.backbone == "conv":
-            check(len(self.input_shape) == 3, "the conv backbone needs images (C, H, W); use --backbone mlp for tables")
-            check(len(self.hidden) >= 1, "the conv backbone needs at least one entry in hidden (channels)")
+        if self.backbone != "mlp":
+            need = f"the {self.backbone} backbone needs images (C, H, W); use --backbone mlp for tables"
+            check(len(self.input_shape) == 3, need)
+            check(len(self.hidden) >= 1, f"the {self.backbone} backbone needs at least one entry in hidden (channels)")
+        if self.backbone == "resnet":
+            self._resnet_code()
+        else:
+            check(self.latent_channels is None, "model.latent_channels applies to the resnet backbone only")
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
         check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
         check(
             self.activation in ACTIVATIONS,
@@ -68,6 +80,20 @@ class ModelConfig:
             self.latent_activation == "none" or self.latent_activation in ACTIVATIONS,
             f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}",
         )
+
+    def _resnet_code(self) -> None:
+        """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""
+        if self.latent_channels is None:
+            object.__setattr__(self, "latent_channels", 4)
+        check(self.latent_channels >= 1, f"model.latent_channels must be positive, got {self.latent_channels}")
+        h, w = code_size(*self.input_shape[1:], len(self.hidden))
+        size = self.latent_channels * h * w
+        check(
+            self.latent_dim in (None, size),
+            f"model.latent_dim {self.latent_dim}: a resnet's code is latent_channels x {h} x {w} = {size} numbers "
+            "here; set latent_channels instead",
+        )
+        object.__setattr__(self, "latent_dim", size)
 
 
 @dataclass

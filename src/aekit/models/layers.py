@@ -1,9 +1,12 @@
-"""Encoder and decoder builders shared by every autoencoder type: an MLP and a convolutional backbone."""
+"""Encoder and decoder builders shared by every autoencoder type: an MLP, a convolutional backbone, and a fully
+convolutional residual one (resnet) whose code is a spatial map."""
 
 from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {
@@ -95,8 +98,107 @@ def conv_decoder(config) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-BACKBONES = {"mlp": (mlp_encoder, mlp_decoder), "conv": (conv_encoder, conv_decoder)}
-DEFAULT_HIDDEN = {"mlp": (128, 64), "conv": (32, 64, 128)}
+def code_size(height: int, width: int, stages: int) -> tuple[int, int]:
+    """The resnet code's spatial size: the image padded up to a multiple of 2**stages, divided by it."""
+    return -(-height // 2**stages), -(-width // 2**stages)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm in groups of up to 32. (A per-position norm, which would make every code position depend only
+    on its surroundings at any size, was tried on digits: the sparse and variational types then barely learned;
+    whole-image inference on tiles the size of the training crops keeps GroupNorm's statistics close.)"""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(norm(conv(act(norm(x)))))): two 3x3 convolutions, pre-activation, the same channels."""
+
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        self.body = nn.Sequential(
+            _norm(channels), act(), nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels), act(), nn.Conv2d(channels, channels, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetEncoder(nn.Module):
+    """x (N, C, H, W) -> a code map (N, out_channels, H/2^s, W/2^s), flattened to (N, out_channels*h*w).
+
+    A 3x3 stem to hidden[0] channels, then per entry of hidden a residual block and a stride-2 3x3 convolution
+    to the next width (s = len(hidden) stages), a last residual block and a 1x1 convolution to the code. Sizes
+    that are not multiples of 2^s are reflection-padded first (the decoder crops back)."""
+
+    def __init__(self, config, out_channels: int) -> None:
+        super().__init__()
+        c, self.height, self.width = config.input_shape
+        widths, act = list(config.hidden), config.activation
+        layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, padding=1)]
+        for i, width in enumerate(widths):
+            nxt = widths[min(i + 1, len(widths) - 1)]
+            layers += [ResBlock(width, act), nn.Conv2d(width, nxt, 3, stride=2, padding=1)]
+        layers += [
+            ResBlock(widths[-1], act),
+            _norm(widths[-1]),
+            ACTIVATIONS[act](),
+            nn.Conv2d(widths[-1], out_channels, 1),
+        ]
+        self.body = nn.Sequential(*layers)
+        self.stages = len(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(pad_to_stages(x, self.stages)).flatten(1)
+
+
+def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
+    """x padded at the bottom and right to a multiple of 2**stages (reflection; replication where too small)."""
+    h, w = x.shape[-2:]
+    hp, wp = code_size(h, w, stages)
+    ph, pw = hp * 2**stages - h, wp * 2**stages - w
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
+
+class ResnetDecoder(nn.Module):
+    """A code (N, latent_channels*h*w) -> logits (N, C, H, W): the encoder mirrored, each stage upsampling by
+    nearest-neighbour resize and a 3x3 convolution (no transposed convolution: no checkerboard), then cropped
+    to the input's size."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        c_img, self.height, self.width = config.input_shape
+        widths, act = list(config.hidden), config.activation
+        self.code_shape = (config.latent_channels, *code_size(self.height, self.width, len(widths)))
+        layers: list[nn.Module] = [
+            nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1),
+            ResBlock(widths[-1], act),
+        ]
+        for i in reversed(range(len(widths))):
+            prev = widths[min(i + 1, len(widths) - 1)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(prev, widths[i], 3, padding=1)]
+            layers.append(ResBlock(widths[i], act))
+        layers += [_norm(widths[0]), ACTIVATIONS[act](), nn.Conv2d(widths[0], c_img, 3, padding=1)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z.unflatten(1, self.code_shape))[..., : self.height, : self.width]
+
+
+def resnet_encoder(config, out_features: int) -> nn.Module:
+    h, w = code_size(*config.input_shape[1:], len(config.hidden))
+    return ResnetEncoder(config, out_features // (h * w))  # the VAE asks for two maps: mean and log-variance
+
+
+BACKBONES = {
+    "mlp": (mlp_encoder, mlp_decoder),
+    "conv": (conv_encoder, conv_decoder),
+    "resnet": (resnet_encoder, ResnetDecoder),
+}
+DEFAULT_HIDDEN = {"mlp": (128, 64), "conv": (32, 64, 128), "resnet": (32, 64)}
 
 
 def build_encoder(config, out_features: int) -> nn.Module:
