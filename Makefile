@@ -32,9 +32,9 @@ test: setup
 	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
 
 # Every benchmark in docs/benchmarks.md, one after another (about 2.5 hours on 2 cores). The peer
-# libraries they compare with (Pythae, PyOD) are installed here only, next to torch 2.13.0.
+# libraries they compare with (Pythae, PyOD) and scikit-image (its photos) are installed here only, next to torch 2.13.0.
 bench: setup
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod scikit-image
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/sparse.py
 	$(BIN)/python bench/denoise.py
@@ -44,6 +44,8 @@ bench: setup
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/anomaly.py
 	$(BIN)/python bench/large_npy.py
+	$(BIN)/python bench/small_data.py
+	$(BIN)/python bench/photos.py
 	$(BIN)/python bench/gpu_speed.py
 
 lint: setup
