@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import aekit
 from aekit import AekitError, datasets
 from aekit.data import sources
 
@@ -418,3 +419,36 @@ def test_keeping_some_classes_keeps_each_item_on_its_side_of_the_split(tmp_path,
     assert set(some.train.y.tolist()) == set(some.test.y.tolist()) == {1}
     assert ids(some.train) <= ids(everything.train) and ids(some.test) <= ids(everything.test)
     assert len(some.test) > 0 and not ids(some.train) & ids(everything.test)
+
+
+def test_a_single_photo_is_data_upright_in_rgb_or_gray_whatever_its_format(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)  # 6 high, 10 wide
+    for suffix in (".png", ".jpg", ".webp", ".tif", ".bmp"):
+        Image.fromarray(rgb).save(tmp_path / f"p{suffix}", **({"quality": 100} if suffix == ".jpg" else {}))
+        one = datasets.load(tmp_path / f"p{suffix}").train
+        assert one.x.shape == (1, 3, 6, 10) and one.item_names == (f"p{suffix}",), suffix
+        if suffix in (".png", ".tif", ".bmp"):  # lossless: the very pixels
+            assert np.array_equal(one.x[0].numpy().transpose(1, 2, 0), rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": a phone held upright
+    rows, cols = np.meshgrid(np.linspace(0, 255, 6), np.linspace(0, 255, 10), indexing="ij")
+    smooth = np.dstack([rows, cols, np.full((6, 10), 128)]).astype(np.uint8)  # gradients: JPEG keeps them
+    Image.fromarray(smooth).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    upright = datasets.load(tmp_path / "turned.jpg").train.x[0].numpy().transpose(1, 2, 0)
+    assert upright.shape == (10, 6, 3)  # 10 high, 6 wide, as the photo is meant to be seen
+    error = {turn: np.abs(upright.astype(int) - np.rot90(smooth, turn).astype(int)).mean() for turn in (-1, 1)}
+    assert error[-1] < 8 and error[1] > 40  # turned clockwise (up to JPEG's rounding), not the other way
+    rgba = np.dstack([rgb, np.full((6, 10), 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    assert np.array_equal(datasets.load(tmp_path / "alpha.png").train.x[0].numpy().transpose(1, 2, 0), rgb)
+    deep = (rng.integers(0, 65536, (6, 10))).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")  # a 16-bit gray PNG
+    gray = datasets.load(tmp_path / "deep.png").train.x[0, 0].numpy()
+    assert np.abs(gray.astype(int) - np.round(deep / 65535 * 255).astype(int)).max() <= 1
+
+
+def test_a_model_takes_one_photo_of_its_size_as_input(tmp_path, digits_run):
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(tmp_path / "one.png")
+    assert aekit.reconstruct(digits_run, tmp_path / "one.png").shape == (1, 1, 8, 8)
+    assert aekit.anomaly_scores(digits_run, str(tmp_path / "one.png")).shape == (1,)

@@ -33,7 +33,7 @@ from ..errors import AekitError, check
 from ..limits import check_load_size, human
 from .registry import FOLDER, BuiltinArrays, Raw, register_dataset, register_format
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 
@@ -527,22 +527,32 @@ MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; 
 def read_image_folder(
     path: Path, size: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Read a folder of PNG/JPEG/BMP images: (x (N, H, W, C) uint8, labels or None, class names or None).
+    """Read a folder of images (IMAGE_SUFFIXES): (x (N, H, W, C) uint8, labels or None, class names or None).
 
     Images directly in the folder are unlabeled; images in subfolders are labeled by subfolder name
-    (like torchvision's ImageFolder). All grayscale gives C=1, otherwise RGB (C=3). Images must share
-    one size unless size=(height, width) resizes them. Every image's size is read from its header and the
-    whole is checked against the load limit before one pixel is decoded; then they are decoded one at a time.
+    (like torchvision's ImageFolder). See read_images for sizes and modes.
     """
-    from PIL import Image
-
     files, labels, classes = _image_files(path)
-    sizes, modes = [], set()
+    return read_images(files, path, size), labels, classes
+
+
+def read_images(files: list[Path], where: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode image files into one (N, H, W, C) uint8 array, each turned upright by its EXIF orientation.
+
+    All grayscale gives C=1, otherwise RGB (C=3; an alpha channel is dropped); 16-bit images are scaled to 8
+    bits. Images must share one size unless size=(height, width) resizes them. Every image's size is read
+    from its header and the whole is checked against the load limit before one pixel is decoded; then they
+    are decoded one at a time.
+    """
+    from PIL import Image, ImageOps
+
+    sizes, modes, turns = [], set(), []
     for p in files:
         with _open_image(p) as img:
             w, h = img.size
             check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
-            sizes.append((w, h))
+            turns.append(_orientation(img, p))
+            sizes.append((h, w) if turns[-1] in (5, 6, 7, 8) else (w, h))  # orientations that swap the sides
             modes.add(img.mode)
     gray = modes <= {"1", "L", "LA", "I", "I;16", "F"}
     mode, channels = ("L", 1) if gray else ("RGB", 3)
@@ -558,19 +568,19 @@ def read_image_folder(
         h, w = size
     # The array, its channels-first copy and the split's copy, plus one image being decoded and converted
     need = 3 * len(files) * h * w * channels + 12 * max(a * b for a, b in sizes)
-    check_load_size(need, path, f"{len(files)} images of {h}x{w}x{channels}")
+    check_load_size(need, where, f"{len(files)} images of {h}x{w}x{channels}")
     x = np.empty((len(files), h, w, channels), dtype=np.uint8)
     for i, p in enumerate(files):
         with _open_image(p) as img:
             try:
                 img.load()
+                img = _to_mode(ImageOps.exif_transpose(img) if turns[i] != 1 else img, mode)
             except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
                 raise AekitError(f"{p}: not a readable image ({e})") from None
-            img = _to_mode(img, mode)
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
             x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
-    return x, labels, classes
+    return x
 
 
 def write_images(folder: Path, pixels: np.ndarray, names: list[str] | None = None) -> None:
@@ -612,6 +622,17 @@ def _open_image(p: Path):
         raise AekitError(f"{p}: not a readable image ({e})") from None
 
 
+def _orientation(img, p: Path) -> int:
+    """The image's EXIF orientation (1: upright), read from its header. PNGs count as upright: Pillow finds their
+    EXIF only by decoding the whole image, which must not happen before the image is sized."""
+    if img.format == "PNG":
+        return 1
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError) as e:
+        raise AekitError(f"{p}: not a readable image ({e})") from None
+
+
 def _to_mode(img, mode: str):
     if img.mode in ("I", "I;16", "F"):  # 16-bit or float grayscale: scale to 8 bits
         a = np.asarray(img, dtype=np.float64)
@@ -632,6 +653,12 @@ def _folder(path: Path, options) -> Raw:
     x, y, classes = read_image_folder(path, options.size)
     names = [str(p.relative_to(path)) for p in _image_files(path)[0]]
     return Raw(x.transpose(0, 3, 1, 2), y, classes, names)  # (N, H, W, C) -> (N, C, H, W)
+
+
+@register_format(*IMAGE_SUFFIXES, options=("size",), what="image files")
+def _image(path: Path, options) -> Raw:
+    """One image file: a dataset of one item (a photo to reconstruct, denoise, compress or score)."""
+    return Raw(read_images([path], path, options.size).transpose(0, 3, 1, 2), None, None, [path.name])
 
 
 @register_format(".csv", options=("label_column",), what=".csv tables")
