@@ -87,6 +87,10 @@ def test_compress_and_decompress_commands(digits_run_dir, tmp_path):
     x = np.load(tmp_path / "d.npz")["x"]
     expected, _ = aekit.decompress(aez.read_bytes(), digits_run_dir)
     np.testing.assert_allclose(x, expected.numpy() * 16, rtol=1e-6)  # back in the digits' own units, 0..16
+    from aekit.metrics import ssim
+
+    clean = aekit.data.load("digits").test.floats()
+    assert report["ssim"] == pytest.approx(float(ssim(clean, expected).mean()), rel=1e-5)  # of what the file holds
     assert run_cli("decompress", aez, "-o", tmp_path / "pngs").returncode == 0
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 359
     assert_clean_error(run_cli("decompress", aez, "-o", tmp_path / "d.npz"), "exists", "--force")
@@ -192,6 +196,7 @@ def test_denoise_with_added_noise_reports_and_writes(tmp_path):
         figure=tmp_path / "fig.png",
     )
     assert report["denoised_psnr_db"] > report["noisy_psnr_db"] + 3
+    assert 0 < report["noisy_ssim"] < report["denoised_ssim"] <= 1
     assert np.load(tmp_path / "clean.npz")["x"].shape == (359, 1, 8, 8) and (tmp_path / "fig.png").stat().st_size > 0
     assert not np.array_equal(np.load(tmp_path / "noisy.npz")["x"], np.load(tmp_path / "clean.npz")["x"])
 

@@ -267,3 +267,18 @@ def test_vae_gaussian_likelihood_learns_its_sigma():
     vae = aekit.create_model("vae", (6,), likelihood="gaussian", hidden=[8], latent_dim=2)
     vae(torch.rand(4, 6)).loss.backward()
     assert vae.log_sigma.grad is not None and float(vae.log_sigma.grad) != 0
+
+
+def test_ssim_is_one_for_the_same_image_exact_for_flat_ones_and_falls_with_noise():
+    from aekit.metrics import ssim
+
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(ssim(x, x), torch.ones(4, dtype=torch.float64))
+    a, b = torch.full((1, 1, 16, 16), 0.3), torch.full((1, 1, 16, 16), 0.7)  # flat: only the luminance term
+    c1 = 0.01**2
+    assert float(ssim(a, b)) == pytest.approx((2 * 0.3 * 0.7 + c1) / (0.3**2 + 0.7**2 + c1), rel=1e-6)
+    smooth = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2)
+    noisy = [(smooth + s * torch.randn_like(x)).clamp(0, 1) for s in (0.02, 0.1, 0.3)]
+    scores = [float(ssim(smooth, n).mean()) for n in noisy]
+    assert 1 > scores[0] > scores[1] > scores[2] > 0
+    assert ssim(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)).shape == (2,)  # a window to fit small images

@@ -23,6 +23,10 @@ def test_training_lowers_the_loss_and_beats_the_mean_image(digits_run):
     errors = (digits_run.model.reconstruct(x).double() - x.double()).pow(2).flatten(1).sum(1)
     assert result["model"]["sse_per_item"] == pytest.approx(float(errors.mean()), rel=1e-6)
     assert result["model"]["psnr_db"] == pytest.approx(10 * np.log10(64 / float(errors.mean())), rel=1e-6)
+    from aekit.metrics import ssim
+
+    assert result["model"]["ssim"] == pytest.approx(float(ssim(x, digits_run.model.reconstruct(x)).mean()), rel=1e-5)
+    assert result["model"]["ssim"] > result["baselines"]["mean"]["ssim"]  # images: structure, beside the baselines
 
 
 def test_run_folder_contents(digits_run_dir):

@@ -20,16 +20,26 @@ from .run import Run, open_run
 
 def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
     """Reconstruction metrics and the model's logs, averaged over test."""
-    errors, totals = [], {}
+    errors, similar, totals = [], [], {}
     for start in range(0, len(test), batch_size):
         x = test.batch(slice(start, start + batch_size))
         out = model(x)
         errors.append(metrics.squared_errors(x, out.x_hat))
+        if test.is_image:
+            similar.append(metrics.ssim(x, out.x_hat))
         for key, value in (("loss", out.loss), *out.logs.items()):
             totals[key] = totals.get(key, 0.0) + float(value) * len(x)
     result = metrics.summarize(torch.cat(errors), math.prod(test.item_shape))
+    if similar:
+        result["ssim"] = float(torch.cat(similar).mean())
     result.update({k: v / len(test) for k, v in totals.items() if k not in result})
     return result
+
+
+def _baseline(x: torch.Tensor, x_hat: torch.Tensor, image: bool) -> dict[str, float]:
+    """A baseline's reconstruction metrics (ssim too for images)."""
+    result = metrics.summarize(metrics.squared_errors(x, x_hat), math.prod(x.shape[1:]))
+    return {**result, "ssim": float(metrics.ssim(x, x_hat).mean())} if image else result
 
 
 @torch.no_grad()
@@ -63,13 +73,10 @@ def evaluate(
         x_train, x_test = train.floats(), test.floats()
         result_model.update(model.extra_metrics(x_test, nll_k=nll_k))
 
-    k, n_features = model.config.latent_dim, math.prod(test.item_shape)
-    baselines = {
-        f"pca_{k}": metrics.summarize(
-            metrics.squared_errors(x_test, metrics.pca_reconstruct(x_train, x_test, k)), n_features
-        ),
-        "mean": metrics.summarize(metrics.squared_errors(x_test, x_train.double().mean(0, keepdim=True)), n_features),
-    }
+    k = model.config.latent_dim
+    pca = metrics.pca_reconstruct(x_train, x_test, k)
+    mean = x_train.double().mean(0, keepdim=True).expand(x_test.shape)
+    baselines = {f"pca_{k}": _baseline(x_test, pca, test.is_image), "mean": _baseline(x_test, mean, test.is_image)}
     result = {
         "data": data or run.data_config.source,
         "split": split,

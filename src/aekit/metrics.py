@@ -3,7 +3,8 @@
 Conventions: images and table features are in [0, 1]. "mse" is the mean squared error per feature
 (per pixel), "sse_per_item" the squared error summed over an item's features and averaged over items
 (the per-image figure papers such as Hinton & Salakhutdinov 2006 report), "psnr_db" is
-10 log10(1 / mse) with mse taken over the whole set (peak value 1).
+10 log10(1 / mse) with mse taken over the whole set (peak value 1), "ssim" the mean structural similarity
+of images (Wang et al. 2004).
 """
 
 from __future__ import annotations
@@ -37,3 +38,26 @@ def pca_reconstruct(train: torch.Tensor, test: torch.Tensor, k: int) -> torch.Te
     a, b = train.flatten(1).double().numpy(), test.flatten(1).double().numpy()
     pca = PCA(n_components=min(k, *a.shape), random_state=0).fit(a)
     return torch.from_numpy(pca.inverse_transform(pca.transform(b))).reshape(test.shape)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Structural similarity of images x, y (N, C, H, W) in [0, 1], per item (N,) float64 (Wang et al. 2004):
+    an 11 x 11 Gaussian window of sigma 1.5 (smaller for images under 11 pixels), K1 0.01, K2 0.03, peak 1,
+    the map over the window's valid positions and the channels averaged."""
+    size = min(11, x.shape[-2], x.shape[-1])
+    size -= 1 - size % 2  # odd
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * 1.5**2))
+    window = (g[:, None] * g[None, :] / g.sum() ** 2).expand(x.shape[1], 1, size, size)
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, window, groups=x.shape[1])
+
+    out = []
+    for a, b in zip(x.split(batch), y.split(batch), strict=True):
+        a, b = a.double(), b.double()
+        mu_a, mu_b = blur(a), blur(b)
+        var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+        num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+        out.append((num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).flatten(1).mean(1))
+    return torch.cat(out)

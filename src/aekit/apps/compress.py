@@ -214,6 +214,8 @@ def compress_file(
     raw_bytes = math.prod(items.item_shape) * (1 if items.scaling == UINT8 else 4)
     output.write_bytes(blob)
     quality = metrics.summarize(metrics.squared_errors(x, x_hat), math.prod(items.item_shape))
+    if items.is_image:
+        quality["ssim"] = float(metrics.ssim(x, x_hat).mean())
     return {
         "output": str(out),
         "items": len(x),

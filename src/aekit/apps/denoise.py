@@ -70,6 +70,9 @@ def denoise_file(
         n_features = math.prod(items.item_shape)
         report["noisy_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, noisy), n_features)["psnr_db"]
         report["denoised_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, cleaned), n_features)["psnr_db"]
+        if items.is_image:
+            report["noisy_ssim"] = float(metrics.ssim(clean, noisy).mean())
+            report["denoised_ssim"] = float(metrics.ssim(clean, cleaned).mean())
     # Everything is computed and checked: write.
     if figure_output is not None:
         from .. import plots
