@@ -452,3 +452,48 @@ def test_a_model_takes_one_photo_of_its_size_as_input(tmp_path, digits_run):
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(tmp_path / "one.png")
     assert aekit.reconstruct(digits_run, tmp_path / "one.png").shape == (1, 1, 8, 8)
     assert aekit.anomaly_scores(digits_run, str(tmp_path / "one.png")).shape == (1,)
+
+
+def _photo_cases(tmp) -> dict:
+    """name -> (file, None if it loads, else a fragment of its one-line error)."""
+    rows, cols = np.meshgrid(np.arange(40), np.arange(60), indexing="ij")
+    rgb = np.dstack([rows * 6, cols * 4, (rows + cols) * 2]).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp / "good.jpg")
+    Image.fromarray(rgb).save(tmp / "good.png")
+    data = (tmp / "good.jpg").read_bytes()
+    (tmp / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    png = (tmp / "good.png").read_bytes()
+    (tmp / "truncated.png").write_bytes(png[: len(png) // 2])
+    (tmp / "corrupt.png").write_bytes(png[:40] + bytes(len(png) - 40))
+    (tmp / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp / "dot.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp / "cmyk.jpg")
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    frames[0].save(tmp / "moving.gif", save_all=True, append_images=frames[1:])
+    (tmp / "nothing").mkdir()
+    (tmp / "nothing" / "notes.txt").write_text("no images here")
+    return {
+        "truncated jpg": (tmp / "truncated.jpg", "not a readable image"),
+        "truncated png": (tmp / "truncated.png", "not a readable image"),
+        "corrupt png": (tmp / "corrupt.png", "not a readable image"),
+        "0-byte file": (tmp / "empty.jpg", "not a readable image"),
+        "1x1 image": (tmp / "dot.png", None),
+        "CMYK jpeg": (tmp / "cmyk.jpg", None),
+        "animated gif": (tmp / "moving.gif", "unsupported file type"),
+        "folder with no images": (tmp / "nothing", "no images"),
+    }
+
+
+def test_bad_photos_load_or_fail_in_one_line(tmp_path):
+    from conftest import assert_clean_error, run_cli
+
+    for name, (path, error) in _photo_cases(tmp_path).items():
+        done = run_cli("data", "info", path)
+        if error is None:
+            assert done.returncode == 0, (name, done.stderr)
+        else:
+            assert_clean_error(done, error)
+    cmyk = datasets.load(tmp_path / "cmyk.jpg").train.x[0].numpy().transpose(1, 2, 0)
+    good = datasets.load(tmp_path / "good.jpg").train.x[0].numpy().transpose(1, 2, 0)
+    assert cmyk.shape == good.shape == (40, 60, 3) and np.abs(cmyk.astype(int) - good.astype(int)).mean() < 12
+    assert datasets.load(tmp_path / "dot.png").train.x.shape == (1, 3, 1, 1)
