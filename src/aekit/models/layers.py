@@ -134,9 +134,8 @@ class ResnetEncoder(nn.Module):
 
     def __init__(self, config, out_channels: int) -> None:
         super().__init__()
-        c, self.height, self.width = config.input_shape
         widths, act = list(config.hidden), config.activation
-        layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, padding=1)]
+        layers: list[nn.Module] = [nn.Conv2d(config.input_shape[0], widths[0], 3, padding=1)]
         for i, width in enumerate(widths):
             nxt = widths[min(i + 1, len(widths) - 1)]
             layers += [ResBlock(width, act), nn.Conv2d(width, nxt, 3, stride=2, padding=1)]
