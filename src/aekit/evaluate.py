@@ -22,7 +22,7 @@ def _model_metrics(model, test: Dataset, batch_size: int) -> dict[str, float]:
     """Reconstruction metrics and the model's logs, averaged over test."""
     errors, similar, totals = [], [], {}
     for start in range(0, len(test), batch_size):
-        x = test.batch(slice(start, start + batch_size))
+        x = test.batch(slice(start, start + batch_size)).to(model.device)
         out = model(x)
         errors.append(metrics.squared_errors(x, out.x_hat))
         if test.is_image:
@@ -71,7 +71,7 @@ def evaluate(
         torch.manual_seed(0)
         result_model = _model_metrics(model, test, batch_size)
         x_train, x_test = train.floats(), test.floats()
-        result_model.update(model.extra_metrics(x_test, nll_k=nll_k))
+        result_model.update(model.extra_metrics(x_test.to(model.device), nll_k=nll_k))
 
     k = model.config.latent_dim
     pca = metrics.pca_reconstruct(x_train, x_test, k)
@@ -110,6 +110,6 @@ def reconstruction_figure(
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots
 
-    x_hat = run.model.reconstruct(x)
+    x_hat = run.model.reconstruct(x.to(run.model.device)).cpu()
     check(bool(torch.isfinite(x_hat).all()), "the model's reconstructions hold NaN or infinite values")
     return output.write_bytes(plots.reconstructions(x, x_hat, title=title))

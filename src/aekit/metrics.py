@@ -47,7 +47,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
     size = min(11, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2  # odd
     g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * 1.5**2))
-    window = (g[:, None] * g[None, :] / g.sum() ** 2).expand(x.shape[1], 1, size, size)
+    window = (g[:, None] * g[None, :] / g.sum() ** 2).expand(x.shape[1], 1, size, size).to(x.device)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(t: torch.Tensor) -> torch.Tensor:

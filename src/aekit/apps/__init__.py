@@ -47,18 +47,20 @@ def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 @torch.no_grad()
 def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model.encode over x (N, ...) in batches: (N, latent_dim), checked finite."""
+    """model.encode over x (N, ...) in batches: (N, latent_dim) on the CPU, checked finite."""
     check_items(model, x)
-    z = torch.cat([model.encode(x[s]) for s in chunks(len(x), INFERENCE_BATCH, "encoding")])
+    device = model.device
+    z = torch.cat([model.encode(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, "encoding")])
     check_finite(z, "the model's codes for this input")
     return z
 
 
 @torch.no_grad()
 def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1], checked finite."""
+    """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
     check_finite(z, "the codes to decode")
-    x = torch.cat([model.decode(z[s]) for s in chunks(len(z), INFERENCE_BATCH, "decoding")])
+    device = model.device
+    x = torch.cat([model.decode(z[s].to(device)).cpu() for s in chunks(len(z), INFERENCE_BATCH, "decoding")])
     check_finite(x, "the model's outputs")
     return x
 

@@ -15,6 +15,8 @@ import torch
 
 from ..disk import Output, distinct
 from ..errors import AekitError, check
+from ..limits import INFERENCE_BATCH
+from ..progress import chunks
 from ..run import Run, open_run
 from . import as_items, check_finite
 
@@ -23,7 +25,8 @@ def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
     """Anomaly score of each item of x, (N,) float64: higher is more unusual. x: a tensor of items in [0, 1], or a
     numpy array, a dataset name or a path (see as_items)."""
     run = open_run(run)
-    s = run.model.anomaly_scores(as_items(run, x))
+    x, device = as_items(run, x), run.model.device
+    s = torch.cat([run.model.anomaly_scores(x[part].to(device)).cpu() for part in chunks(len(x), INFERENCE_BATCH)])
     check_finite(s, "the anomaly scores")
     return s
 

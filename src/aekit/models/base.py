@@ -154,6 +154,12 @@ class Autoencoder(nn.Module):
         self.encoder = build_encoder(config, self.code_features())
         self.decoder = build_decoder(config)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (a run trained on a GPU keeps its model there); the uses of a model send their
+        batches there and bring the results back to the CPU."""
+        return next(self.parameters()).device
+
     def code_features(self) -> int:
         """Width of the encoder's output (the VAE needs two numbers per latent unit)."""
         return self.config.latent_dim

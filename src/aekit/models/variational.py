@@ -23,7 +23,10 @@ LOG_2PI = math.log(2 * math.pi)
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """A draw z = mu + sigma * eps, eps ~ N(0, I), differentiable in mu and logvar (Kingma & Welling 2014)."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if generator is None:  # the same draw; randn_like also traces under torch.compile with dynamic shapes
+        eps = torch.randn_like(mu)
+    else:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + (0.5 * logvar).exp() * eps
 
 
