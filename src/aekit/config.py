@@ -216,6 +216,9 @@ class DataConfig:
         means the dataset's own test split for built-ins and 0.1 for the user's data. 0 holds nothing out.
         Its old name val_split is still accepted.
     size: (height, width) to resize images from a folder to.
+    crop: (height, width) of the crops to train on, for images of any sizes (a folder or one photo): each epoch
+        draws as many random crops, each flipped left-right at random, as the images hold side by side; the
+        held-out images are cut into fixed crops (a grid, centred). Images stay uint8 at their own sizes.
     label_column: CSV column holding labels (kept out of the features).
     split_seed: seed of the random hold-out split.
     classes: keep only the items with these labels (numbers, or an image folder's subfolder names), e.g.
@@ -230,13 +233,15 @@ class DataConfig:
     label_column: str | None = None
     split_seed: int = 0
     classes: tuple[str, ...] | None = None
+    crop: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check(self.source != "", "data.source must name a dataset or a path")
         if self.test_split is not None:
             check(0 <= self.test_split < 1, f"data.test_split must be in [0, 1), got {self.test_split}")
-        if self.size is not None:
-            ok = len(self.size) == 2 and all(s >= 1 for s in self.size)
-            check(ok, f"data.size must be two positive integers HEIGHT,WIDTH, got {list(self.size)}")
+        for name in ("size", "crop"):
+            value = getattr(self, name)
+            ok = value is None or (len(value) == 2 and all(s >= 1 for s in value))
+            check(ok, f"data.{name} must be two positive integers HEIGHT,WIDTH, got {list(value or ())}")
         check(0 <= self.split_seed < MAX_INT, f"data.split_seed must be in [0, 2**63), got {self.split_seed}")
         check(self.classes is None or len(self.classes) > 0, "data.classes must name at least one label")

@@ -83,7 +83,7 @@ def add_fields(group, cls: type, section: str, skip: set[str], owners: dict[str,
         text = helps.get(f.name, "") + note
         if default is not None:
             text += f" (default {','.join(map(str, default)) if isinstance(default, tuple) else default})"
-        metavar = "H,W" if f.name == "size" else f.name.upper()
+        metavar = "H,W" if f.name in ("size", "crop") else f.name.upper()
         flags = ["--" + name.replace("_", "-") for name in (f.name, *olds.get(f.name, ()))]  # new name, then old ones
         group.add_argument(*flags, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text)
 

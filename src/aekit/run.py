@@ -10,6 +10,7 @@ A run folder holds
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import Dataset, Scaling, Splits, class_mask, from_array, load_config
+from .data.datasets import Dataset, Photos, Scaling, Splits, class_mask, from_array, load_config, load_photos
+from .data.sources import IMAGE_SUFFIXES
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -170,13 +172,18 @@ class Run:
         if isinstance(source, np.ndarray):
             return self._checked(from_array(source, self.scaling), "the array")
         if source is not None and not self.same_source(source):
+            path = Path(source).expanduser()
+            if self.model.config.any_size and _images(path):  # whole, at their own sizes
+                return self._checked(Splits(load_photos(path), None), str(source))
             cfg = DataConfig(str(source), 0.0, cfg.size, cfg.label_column, cfg.split_seed)
         elif source is not None:  # the run's own data, all of it (its hold-out kept apart)
-            cfg = DataConfig(cfg.source, cfg.test_split, cfg.size, cfg.label_column, cfg.split_seed)
+            cfg = dataclasses.replace(cfg, classes=None)
         return self._checked(load_config(cfg, data_dir=data_dir, scaling=self.scaling), cfg.source)
 
     def _checked(self, splits: Splits, source: str) -> Splits:
         expected, got = tuple(self.model.config.input_shape), splits.train.item_shape
+        if isinstance(splits.train, Photos):  # any size, the model's channels
+            expected, got = expected[:1], got[:1]
         check(
             got == expected,
             f"{source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
@@ -220,6 +227,11 @@ class Run:
     def update_metrics(self, **sections: Any) -> None:
         """Merge sections into the run's metrics.json (read again first: another process may have written it)."""
         self.metrics = update_metrics(self.path, **sections)
+
+
+def _images(path: Path) -> bool:
+    """Whether path is an image file or a folder (of images: the folder reader says if not)."""
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class Trainer:
                 share = len(mine) * self.world / len(idx)
                 if len(mine) == 0:  # a last batch smaller than the world: take part with a weight of 0
                     mine, share = idx[:1], 0.0
-            x = data.batch(mine.to(data.device)).to(self.device, non_blocking=True)
+            x = data.training_batch(mine.to(data.device)).to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):

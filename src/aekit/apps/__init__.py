@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import UINT8, Scaling
+from ..data.datasets import UINT8, Photos, Scaling
 from ..data.sources import write_images
 from ..disk import FOLDER, Output
 from ..errors import check
@@ -32,10 +32,26 @@ def as_items(run, x) -> torch.Tensor:
     """Model inputs from x, what every use of a model accepts: a tensor of items (N, ...) already in [0, 1] as it
     is; a numpy array of items in their own units, a dataset name or a path, prepared as the run's training
     data was (all of it)."""
+    x = as_inputs(run, x)
+    shape = list(run.model.config.input_shape)
+    check(not isinstance(x, list), f"this use takes images of the model's size {shape}; crop or resize them")
+    return x
+
+
+def as_inputs(run, x) -> torch.Tensor | list[torch.Tensor]:
+    """as_items, except that a fully convolutional model (model.config.any_size) takes images of other sizes
+    too: those come back as a list of images (C, H, W), uint8 or floats in [0, 1], to be used whole (tiles)."""
+    config = run.model.config
     if isinstance(x, torch.Tensor):
+        other = config.any_size and x.dim() == 4 and x.shape[1] == config.input_shape[0]
+        if other and tuple(x.shape[2:]) != tuple(config.input_shape[1:]):
+            return list(x)
         check_items(run.model, x)
         return x
-    return run.read(x, "all")[0].floats()
+    items = run.read(x, "all")[0]
+    if isinstance(items, Photos) and items.item_shape != tuple(config.input_shape):
+        return [items.image(i) for i in range(len(items))]
+    return items.floats()
 
 
 def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:

@@ -146,6 +146,14 @@ class Dataset:
         """All items as float32 in [0, 1]."""
         return self.batch(slice(None))
 
+    def training_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Items at idx as a training step sees them: batch(idx) here; random crops for Crops."""
+        return self.batch(idx)
+
+    def stored(self) -> np.ndarray:
+        """All items as stored (uint8 pixels, or floats in [0, 1]), on the CPU."""
+        return self.x.cpu().numpy()
+
     def subset(self, idx: torch.Tensor | np.ndarray) -> Dataset:
         idx = torch.as_tensor(idx, dtype=torch.long)
         y = self.y[idx] if self.y is not None else None
@@ -212,6 +220,142 @@ class MappedDataset(Dataset):
         return dataclasses.replace(self, y=y, rows=np.concatenate([self.rows, other.rows]))
 
 
+@dataclass(frozen=True)
+class Photos(Dataset):
+    """Whole images of any sizes, one item each, kept once as uint8: what a fully convolutional model takes
+    whole (tiled by the uses). x holds every image's pixels in one flat uint8 tensor, each channels first from
+    its start in images. batch() stacks images of one size; image(i) gives any one.
+    """
+
+    images: torch.Tensor | None = None  # (n_images, 3) int64: start in x, height, width
+    channels: int = 1
+
+    @classmethod
+    def of(cls, images: sources.ImageList, **fields) -> Photos:
+        table = torch.from_numpy(np.column_stack([images.starts, images.sizes]))
+        return cls(x=torch.from_numpy(images.pixels), images=table, channels=images.channels, **fields)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return [tuple(s) for s in self.images[:, 1:].tolist()]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """(C, H, W) when all images share one size; else (C, 0, 0)."""
+        sizes = set(self.sizes)
+        return (self.channels, *(sizes.pop() if len(sizes) == 1 else (0, 0)))
+
+    @property
+    def is_image(self) -> bool:
+        return True
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image i as stored: (C, H, W) uint8."""
+        start, h, w = self.images[i].tolist()
+        return self.x[start : start + self.channels * h * w].view(self.channels, h, w)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        rows = range(len(self))[idx] if isinstance(idx, slice) else idx.tolist()
+        check(0 not in self.item_shape, f"{self.name}: images of different sizes do not stack; take them one at a time")
+        if not rows:
+            return torch.zeros(0, *self.item_shape)
+        return torch.stack([self.image(i) for i in rows]).float().div_(255)
+
+    def stored(self) -> np.ndarray:
+        return (self.floats() * 255).round().to(torch.uint8).cpu().numpy()
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> Photos:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        y = self.y[idx] if self.y is not None else None
+        names = tuple(self.item_names[i] for i in idx.tolist()) if self.item_names is not None else None
+        return dataclasses.replace(self, images=self.images[idx], y=y, item_names=names)
+
+    def to(self, device: torch.device) -> Photos:
+        return dataclasses.replace(self, x=self.x.to(device), images=self.images.to(device))
+
+    def join(self, other: Photos) -> Photos:
+        check(other.x.data_ptr() == self.x.data_ptr(), "only the parts of one source join")
+        y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
+        names = self.item_names + other.item_names if self.item_names and other.item_names else None
+        return dataclasses.replace(self, images=torch.cat([self.images, other.images]), y=y, item_names=names)
+
+
+@dataclass(frozen=True)
+class Crops(Photos):
+    """Fixed-size crops of images of any sizes, the images kept once, as uint8 (data.crop).
+
+    The items are tiles: a grid of non-overlapping crops in each image, centred, so that batch() is
+    deterministic (the held-out part, evaluation, features). training_batch() instead draws a fresh crop from
+    each tile's image, anywhere in it, flipped left-right at random, from torch's global RNG (saved with each
+    checkpoint, so a resumed run draws the same crops).
+    """
+
+    tiles: torch.Tensor | None = None  # (N, 3) int64: image, top, left
+    crop: tuple[int, int] = (1, 1)
+
+    @classmethod
+    def of(cls, images: sources.ImageList, rows: np.ndarray, crop: tuple[int, int], labels, **fields) -> Crops:
+        """The tiles of the images at rows of an ImageList (the x of every part of one source), labelled with
+        their image's label from labels (a tensor per image, or None)."""
+        h, w = crop
+        tiles = []
+        for i in rows.tolist():
+            ih, iw = images.sizes[i].tolist()
+            top, left = np.arange(ih // h) * h + (ih % h) // 2, np.arange(iw // w) * w + (iw % w) // 2
+            grid = np.stack(np.meshgrid(top, left, indexing="ij"), axis=-1).reshape(-1, 2)
+            tiles.append(np.column_stack([np.full(len(grid), i), grid]))
+        tiles = torch.from_numpy(np.concatenate(tiles) if tiles else np.zeros((0, 3), np.int64)).long()
+        y = labels[tiles[:, 0]] if labels is not None else None
+        return super().of(images, y=y, tiles=tiles, crop=crop, **fields)
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return (self.channels, *self.crop)
+
+    def batch(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        tiles = self.tiles[idx] if isinstance(idx, slice) else self.tiles.index_select(0, idx)
+        return self._gather(tiles[:, 0], tiles[:, 1], tiles[:, 2], None)
+
+    def training_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        image = self.tiles.index_select(0, idx)[:, 0]
+        size = self.images.index_select(0, image)[:, 1:].cpu()
+        u = torch.rand(len(idx), 3)  # top, left, flip: drawn on the CPU wherever the images are
+        top = (u[:, 0] * (size[:, 0] - self.crop[0] + 1)).long()
+        left = (u[:, 1] * (size[:, 1] - self.crop[1] + 1)).long()
+        return self._gather(image, top.to(image.device), left.to(image.device), (u[:, 2] < 0.5).to(image.device))
+
+    def _gather(self, image, top, left, flip) -> torch.Tensor:
+        """The crops at (top, left) of images, flipped left-right where flip: (B, C, h, w) float32 in [0, 1]."""
+        start, height, width = self.images.index_select(0, image).unbind(1)
+        c, i, j = (torch.arange(n, device=image.device) for n in (self.channels, *self.crop))
+        col = j.expand(len(image), -1)
+        if flip is not None:
+            col = torch.where(flip[:, None], self.crop[1] - 1 - col, col)
+        b = (slice(None), None, None, None)  # per crop, broadcast over channel, row, column
+        index = (start[b] + c[None, :, None, None] * (height * width)[b] + (top[b] + i[None, None, :, None]) * width[b]
+                 + left[b] + col[:, None, None, :])  # fmt: skip
+        return self.x.take(index).float().div_(255)
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> Crops:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        y = self.y[idx] if self.y is not None else None
+        return dataclasses.replace(self, tiles=self.tiles[idx.to(self.tiles.device)], y=y)
+
+    def to(self, device: torch.device) -> Crops:
+        return dataclasses.replace(super().to(device), tiles=self.tiles.to(device))
+
+    def join(self, other: Crops) -> Crops:
+        check(other.x.data_ptr() == self.x.data_ptr(), "only the parts of one source join")
+        y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
+        return dataclasses.replace(self, tiles=torch.cat([self.tiles, other.tiles]), y=y)
+
+
 SPLITS = ("all", "train", "test")
 
 
@@ -246,12 +390,14 @@ def load(
     data_dir: str | os.PathLike | None = None,
     scaling: Scaling | None = None,
     val_split: float | None = None,
+    crop: tuple[int, int] | None = None,
 ) -> Splits:
     """Load a built-in dataset ("mnist", "digits") or the user's file/folder as train/test Splits.
 
     Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a seeded
     random test_split (default 0.1; its old name val_split works too) is held out; built-ins use their own test
-    split unless test_split is given. classes keeps only the items with those labels. scaling, when given (a
+    split unless test_split is given. classes keeps only the items with those labels. crop=(h, w): images of
+    any sizes as Crops (see DataConfig.crop). scaling, when given (a
     trained run's), is used for tables and for images that are neither uint8 nor already in [0, 1], instead of
     fitting one.
     """
@@ -263,6 +409,7 @@ def load(
         label_column,
         split_seed,
         tuple(map(str, classes or ())) or None,
+        tuple(crop) if crop else None,
     )
     return load_config(cfg, data_dir=data_dir, scaling=scaling)
 
@@ -286,15 +433,32 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes, names = read_path(path, cfg)
     keep = class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
+    if isinstance(x, sources.ImageList):
+        return _crop_splits(x, y, path.name, classes, cfg, names, keep)
     mapped = x if isinstance(x, sources.MappedArray) else None
     if mapped is not None:
         x = _layout(path, mapped.array)
     return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped, names, keep)
 
 
+def load_photos(path: Path, size: tuple[int, int] | None = None) -> Photos:
+    """Every image of an image file or folder (labelled by subfolder, if any) at its own size, or resized to
+    size: Photos, nothing held out."""
+    if path.is_dir():
+        files, y, classes = sources.image_files(path)
+        names = [str(p.relative_to(path)) for p in files]
+    else:
+        check(path.suffix.lower() in sources.IMAGE_SUFFIXES, f"{path}: not an image file or folder")
+        files, y, classes, names = [path], None, None, [path.name]
+    images = sources.read_image_list(files, path, size)
+    labels = torch.from_numpy(y) if y is not None else None
+    cls = tuple(classes) if classes else None
+    return Photos.of(images, y=labels, name=path.name, scaling=UINT8, classes=cls, item_names=tuple(names))
+
+
 def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
     """A built-in dataset's own train and test parts (or a test_split held out of its train part)."""
-    for option in ("size", "label_column"):
+    for option in ("size", "label_column", "crop"):
         flag = "--" + option.replace("_", "-")
         check(getattr(cfg, option) is None, f"{flag} applies to files and folders; {known.name} is a built-in dataset")
     x_train, y_train, x_test, y_test, fixed = known.read(data_dir)
@@ -335,14 +499,15 @@ def read_path(path: Path, cfg: DataConfig) -> Raw:
     """Read the user's data at path with its registered format into raw arrays: images (N, C, H, W) or tables
     (N, D); a large .npy file comes back as a sources.MappedArray instead."""
     fmt = format_for(path)
-    for option in ("size", "label_column"):
+    for option in ("size", "label_column", "crop"):
         flag = "--" + option.replace("_", "-")
         check(getattr(cfg, option) is None or option in fmt.options, f"{flag} does not apply to {path.name}")
     x, y, classes, names = fmt.read(path, cfg)
     if isinstance(x, sources.MappedArray):
         return Raw(x)
     check(names is None or len(names) == len(x), f"{path}: the format named {len(names or ())} of {len(x)} items")
-    return Raw(_layout(path, x), _labels(path, y, len(x)), classes, names)
+    images = isinstance(x, sources.ImageList)
+    return Raw(x if images else _layout(path, x), _labels(path, y, len(x)), classes, names)
 
 
 def _layout(path: Path, x: np.ndarray) -> np.ndarray:
@@ -392,19 +557,7 @@ def _make_splits(
     check(all(s > 0 for s in raw.shape[1:]), f"{name}: items of empty shape {list(raw.shape[1:])}")
     release = mapped.release if mapped is not None else lambda: None
     _check_finite(raw, name, release)
-    if cfg.test_split is not None or test_idx is None:
-        frac = 0.1 if cfg.test_split is None else cfg.test_split
-        n_test = int(round(n * frac))
-        check(n - n_test >= 1, f"{name}: test_split {frac} leaves no training items out of {n}")
-        perm = np.random.default_rng(cfg.split_seed).permutation(n)
-        test_idx = np.sort(perm[:n_test])
-    train_mask = np.ones(n, dtype=bool)
-    train_mask[test_idx] = False
-    parts = [np.flatnonzero(train_mask), test_idx]
-    if keep is not None:
-        parts = [i[keep[i]] for i in parts]
-        check(len(parts[0]) > 0, f"{name}: none of the kept classes' items is in the training part")
-
+    parts = _parts(n, cfg, test_idx, keep, name)
     scaling = _choose_scaling(raw, parts[0], scaling, name, release)
     y_t = torch.from_numpy(y) if y is not None else None
     cls = tuple(classes) if classes else None
@@ -421,6 +574,41 @@ def _make_splits(
     train, test = (
         Dataset(x[i], y_t[i] if y_t is not None else None, name, scaling, cls, _pick(item_names, i)) for i in parts
     )
+    return Splits(train, test if len(test) else None)
+
+
+def _parts(n: int, cfg: DataConfig, test_idx: np.ndarray | None, keep: np.ndarray | None, name: str) -> list:
+    """[training rows, test rows] of n items: test_idx, or a seeded random cfg.test_split (default 0.1) of them;
+    then only the kept items (data.classes) of each."""
+    if cfg.test_split is not None or test_idx is None:
+        frac = 0.1 if cfg.test_split is None else cfg.test_split
+        n_test = int(round(n * frac))
+        check(n - n_test >= 1, f"{name}: test_split {frac} leaves no training items out of {n}")
+        perm = np.random.default_rng(cfg.split_seed).permutation(n)
+        test_idx = np.sort(perm[:n_test])
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[test_idx] = False
+    parts = [np.flatnonzero(train_mask), test_idx]
+    if keep is not None:
+        parts = [i[keep[i]] for i in parts]
+        check(len(parts[0]) > 0, f"{name}: none of the kept classes' items is in the training part")
+    return parts
+
+
+def _crop_splits(images: sources.ImageList, y, name: str, classes, cfg: DataConfig, names, keep) -> Splits:
+    """Splits of Crops: the images are held out or not whole, then cut into crops."""
+    h, w = cfg.crop
+    small = np.flatnonzero((images.sizes[:, 0] < h) | (images.sizes[:, 1] < w))
+    if small.size:
+        i = int(small[0])
+        raise AekitError(
+            f"{names[i] if names else name}: is {images.sizes[i, 0]}x{images.sizes[i, 1]}, smaller than the crop "
+            f"{h}x{w}; use a smaller --crop (or --size to resize every image first)"
+        )
+    parts = _parts(len(images), cfg, None, keep, name)
+    labels = torch.from_numpy(y) if y is not None else None
+    cls = tuple(classes) if classes else None
+    train, test = (Crops.of(images, rows, (h, w), labels, name=name, scaling=UINT8, classes=cls) for rows in parts)
     return Splits(train, test if len(test) else None)
 
 

@@ -37,7 +37,7 @@ def export(
     check(output.kind != FOLDER or items.is_image, f"{output.path}: a table is written to a .csv or an .npz")
     labels = None if items.y is None else items.y.numpy()
     if output.kind == FOLDER:  # pixels: uint8 as stored, or the [0, 1] values as 0..255
-        pixels, names = items.x.numpy().transpose(0, 2, 3, 1), _image_names(labels, items.classes)
+        pixels, names = items.stored().transpose(0, 2, 3, 1), _image_names(labels, items.classes)
         output.write_folder(lambda folder: write_images(folder, pixels, names))
     elif output.kind == ".csv":
         output.write_bytes(_csv_bytes(_raw(items), labels, items.classes))
@@ -50,7 +50,7 @@ def export(
 
 def _raw(items: Dataset) -> np.ndarray:
     """The items in their own units: uint8 pixels as they are, other values through the data's scaling."""
-    x = items.x.numpy()
+    x = items.stored()
     return x if x.dtype == np.uint8 else items.scaling.invert(x).astype(np.float32)
 
 

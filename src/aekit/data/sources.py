@@ -24,6 +24,7 @@ import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -524,18 +525,6 @@ def _is_number(text: str) -> bool:
 MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; a declared 100k x 100k does not
 
 
-def read_image_folder(
-    path: Path, size: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Read a folder of images (IMAGE_SUFFIXES): (x (N, H, W, C) uint8, labels or None, class names or None).
-
-    Images directly in the folder are unlabeled; images in subfolders are labeled by subfolder name
-    (like torchvision's ImageFolder). See read_images for sizes and modes.
-    """
-    files, labels, classes = _image_files(path)
-    return read_images(files, path, size), labels, classes
-
-
 def read_images(files: list[Path], where: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode image files into one (N, H, W, C) uint8 array, each turned upright by its EXIF orientation.
 
@@ -544,43 +533,98 @@ def read_images(files: list[Path], where: Path, size: tuple[int, int] | None = N
     from its header and the whole is checked against the load limit before one pixel is decoded; then they
     are decoded one at a time.
     """
-    from PIL import Image, ImageOps
+    scan = _scan_images(files)
+    if size is None:
+        for p, s in zip(files, scan.sizes, strict=True):
+            check(
+                s == scan.sizes[0],
+                f"{p}: is {s[0]}x{s[1]} but {files[0].name} is {scan.sizes[0][0]}x{scan.sizes[0][1]}; "
+                "resize all with --size HEIGHT,WIDTH, or train on crops with --crop HEIGHT,WIDTH",
+            )
+    h, w = size or scan.sizes[0]
+    # The array, its channels-first copy and the split's copy, plus one image being decoded and converted
+    need = 3 * len(files) * h * w * scan.channels + 12 * max(a * b for a, b in scan.sizes)
+    check_load_size(need, where, f"{len(files)} images of {h}x{w}x{scan.channels}")
+    x = np.empty((len(files), h, w, scan.channels), dtype=np.uint8)
+    for i, p in enumerate(files):
+        x[i] = scan.decode(i, p, (h, w))
+    return x
 
+
+@dataclass(frozen=True)
+class ImageList:
+    """Images of any sizes in one flat uint8 array, each channels first: image i is
+    pixels[starts[i] : starts[i] + channels * h * w].reshape(channels, h, w) with (h, w) = sizes[i]."""
+
+    pixels: np.ndarray
+    sizes: np.ndarray  # (N, 2): height, width
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def starts(self) -> np.ndarray:
+        counts = self.sizes.prod(axis=1) * self.channels
+        return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def read_image_list(files: list[Path], where: Path, size: tuple[int, int] | None = None) -> ImageList:
+    """Decode image files of any sizes (each resized to size, if given) into an ImageList: prepared like
+    read_images, kept at their own sizes, uint8 and nothing more."""
+    scan = _scan_images(files)
+    sizes = np.array([size or s for s in scan.sizes], dtype=np.int64).reshape(-1, 2)
+    counts = sizes.prod(axis=1) * scan.channels
+    need = int(counts.sum()) + 12 * max(a * b for a, b in scan.sizes)
+    check_load_size(need, where, f"{len(files)} images of {human(int(counts.sum()))} in all")
+    pixels = np.empty(int(counts.sum()), dtype=np.uint8)
+    images = ImageList(pixels, sizes, scan.channels)
+    for i, (p, start) in enumerate(zip(files, images.starts.tolist(), strict=True)):
+        image = scan.decode(i, p, tuple(sizes[i]))
+        pixels[start : start + counts[i]] = image.transpose(2, 0, 1).reshape(-1)
+    return images
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the headers of image files say: each one's upright (height, width) and EXIF orientation, and the
+    mode all are decoded to (L for all grayscale, else RGB)."""
+
+    sizes: list[tuple[int, int]]
+    turns: list[int]
+    mode: str
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+    def decode(self, i: int, p: Path, size: tuple[int, int]) -> np.ndarray:
+        """Image i (file p) decoded, upright, in the mode, resized to size (h, w): (h, w, channels) uint8."""
+        from PIL import Image, ImageOps
+
+        h, w = size
+        with _open_image(p) as img:
+            try:
+                img.load()
+                img = _to_mode(ImageOps.exif_transpose(img) if self.turns[i] != 1 else img, self.mode)
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                raise AekitError(f"{p}: not a readable image ({e})") from None
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8).reshape(h, w, self.channels)
+
+
+def _scan_images(files: list[Path]) -> _Scan:
     sizes, modes, turns = [], set(), []
     for p in files:
         with _open_image(p) as img:
             w, h = img.size
             check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
             turns.append(_orientation(img, p))
-            sizes.append((h, w) if turns[-1] in (5, 6, 7, 8) else (w, h))  # orientations that swap the sides
+            sizes.append((w, h) if turns[-1] in (5, 6, 7, 8) else (h, w))  # orientations that swap the sides
             modes.add(img.mode)
     gray = modes <= {"1", "L", "LA", "I", "I;16", "F"}
-    mode, channels = ("L", 1) if gray else ("RGB", 3)
-    if size is None:
-        for p, (w, h) in zip(files, sizes, strict=True):
-            check(
-                (w, h) == sizes[0],
-                f"{p}: is {h}x{w} but {files[0].name} is {sizes[0][1]}x{sizes[0][0]}; "
-                "resize all with --size HEIGHT,WIDTH",
-            )
-        h, w = sizes[0][1], sizes[0][0]
-    else:
-        h, w = size
-    # The array, its channels-first copy and the split's copy, plus one image being decoded and converted
-    need = 3 * len(files) * h * w * channels + 12 * max(a * b for a, b in sizes)
-    check_load_size(need, where, f"{len(files)} images of {h}x{w}x{channels}")
-    x = np.empty((len(files), h, w, channels), dtype=np.uint8)
-    for i, p in enumerate(files):
-        with _open_image(p) as img:
-            try:
-                img.load()
-                img = _to_mode(ImageOps.exif_transpose(img) if turns[i] != 1 else img, mode)
-            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-                raise AekitError(f"{p}: not a readable image ({e})") from None
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            x[i] = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
-    return x
+    return _Scan(sizes, turns, "L" if gray else "RGB")
 
 
 def write_images(folder: Path, pixels: np.ndarray, names: list[str] | None = None) -> None:
@@ -596,7 +640,7 @@ def write_images(folder: Path, pixels: np.ndarray, names: list[str] | None = Non
         Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(path)
 
 
-def _image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+def image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
     """(the image files of a folder, their labels, the class names): labels are subfolders, if any."""
 
     def images_in(folder: Path) -> list[Path]:
@@ -648,17 +692,24 @@ def _to_mode(img, mode: str):
 # ---------------------------------------------------------------- the registered sources
 
 
-@register_format(FOLDER, options=("size",), what="image folders")
+@register_format(FOLDER, options=("size", "crop"), what="image folders")
 def _folder(path: Path, options) -> Raw:
-    x, y, classes = read_image_folder(path, options.size)
-    names = [str(p.relative_to(path)) for p in _image_files(path)[0]]
-    return Raw(x.transpose(0, 3, 1, 2), y, classes, names)  # (N, H, W, C) -> (N, C, H, W)
+    files, y, classes = image_files(path)
+    names = [str(p.relative_to(path)) for p in files]
+    return Raw(_pixels(files, path, options), y, classes, names)
 
 
-@register_format(*IMAGE_SUFFIXES, options=("size",), what="image files")
+@register_format(*IMAGE_SUFFIXES, options=("size", "crop"), what="image files")
 def _image(path: Path, options) -> Raw:
     """One image file: a dataset of one item (a photo to reconstruct, denoise, compress or score)."""
-    return Raw(read_images([path], path, options.size).transpose(0, 3, 1, 2), None, None, [path.name])
+    return Raw(_pixels([path], path, options), None, None, [path.name])
+
+
+def _pixels(files: list[Path], where: Path, options) -> np.ndarray | ImageList:
+    """Images as (N, C, H, W) uint8, or an ImageList of any sizes for training on crops."""
+    if options.crop is not None:
+        return read_image_list(files, where, options.size)
+    return read_images(files, where, options.size).transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
 
 
 @register_format(".csv", options=("label_column",), what=".csv tables")

@@ -81,6 +81,11 @@ class ModelConfig:
             f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}",
         )
 
+    @property
+    def any_size(self) -> bool:
+        """Whether the model is fully convolutional: its uses take images of any size (in tiles of input_shape)."""
+        return self.backbone == "resnet"
+
     def _resnet_code(self) -> None:
         """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""
         if self.latent_channels is None:
