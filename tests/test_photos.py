@@ -1,5 +1,7 @@
 """Photos of any size: training on random crops (data.crop), and the held-out images cut into fixed crops."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,8 @@ def photo_folder(folder, sizes=SIZES, mode="RGB"):
     pixels = {}
     for k, (h, w) in enumerate(sizes):
         rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-        rgb = np.dstack([rows * 255 // h, cols * 255 // w, (rows * cols + 40 * k) % 256]).astype(np.uint8)
+        wave = 128 + 100 * np.sin(rows / 6 + k) * np.cos(cols / 8)
+        rgb = np.dstack([rows * 255 // h, cols * 255 // w, wave]).astype(np.uint8)
         image = rgb if mode == "RGB" else rgb[..., 0]
         Image.fromarray(image).save(folder / f"p{k}.png")
         pixels[f"p{k}.png"] = rgb if mode == "RGB" else rgb[..., :1]
@@ -99,3 +102,90 @@ def test_one_photo_trains_on_its_crops_and_size_resizes_before_cropping(tmp_path
     assert len(resized) == 4 and resized.images[0, 1:].tolist() == [40, 40]
     with pytest.raises(AekitError, match="smaller than the crop"):
         datasets.load(tmp_path / "p0.png", crop=(20, 20), size=(10, 40))
+
+
+# ---------------------------------------------------------------- whole images through a fully convolutional model
+
+
+def test_tiles_cover_every_pixel_and_blend_back_to_the_image():
+    from types import SimpleNamespace
+
+    from aekit.apps import tiles
+
+    model = SimpleNamespace(config=SimpleNamespace(input_shape=(3, 16, 12)), device=torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    for h, w in [(16, 12), (5, 7), (40, 29), (17, 100)]:
+        image = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
+        seen = []
+
+        def identity(batch, seen=seen):
+            seen.append(batch.shape)
+            return batch
+
+        out = tiles.map_image(model, image, identity)
+        assert out.shape == (3, h, w) and torch.allclose(out, image.float() / 255, atol=1e-6)
+        assert all(s[1:] == (3, 16, 12) for s in seen)  # always the model's own input size
+    assert tiles.starts(40, 16, 4) == [0, 12, 24] and tiles.starts(16, 16, 4) == [0]
+
+
+def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tmp_path):
+    photo_folder(tmp_path / "photos")
+    run = aekit.train(tmp_path / "photos", "dae", out=tmp_path / "run", epochs=1, crop=(16, 16), **RESNET)
+    photo_folder(tmp_path / "new", sizes=[(23, 37), (50, 20)])
+    done = run_cli("denoise", run.path, tmp_path / "new" / "p0.png", "-o", tmp_path / "clean.png")
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "clean.png").size == (37, 23)
+    done = run_cli("denoise", run.path, tmp_path / "new", "-o", tmp_path / "cleaned", "--add-noise", "gaussian")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "cleaned").glob("*.png")) == ["p0.png", "p1.png"]
+    assert Image.open(tmp_path / "cleaned" / "p1.png").size == (20, 50)
+    rebuilt = aekit.reconstruct(run, tmp_path / "new")
+    assert isinstance(rebuilt, list) and [tuple(r.shape) for r in rebuilt] == [(3, 23, 37), (3, 50, 20)]
+    same = aekit.reconstruct(run, torch.rand(2, 3, 30, 30))
+    assert same.shape == (2, 3, 30, 30)
+    for out, message in [("one.png", "one PNG file holds one image"), ("all.npz", "images of several sizes")]:
+        assert_clean_error(run_cli("denoise", run.path, tmp_path / "new", "-o", tmp_path / out), message)
+        assert not (tmp_path / out).exists()
+
+
+def defect_set(folder):
+    """normal/ and abnormal/ photos (a dark square pasted into the abnormal ones) with masks/ of the squares."""
+    sizes = [(40, 56), (48, 48), (36, 60), (52, 44)]
+    photo_folder(folder / "normal", sizes)
+    photo_folder(folder / "abnormal", sizes)
+    (folder / "masks" / "abnormal").mkdir(parents=True)
+    for k, (h, w) in enumerate(sizes):
+        image = np.asarray(Image.open(folder / "abnormal" / f"p{k}.png")).copy()
+        mask = np.zeros((h, w), np.uint8)
+        top, left = 5 + 6 * k, 8 + 4 * k
+        image[top : top + 10, left : left + 10] = 0
+        mask[top : top + 10, left : left + 10] = 255
+        Image.fromarray(image).save(folder / "abnormal" / f"p{k}.png")
+        Image.fromarray(mask).save(folder / "masks" / "abnormal" / f"p{k}_mask.png")
+
+
+def test_anomaly_maps_find_pasted_defects_and_masks_give_a_pixel_auroc(tmp_path):
+    photo_folder(tmp_path / "train")
+    run = aekit.train(tmp_path / "train", "ae", out=tmp_path / "run", epochs=40, lr=3e-3, crop=(16, 16), **RESNET)
+    defect_set(tmp_path / "test")
+    assert aekit.data.load(tmp_path / "test", test_split=0, size=(8, 8)).train.classes == ("abnormal", "normal")
+    out = {name: tmp_path / name for name in ("scores.csv", "figure.png", "maps.npz")}
+    done = run_cli("anomaly", run.path, tmp_path / "test", "--normal", "normal", "--contamination", "0.5",
+                   "-o", out["scores.csv"], "--figure", out["figure.png"], "--maps", out["maps.npz"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["score"] == "max of the anomaly map"
+    assert report["pixel_auroc"] > 0.9 and report["auroc"] > 0.9, report
+    maps = np.load(out["maps.npz"])
+    assert sorted(maps.files) == sorted(f"{c}/p{k}.png" for c in ("abnormal", "normal") for k in range(4))
+    assert maps["abnormal/p1.png"].shape == (48, 48)
+    peak = np.unravel_index(maps["abnormal/p1.png"].argmax(), (48, 48))
+    assert 11 - 4 <= peak[0] < 21 + 4 and 12 - 4 <= peak[1] < 22 + 4  # on the pasted square (10x10 at 11, 12)
+    same = aekit.anomaly_maps(run, tmp_path / "test")
+    assert np.allclose(same[0].numpy(), maps["abnormal/p0.png"])
+    assert Image.open(out["figure.png"]).size[0] > 500
+    wrong = tmp_path / "wrong"
+    (wrong / "abnormal").mkdir(parents=True)
+    Image.new("L", (5, 5)).save(wrong / "abnormal" / "p0.png")
+    done = run_cli("anomaly", run.path, tmp_path / "test", "--masks", wrong, "--contamination", "0.5")
+    assert_clean_error(done, "p0.png: the mask is 5x5, its image 40x56")

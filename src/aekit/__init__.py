@@ -7,8 +7,8 @@ z = model.encode(x)                          # x: (N, 1, 28, 28) floats in [0, 1
 x_hat = model.decode(z)
 
 Data: aekit.data (load, info, registries). Uses of a trained run: reconstruct, compress/decompress, denoise,
-features, generate/interpolate/manifold, anomaly_scores, evaluate, reconstruction_figure; scikit-learn
-estimators: AutoencoderTransformer, AutoencoderDetector.
+features, generate/interpolate/manifold, anomaly_scores, anomaly_maps, evaluate, reconstruction_figure;
+scikit-learn estimators: AutoencoderTransformer, AutoencoderDetector.
 
 Importing the package is cheap: each public name loads its module (and PyTorch) when first used, so that
 the `aekit` command handles everything from its first instant (a Ctrl-C during start-up included).
@@ -28,6 +28,7 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "AutoencoderTransformer": ("sklearn", "AutoencoderTransformer"),
     "Run": ("run", "Run"),
     "Trainer": ("train", "Trainer"),
+    "anomaly_maps": ("apps.anomaly", "maps"),
     "anomaly_scores": ("apps.anomaly", "scores"),
     "compress": ("apps.compress", "compress"),
     "create_model": ("registry", "create_model"),

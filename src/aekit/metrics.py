@@ -31,6 +31,23 @@ def summarize(item_errors: torch.Tensor, n_features: int) -> dict[str, float]:
     return {"mse": mse, "sse_per_item": sse, "psnr_db": psnr(mse)}
 
 
+def image_psnr(x, y) -> float:
+    """PSNR of y against x over all their values: tensors (N, ...) or lists of images of any sizes."""
+    pairs = zip(x, y, strict=True) if isinstance(x, list) else [(x, y)]
+    sse, count = 0.0, 0
+    for a, b in pairs:
+        sse += float((b.double() - a.double()).pow(2).sum())
+        count += a.numel()
+    return psnr(sse / count)
+
+
+def mean_ssim(x, y) -> float:
+    """Mean SSIM over images: tensors (N, C, H, W) or lists of images (C, H, W) of any sizes."""
+    if isinstance(x, list):
+        return float(torch.cat([ssim(a[None], b[None]) for a, b in zip(x, y, strict=True)]).mean())
+    return float(ssim(x, y).mean())
+
+
 def pca_reconstruct(train: torch.Tensor, test: torch.Tensor, k: int) -> torch.Tensor:
     """Reconstruct test from its projection on the top-k principal components of train."""
     from sklearn.decomposition import PCA
@@ -40,14 +57,20 @@ def pca_reconstruct(train: torch.Tensor, test: torch.Tensor, k: int) -> torch.Te
     return torch.from_numpy(pca.inverse_transform(pca.transform(b))).reshape(test.shape)
 
 
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """A Gaussian of sigma over size (odd) points, centred, summing to 1: (size,) float64."""
+    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Structural similarity of images x, y (N, C, H, W) in [0, 1], per item (N,) float64 (Wang et al. 2004):
     an 11 x 11 Gaussian window of sigma 1.5 (smaller for images under 11 pixels), K1 0.01, K2 0.03, peak 1,
     the map over the window's valid positions and the channels averaged."""
     size = min(11, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2  # odd
-    g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * 1.5**2))
-    window = (g[:, None] * g[None, :] / g.sum() ** 2).expand(x.shape[1], 1, size, size).to(x.device)
+    g = gaussian_window(size, 1.5)
+    window = (g[:, None] * g[None, :]).expand(x.shape[1], 1, size, size).to(x.device)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(t: torch.Tensor) -> torch.Tensor:

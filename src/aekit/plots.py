@@ -106,11 +106,19 @@ def image_grid(x: torch.Tensor, columns: int = 8, title: str | None = None) -> b
 
 
 def anomalies(
-    scores, threshold: float, top: torch.Tensor, top_scores, title: str | None = None, anomalous=None, top_index=None
+    scores,
+    threshold: float,
+    top,
+    top_scores,
+    title: str | None = None,
+    anomalous=None,
+    top_index=None,
+    overlays=None,
 ) -> bytes:
     """The histogram of anomaly scores with the threshold (normal and anomalous items apart when anomalous, a
-    0/1 array, is given), and the most anomalous items (images) beside it, each with its index and score."""
-    images = top.dim() == 4 and len(top) > 0
+    0/1 array, is given), and the most anomalous items beside it (images: a tensor (N, C, H, W) or a list of
+    (C, H, W) of any sizes), each with its index and score, under its anomaly map (H, W) when overlays are given."""
+    images = len(top) > 0 and top[0].dim() == 3
     fig = _figure(11 if images else 6, 3.4)
     grid = fig.add_gridspec(2, 1 + (-(-len(top) // 2) if images else 0))
     ax = fig.add_subplot(grid[:, 0])
@@ -129,9 +137,13 @@ def anomalies(
         for i in range(len(top)):
             item_ax = fig.add_subplot(grid[i % 2, 1 + i // 2])
             _show_image(item_ax, top[i])
+            if overlays is not None:
+                heat = overlays[i].numpy()
+                item_ax.imshow(heat, cmap="inferno", alpha=0.45, vmin=0, vmax=max(float(heat.max()), 1e-12))
             number = f"#{top_index[i]}  " if top_index is not None else ""
             item_ax.set_xlabel(f"{number}{top_scores[i]:.3g}", fontsize=8)
-        fig.text(0.62, 0.96, "most anomalous (item number, score)", fontsize=9)
+        heading = "most anomalous (item number, score)" + (", anomaly map over each" if overlays is not None else "")
+        fig.text(0.55, 0.96, heading, fontsize=9)
     if title:
         fig.suptitle(title)
     return _png(fig)

@@ -345,6 +345,12 @@ def _anomaly(p):
         help="labels of normal items (numbers or class names): adds AUROC and AUPRC",
     )
     p.add_argument("--figure", help="PNG: score histogram with the threshold and the most anomalous items")
+    p.add_argument("--maps", help="resnet: .npz of the anomaly maps, an array (H, W) per image named by its file")
+    p.add_argument(
+        "--masks",
+        metavar="FOLDER",
+        help="resnet: ground-truth masks named as their images (default: INPUT/masks if there): adds pixel AUROC",
+    )
     return lambda args: anomaly_file(
         args.run,
         _source(args),
@@ -356,6 +362,8 @@ def _anomaly(p):
         args.figure,
         args.force,
         args.data_dir,
+        args.maps,
+        args.masks,
     )
 
 

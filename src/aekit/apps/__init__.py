@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import UINT8, Photos, Scaling
-from ..data.sources import write_images
+from ..data.datasets import UINT8, Dataset, Photos, Scaling
+from ..data.sources import png_image, write_images
 from ..disk import FOLDER, Output
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
 from ..progress import chunks
 
 ARRAY_KINDS = (".npy", ".npz", FOLDER)
+IMAGE_KINDS = (*ARRAY_KINDS, ".png")  # one image may be one PNG file
 
 
 def check_finite(x: torch.Tensor | np.ndarray, what: str) -> None:
@@ -48,8 +49,13 @@ def as_inputs(run, x) -> torch.Tensor | list[torch.Tensor]:
             return list(x)
         check_items(run.model, x)
         return x
-    items = run.read(x, "all")[0]
-    if isinstance(items, Photos) and items.item_shape != tuple(config.input_shape):
+    return inputs_of(run, run.read(x, "all")[0])
+
+
+def inputs_of(run, items: Dataset) -> torch.Tensor | list[torch.Tensor]:
+    """The model inputs of a run's items (see as_inputs): all as floats, or whole images (Photos of other sizes
+    than the model's) as a list of uint8 images (C, H, W)."""
+    if isinstance(items, Photos) and items.item_shape != tuple(run.model.config.input_shape):
         return [items.image(i) for i in range(len(items))]
     return items.floats()
 
@@ -106,3 +112,29 @@ def write_array(out: Output, x: np.ndarray, **extra: np.ndarray) -> Path:
         return out.write(lambda f: np.savez(f, x=x, **extra))
     check(x.ndim == 4 and x.shape[1] in (1, 3, 4), f"{out.path}: only images can be written as PNG files; use .npz")
     return out.write_folder(lambda folder: write_images(folder, x.transpose(0, 2, 3, 1)))
+
+
+def check_items_output(out: Output, items: Dataset) -> None:
+    """AekitError, before any work, unless out can hold items: a .png file holds one image, an array file images
+    of one size."""
+    if out.kind == ".png":
+        check(items.is_image and len(items) == 1, f"{out.path}: one PNG file holds one image; name a folder")
+    mixed = out.kind in (".npy", ".npz") and 0 in items.item_shape
+    check(not mixed, f"{out.path}: images of several sizes are written as PNGs; name a folder")
+
+
+def write_items(out: Output, x: torch.Tensor | list[torch.Tensor], items: Dataset) -> Path:
+    """Outputs x for items (a tensor (N, ...) or whole images (C, H, W) of any sizes, in [0, 1]) written to out
+    in the data's own units: a PNG file (one image), a folder of PNGs named after the input files (numbered
+    where they have no names), or .npy/.npz (images of one size)."""
+    check_items_output(out, items)
+    if out.kind in (FOLDER, ".png") and isinstance(x, list):
+        pixels = [to_raw(image, UINT8).transpose(1, 2, 0) for image in x]
+    elif out.kind in (FOLDER, ".png") and items.is_image:
+        pixels = list(to_raw(x, items.scaling).transpose(0, 2, 3, 1))
+    else:
+        return write_array(out, to_raw(torch.stack(x) if isinstance(x, list) else x, items.scaling))
+    if out.kind == ".png":
+        return out.write(lambda f: png_image(pixels[0], f))
+    names = [str(Path(n).with_suffix(".png")) for n in items.item_names] if items.item_names else None
+    return out.write_folder(lambda folder: write_images(folder, pixels, names))

@@ -2,33 +2,81 @@
 
 The threshold comes from the input itself at a contamination rate (flag the top share of it), or from the
 run's own training data at a percentile (flag what scores above most of what the model was trained on).
+
+A fully convolutional model (backbone resnet) scores images of any size by where they differ: its anomaly map of
+an image is the squared reconstruction error per pixel (the mean over channels), smoothed by a Gaussian of
+MAP_SIGMA pixels, and the image's score is the map's maximum (one defect is enough to make an image unusual,
+however small it is next to the image). With ground-truth masks of the defects the maps get a pixel-level AUROC.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..disk import Output, distinct
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
+from ..metrics import gaussian_window
 from ..progress import chunks
 from ..run import Run, open_run
-from . import as_items, check_finite
+from . import as_inputs, check_finite, inputs_of, tiles
+
+MAP_SIGMA = 4.0  # pixels: the Gaussian that smooths the per-pixel error
 
 
 def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
     """Anomaly score of each item of x, (N,) float64: higher is more unusual. x: a tensor of items in [0, 1], or a
-    numpy array, a dataset name or a path (see as_items)."""
+    numpy array, a dataset name or a path (see as_items). A fully convolutional model's score of an image is the
+    maximum of its anomaly map (see maps)."""
     run = open_run(run)
-    x, device = as_items(run, x), run.model.device
+    x = as_inputs(run, x)
+    if run.model.config.any_size:
+        return torch.tensor([float(m.max()) for m in _maps(run, x)], dtype=torch.float64)
+    device = run.model.device
     s = torch.cat([run.model.anomaly_scores(x[part].to(device)).cpu() for part in chunks(len(x), INFERENCE_BATCH)])
     check_finite(s, "the anomaly scores")
     return s
+
+
+def maps(run: Run | str | os.PathLike, x) -> list[torch.Tensor]:
+    """Anomaly maps of images x (a tensor (N, C, H, W) in [0, 1], or any images a use takes, see as_inputs) under a
+    fully convolutional model: per image (H, W) float32, the squared reconstruction error per pixel (mean over
+    channels) smoothed by a Gaussian of MAP_SIGMA pixels; images of any size are rebuilt whole (tiles)."""
+    run = open_run(run)
+    check(run.model.config.any_size, "anomaly maps need a fully convolutional model (train with --backbone resnet)")
+    return _maps(run, as_inputs(run, x))
+
+
+def _maps(run: Run, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    model, out = run.model, []
+    if isinstance(x, list):
+        for image in x:
+            error = (tiles.map_image(model, image) - tiles.floats(image)).pow_(2).mean(0)
+            out.append(blur(error[None, None], MAP_SIGMA)[0, 0])
+    else:
+        for part in chunks(len(x), INFERENCE_BATCH, "scoring"):
+            batch = x[part]
+            error = (model.reconstruct(batch.to(model.device)).cpu() - batch).pow_(2).mean(1, keepdim=True)
+            out.extend(blur(error, MAP_SIGMA)[:, 0])
+    check_finite(torch.cat([m.flatten() for m in out]), "the anomaly maps")
+    return out
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """x (N, 1, H, W) smoothed by a Gaussian of sigma pixels (reaching 3 sigma; edges repeated)."""
+    kernel = gaussian_window(2 * math.ceil(3 * sigma) + 1, sigma).float()
+    r = len(kernel) // 2
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))
 
 
 def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:
@@ -64,13 +112,19 @@ def anomaly_file(
     figure: str | os.PathLike | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
+    maps_out: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> dict:
     """Score the items of source, flag those above a threshold, and report (and optionally write) the result.
 
     contamination: flag this share of the input (its top scores); otherwise the threshold is the percentile
-    of the run's training-data scores. normal: labels (numbers or class names) of the normal items; with
+    of the run's training data scores. normal: labels (numbers or class names) of the normal items; with
     labelled input this adds AUROC and AUPRC. out: a CSV of index, score, flagged, file and label. figure: a PNG
-    with the score histogram and the most anomalous items.
+    with the score histogram and the most anomalous items (their anomaly maps over them, for a fully
+    convolutional model). maps_out: an .npz of the anomaly maps, one array (H, W) per image, named by its file.
+    masks: a folder of ground-truth masks (nonzero where an image is defective), each named as its image (its
+    path in source, or just its file name; a _mask suffix allowed); images without one have no defect. An image
+    folder's own masks/ subfolder is used when masks is not given. With masks: pixel AUROC and AUPRC.
     """
     run = open_run(run)
     if contamination is not None:
@@ -78,16 +132,23 @@ def anomaly_file(
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
     table = Output(out, (".csv",), force) if out is not None else None
     picture = Output(figure, (".png",), force) if figure is not None else None
-    distinct(table, picture)
+    map_file = Output(maps_out, (".npz",), force) if maps_out is not None else None
+    distinct(table, picture, map_file)
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
-    s = scores(run, items.floats()).numpy()
+    any_size = run.model.config.any_size
+    check(any_size or (maps_out is None and masks is None), "anomaly maps need a fully convolutional model (resnet)")
+    x = inputs_of(run, items)
+    truth = _masks(items, x, source, masks) if any_size else None
+    found = _maps(run, x) if any_size else None
+    s = np.array([float(m.max()) for m in found]) if any_size else scores(run, x).numpy()
     threshold, basis = _threshold(run, s, contamination, percentile, data_dir)
     flagged = s > threshold
     report = {
         "items": len(s),
         "threshold": threshold,
         "threshold_from": basis,
+        "score": "max of the anomaly map" if any_size else "reconstruction error of the item",
         "flagged": int(flagged.sum()),
         "flagged_share": float(flagged.mean()),
         "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
@@ -95,22 +156,62 @@ def anomaly_file(
     anomalous = _anomalous(items, normal)
     if anomalous is not None:
         report.update(label_metrics(s, anomalous))
+    if truth is not None:
+        report.update({f"pixel_{k}": v for k, v in pixel_metrics(found, truth).items()})
     if items.item_names is not None:
         report["most_anomalous_files"] = [items.item_names[i] for i in report["most_anomalous"]]
     if picture is not None:
         from .. import plots
 
-        top = np.asarray(report["most_anomalous"][:8])
-        shown = items.batch(torch.from_numpy(top))
+        top = report["most_anomalous"][:8]
+        shown = [tiles.floats(x[i]) for i in top]
         title = f"{run.model.name} anomaly scores: {source}"
-        figure_png = plots.anomalies(s, threshold, shown, s[top], title=title, anomalous=anomalous, top_index=top)
+        overlays = [found[i] for i in top] if any_size else None
+        figure_png = plots.anomalies(
+            s, threshold, shown, s[top], title=title, anomalous=anomalous, top_index=top, overlays=overlays
+        )
     if table is not None:
         table.write_bytes(_table(s, flagged, items))
         report["output"] = str(out)
     if picture is not None:
         picture.write_bytes(figure_png)
         report["figure"] = str(figure)
+    if map_file is not None:
+        names = items.item_names or [str(i) for i in range(len(found))]
+        map_file.write(lambda f: np.savez(f, **{n: m.numpy() for n, m in zip(names, found, strict=True)}))
+        report["maps"] = str(maps_out)
     return report
+
+
+def pixel_metrics(found: list[torch.Tensor], truth: list[np.ndarray]) -> dict[str, float]:
+    """AUROC and AUPRC of anomaly maps against ground-truth masks (True where defective), over all pixels."""
+    return label_metrics(np.concatenate([m.numpy().ravel() for m in found]), np.concatenate([t.ravel() for t in truth]))
+
+
+def _masks(items, x, source, masks) -> list[np.ndarray] | None:
+    """The ground-truth mask (H, W) bool of every image x[i] (True where defective): from the folder masks, or the
+    source folder's masks/ subfolder; None when there are none."""
+    from ..data.sources import IMAGE_SUFFIXES, MASKS, read_images
+
+    folder = Path(masks) if masks is not None else Path(str(source)) / MASKS
+    if masks is None and not folder.is_dir():
+        return None
+    check(folder.is_dir(), f"{folder}: no such folder of masks")
+    check(items.item_names is not None, f"{source}: masks go with images read from files")
+
+    out = []
+    for name, image in zip(items.item_names, x, strict=True):
+        rel, shape = Path(name), tuple(image.shape[-2:])
+        names = [f"{stem}{tail}{suffix}" for stem in (rel.with_suffix(""), rel.stem) for tail in ("", "_mask")
+                 for suffix in IMAGE_SUFFIXES]  # fmt: skip
+        found = next((folder / n for n in names if (folder / n).is_file()), None)
+        mask = read_images([found], found)[0].max(axis=-1) > 0 if found else np.zeros(shape, dtype=bool)
+        check(
+            mask.shape == shape,
+            f"{found}: the mask is {mask.shape[0]}x{mask.shape[1]}, its image {shape[0]}x{shape[1]}",
+        )
+        out.append(mask)
+    return out
 
 
 def _threshold(run: Run, s: np.ndarray, contamination, percentile: float, data_dir) -> tuple[float, str]:

@@ -14,14 +14,32 @@ from ..data.noise import NOISES, corrupt
 from ..disk import Output, distinct
 from ..errors import check
 from ..run import Run, open_run
-from . import ARRAY_KINDS, as_items, decode_all, encode_all, to_raw, write_array
+from . import (
+    IMAGE_KINDS,
+    as_inputs,
+    check_finite,
+    check_items_output,
+    decode_all,
+    encode_all,
+    inputs_of,
+    tiles,
+    write_items,
+)
 
 
-def reconstruct(run: Run | str | os.PathLike, x) -> torch.Tensor:
+def reconstruct(run: Run | str | os.PathLike, x) -> torch.Tensor | list[torch.Tensor]:
     """The model's reconstructions (N, ...) in [0, 1] of x: a tensor of items in [0, 1], or a numpy array, a
-    dataset name or a path (see as_items). In batches, without gradients."""
+    dataset name or a path (see as_items). In batches, without gradients.
+
+    A fully convolutional model (backbone resnet) rebuilds images of any size whole, in overlapping tiles of
+    its input size (apps.tiles): images of one size come back as one tensor, of several sizes as a list."""
     run = open_run(run)
-    return decode_all(run.model, encode_all(run.model, as_items(run, x)))
+    x = as_inputs(run, x)
+    if not isinstance(x, list):
+        return decode_all(run.model, encode_all(run.model, x))
+    out = [tiles.map_image(run.model, image) for image in x]
+    check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
+    return torch.stack(out) if len({o.shape for o in out}) == 1 else out
 
 
 def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:
@@ -55,24 +73,33 @@ def denoise_file(
     ok = math.isfinite(sigma) and sigma >= 0 and 0 <= p <= 1
     check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
     check_seed(seed)
-    output = Output(out, ARRAY_KINDS, force)
-    noisy_output = Output(noisy_out, ARRAY_KINDS, force) if noisy_out is not None else None
+    output = Output(out, IMAGE_KINDS, force)
+    noisy_output = Output(noisy_out, IMAGE_KINDS, force) if noisy_out is not None else None
     figure_output = Output(figure, (".png",), force) if figure is not None else None
     distinct(output, noisy_output, figure_output)
     items, _ = run.read(source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
     check("shift" not in (add_noise or []) or items.is_image, f"{source}: shift moves images, not table rows")
-    clean = items.floats()
-    noisy = corrupt(clean, add_noise, sigma, p, torch.Generator().manual_seed(seed)) if add_noise else clean
-    cleaned = denoise(run, noisy)
+    check_items_output(output, items)
+    clean = inputs_of(run, items)
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(clean, list):  # whole images (uint8 unless noise is added), each cleaned in tiles
+        if add_noise:
+            noisy = [corrupt(tiles.floats(c)[None], add_noise, sigma, p, generator)[0] for c in clean]
+        else:
+            noisy = clean
+        cleaned = [tiles.map_image(run.model, x) for x in noisy]
+        check_finite(torch.cat([c.flatten() for c in cleaned]), "the model's outputs")
+    else:
+        noisy = corrupt(clean, add_noise, sigma, p, generator) if add_noise else clean
+        cleaned = reconstruct(run, noisy)
     report = {"items": len(clean), "output": str(out)}
     if add_noise:
-        n_features = math.prod(items.item_shape)
-        report["noisy_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, noisy), n_features)["psnr_db"]
-        report["denoised_psnr_db"] = metrics.summarize(metrics.squared_errors(clean, cleaned), n_features)["psnr_db"]
-        if items.is_image:
-            report["noisy_ssim"] = float(metrics.ssim(clean, noisy).mean())
-            report["denoised_ssim"] = float(metrics.ssim(clean, cleaned).mean())
+        clean = [tiles.floats(c) for c in clean] if isinstance(clean, list) else clean
+        for name, values in (("noisy", noisy), ("denoised", cleaned)):
+            report[f"{name}_psnr_db"] = metrics.image_psnr(clean, values)
+            if items.is_image:
+                report[f"{name}_ssim"] = metrics.mean_ssim(clean, values)
     # Everything is computed and checked: write.
     if figure_output is not None:
         from .. import plots
@@ -82,7 +109,7 @@ def denoise_file(
         figure_output.write_bytes(plots.rows_of_images(rows, names, title=f"{run.model.name}: denoising {source}"))
         report["figure"] = str(figure)
     if noisy_output is not None:
-        write_array(noisy_output, to_raw(noisy, items.scaling))
+        write_items(noisy_output, noisy, items)
         report["noisy_output"] = str(noisy_out)
-    write_array(output, to_raw(cleaned, items.scaling))
+    write_items(output, cleaned, items)
     return report

@@ -47,14 +47,14 @@ def map_image(
     oh, ow = overlap or (th // 4, tw // 4)
     _, h, w = image.shape
     if h < th or w < tw:  # smaller than one tile: repeat the edge pixels, cut back at the end
-        image = F.pad(_floats(image)[None], (0, max(0, tw - w), 0, max(0, th - h)), mode="replicate")[0]
+        image = F.pad(floats(image)[None], (0, max(0, tw - w), 0, max(0, th - h)), mode="replicate")[0]
     big_h, big_w = image.shape[1:]
     weight = window(th, oh)[:, None] * window(tw, ow)[None, :]
     places = [(y, x) for y in starts(big_h, th, oh) for x in starts(big_w, tw, ow)]
     out, total = None, torch.zeros(big_h, big_w)
     for k in range(0, len(places), TILES_PER_BATCH):
         chunk = places[k : k + TILES_PER_BATCH]
-        batch = torch.stack([_floats(image[:, y : y + th, x : x + tw]) for y, x in chunk])
+        batch = torch.stack([floats(image[:, y : y + th, x : x + tw]) for y, x in chunk])
         result = fn(batch.to(model.device)).float().cpu()
         if out is None:
             out = torch.zeros(result.shape[1], big_h, big_w)
@@ -64,5 +64,6 @@ def map_image(
     return out.div_(total)[:, :h, :w]
 
 
-def _floats(x: torch.Tensor) -> torch.Tensor:
+def floats(x: torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 in [0, 1] (uint8 ones divided by 255)."""
     return x.float().div(255) if x.dtype == torch.uint8 else x.float()

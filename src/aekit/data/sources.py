@@ -34,6 +34,7 @@ from ..errors import AekitError, check
 from ..limits import check_load_size, human
 from .registry import FOLDER, BuiltinArrays, Raw, register_dataset, register_format
 
+MASKS = "masks"  # a subfolder of ground-truth masks for anomaly maps, not images to learn from
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -627,27 +628,33 @@ def _scan_images(files: list[Path]) -> _Scan:
     return _Scan(sizes, turns, "L" if gray else "RGB")
 
 
-def write_images(folder: Path, pixels: np.ndarray, names: list[str] | None = None) -> None:
-    """Images (N, H, W, C), uint8 or floats in [0, 1], as PNG files in folder: names[i] (a relative path, its
-    subfolders made) or a number for each."""
-    from PIL import Image
-
-    pixels = pixels if pixels.dtype == np.uint8 else (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+def write_images(folder: Path, pixels, names: list[str] | None = None) -> None:
+    """Images (N, H, W, C) or a list of (H, W, C) of any sizes, uint8 or floats in [0, 1], as PNG files in
+    folder: names[i] (a relative path, its subfolders made) or a number for each."""
     width = len(str(len(pixels) - 1))
     for i, item in enumerate(pixels):
         path = folder / (names[i] if names else f"{i:0{width}d}.png")
-        path.parent.mkdir(exist_ok=True)
-        Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        png_image(item, path)
+
+
+def png_image(item: np.ndarray, where) -> None:
+    """One image (H, W, C), uint8 or floats in [0, 1], as a PNG to where (a path or a binary file)."""
+    from PIL import Image
+
+    item = item if item.dtype == np.uint8 else (np.clip(item, 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(where, format="PNG")
 
 
 def image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
-    """(the image files of a folder, their labels, the class names): labels are subfolders, if any."""
+    """(the image files of a folder, their labels, the class names): labels are subfolders, if any (but masks/,
+    which holds ground-truth masks for anomaly maps)."""
 
     def images_in(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
     top = images_in(path)
-    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and images_in(d))
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and d.name != MASKS and images_in(d))
     check(not (top and subdirs), f"{path}: images both at the top and in subfolders; use one layout")
     files = top or [p for d in subdirs for p in images_in(d)]
     check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or its subfolders")

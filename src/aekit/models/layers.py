@@ -129,8 +129,10 @@ class ResnetEncoder(nn.Module):
     """x (N, C, H, W) -> a code map (N, out_channels, H/2^s, W/2^s), flattened to (N, out_channels*h*w).
 
     A 3x3 stem to hidden[0] channels, then per entry of hidden a residual block and a stride-2 3x3 convolution
-    to the next width (s = len(hidden) stages), a last residual block and a 1x1 convolution to the code. Sizes
-    that are not multiples of 2^s are reflection-padded first (the decoder crops back)."""
+    to the next width (s = len(hidden) stages), a last residual block and a 1x1 convolution to the code. Beside
+    them a linear path: each 2^s x 2^s block of pixels mapped linearly to its position of the code (what
+    block-wise PCA does), added to the residual stages' output, so that the code starts from a linear transform
+    the stages refine. Sizes that are not multiples of 2^s are reflection-padded first (the decoder crops back)."""
 
     def __init__(self, config, out_channels: int) -> None:
         super().__init__()
@@ -147,9 +149,12 @@ class ResnetEncoder(nn.Module):
         ]
         self.body = nn.Sequential(*layers)
         self.stages = len(widths)
+        block = 2**self.stages
+        self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(pad_to_stages(x, self.stages)).flatten(1)
+        x = pad_to_stages(x, self.stages)
+        return (self.body(x) + self.linear(x)).flatten(1)
 
 
 def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
@@ -164,8 +169,9 @@ def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
 
 class ResnetDecoder(nn.Module):
     """A code (N, latent_channels*h*w) -> logits (N, C, H, W): the encoder mirrored, each stage upsampling by
-    nearest-neighbour resize and a 3x3 convolution (no transposed convolution: no checkerboard), then cropped
-    to the input's size."""
+    nearest-neighbour resize and a 3x3 convolution (no transposed convolution: no checkerboard), plus the
+    encoder's linear path mirrored (each code position to its 2^s x 2^s block of pixels: a 1x1 convolution and
+    a pixel shuffle), then cropped to the input's size."""
 
     def __init__(self, config) -> None:
         super().__init__()
@@ -182,9 +188,12 @@ class ResnetDecoder(nn.Module):
             layers.append(ResBlock(widths[i], act))
         layers += [_norm(widths[0]), ACTIVATIONS[act](), nn.Conv2d(widths[0], c_img, 3, padding=1)]
         self.body = nn.Sequential(*layers)
+        block = 2 ** len(widths)
+        self.linear = nn.Sequential(nn.Conv2d(config.latent_channels, c_img * block**2, 1), nn.PixelShuffle(block))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z.unflatten(1, self.code_shape))[..., : self.height, : self.width]
+        z = z.unflatten(1, self.code_shape)
+        return (self.body(z) + self.linear(z))[..., : self.height, : self.width]
 
 
 def resnet_encoder(config, out_features: int) -> nn.Module:
