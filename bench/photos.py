@@ -1,22 +1,33 @@
-"""Real photos (issue 13), part 1: reconstruction of held-out photos by the resnet `ae` against block-wise PCA.
+"""Real photos (issue 13): the resnet backbone on held-out photos, against classical methods, in one run.
 
 Data: the photos inside scikit-image's wheel (a bench-only dependency, installed by `make bench`). Training:
 astronaut, camera, brick, grass, gravel, coins, hubble_deep_field, immunohistochemistry, stereo_motorcycle (left),
 page, text, moon and clock (gray ones as RGB), written as PNG files and trained on with `crop=(64, 64)` (fresh
-random crops each epoch). Test: the whole held-out photos chelsea, coffee, rocket and retina (each cut to a
-multiple of 16 pixels, for the PCA blocks), reconstructed whole by the ae (in overlapping tiles); nothing of them
-is seen in training or tuning.
+random crops each epoch, colours jittered). Test: the whole held-out photos chelsea, coffee, rocket and retina
+(each cut to a multiple of 16 pixels, for the PCA blocks), used whole by aekit (in overlapping tiles); nothing of
+them is seen in training or tuning. Parts (--parts, all by default):
 
-The ae's code: 4 channels at a quarter of the size, 1/12 of the input's numbers. Baseline: PCA fitted on the
-training crops' b x b blocks with b*b*3/12 components (the same share of numbers), applied to non-overlapping
-blocks of the test photos, for b = 8 and 16.
+  reconstruction  the `ae` (code: 4 channels at a quarter of the size, 1/12 of the input's numbers) against PCA
+                  fitted on the training crops' b x b blocks with b*b*3/12 components (the same share of
+                  numbers), applied to non-overlapping blocks of the test photos, for b = 8 and 16.
+  denoising       Gaussian noise of sigma 15, 25 and 50 (of 255; clipped to [0, 1]; seeded) on the test photos:
+                  the `dae` with U-Net skips trained at sigma 25 against scikit-image's non-local means (sigma
+                  given; h = 0.6 sigma, 5x5 patches, distance 6, fast mode: the settings of its documentation's
+                  example) and BM3D (the `bm3d` package, sigma given); PSNR, SSIM, seconds per megapixel.
+  whole           `aekit denoise RUN photo.jpg -o clean.png` as a user runs it (a fresh process each time) on a
+                  512x512 photo and on a generated 12-megapixel one: wall time and the process's peak memory.
+  anomaly         a defect set from the test photos: the ae trained on crops of the top half of each (normal
+                  data), scored on 96x96 crops of the bottom halves, half of them with a defect pasted in (a
+                  patch of a training photo, a scratch or a blotch; masks known): image and pixel AUROC.
 
-    python bench/photos.py [--minutes 10]
+    python bench/photos.py [--minutes 30] [--parts reconstruction,denoising,whole,anomaly]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +37,17 @@ import torch
 from PIL import Image
 
 import aekit
+from aekit.apps.anomaly import anomaly_file
+from aekit.metrics import ssim
 
 TRAIN = ["astronaut", "camera", "brick", "grass", "gravel", "coins", "hubble_deep_field", "immunohistochemistry"]
 TRAIN += ["stereo_motorcycle", "page", "text", "moon", "clock"]
 TEST = ["chelsea", "coffee", "rocket", "retina"]
 TILE = 64
+PARTS = ("reconstruction", "denoising", "whole", "anomaly")
+SIGMAS = (15, 25, 50)
+BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 16, "lr": 3e-3,
+        "schedule": "cosine", "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip
 
 
 def photo(name: str) -> np.ndarray:
@@ -40,6 +57,11 @@ def photo(name: str) -> np.ndarray:
     image = getattr(skimage.data, name)()
     image = image[0] if isinstance(image, tuple) else image  # stereo_motorcycle: (left, right, disparity)
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+
+
+def test_photo(name: str) -> np.ndarray:
+    image = photo(name)
+    return image[: image.shape[0] // 16 * 16, : image.shape[1] // 16 * 16]
 
 
 def crops_of(images: list[np.ndarray], per_image: int, seed: int = 0) -> np.ndarray:
@@ -54,70 +76,221 @@ def crops_of(images: list[np.ndarray], per_image: int, seed: int = 0) -> np.ndar
     return np.stack(out)
 
 
-def tiles(image: np.ndarray, size: int) -> np.ndarray:
-    """Non-overlapping size x size tiles of image cropped to a multiple of size: (N, size, size, 3)."""
+def blocks(image: np.ndarray, size: int) -> np.ndarray:
+    """Non-overlapping size x size blocks of image cut to a multiple of size: (N, size*size*3)."""
     h, w = image.shape[0] // size * size, image.shape[1] // size * size
     t = image[:h, :w].reshape(h // size, size, w // size, size, 3).swapaxes(1, 2)
-    return t.reshape(-1, size, size, 3)
+    return t.reshape(-1, size * size * 3)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
+    return float(10 * np.log10(peak**2 / mse))
+
+
+def ssim_of(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two (H, W, 3) images in [0, 1] (aekit.metrics.ssim, the same for every method)."""
+    x, y = (torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1)))[None].double() for v in (a, b))
+    return float(ssim(x, y)[0])
 
 
 def pca_psnr(train_crops: np.ndarray, test: np.ndarray, block: int) -> float:
     """PSNR of test (H, W, 3) rebuilt block by block by PCA with block*block*3/12 components."""
-    x = tiles_of_crops(train_crops, block).astype(np.float64)
+    x = np.concatenate([blocks(c, block) for c in train_crops]).astype(np.float64)
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
     basis = vt[: block * block * 3 // 12]
-    t = tiles(test, block).reshape(-1, block * block * 3).astype(np.float64)
-    rebuilt = np.clip((t - mean) @ basis.T @ basis + mean, 0, 255)
-    return psnr(tiles(test, block).reshape(len(t), -1), np.round(rebuilt))
+    t = blocks(test, block).astype(np.float64)
+    return psnr(t, np.round(np.clip((t - mean) @ basis.T @ basis + mean, 0, 255)))
 
 
-def tiles_of_crops(train_crops: np.ndarray, block: int) -> np.ndarray:
-    return np.concatenate([tiles(c, block).reshape(-1, block * block * 3) for c in train_crops])
+def train(folder: Path, model: str, out: Path, minutes: float, epochs: int | None, **options):
+    """A run of model on folder's photos: epochs, or as many as fit in minutes (timed on two)."""
+    options = {**BASE, **options}
+    if epochs is None:
+        start = time.perf_counter()
+        aekit.train(folder, model, out=out.with_name(out.name + "-probe"), epochs=2, **options)
+        epochs = max(1, int(minutes * 60 / ((time.perf_counter() - start) / 2)))
+    start = time.perf_counter()
+    run = aekit.train(folder, model, out=out, epochs=epochs, **options)
+    crops = len(aekit.data.load(folder, crop=(TILE, TILE), test_split=0.0).train)
+    minutes, shown = (time.perf_counter() - start) / 60, ", ".join(f"{k} {v}" for k, v in options.items())
+    print(f"\n{model}: {crops} random {TILE}x{TILE} crops an epoch, {epochs} epochs, {minutes:.1f} min; {shown}")
+    return run
+
+
+def rebuilt(run, image: np.ndarray) -> np.ndarray:
+    """What the run makes of an image (H, W, 3) in [0, 1] used whole: (H, W, 3) in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
+    return aekit.reconstruct(run, x)[0].permute(1, 2, 0).double().numpy()
+
+
+def reconstruction(args, folder: Path, tmp: Path) -> None:
+    run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter)
+    train_crops = crops_of([photo(n) for n in TRAIN], 100)
+    print(f"{'photo':10} {'size':>11} {'ae':>8} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
+    for name in TEST:
+        test = test_photo(name)
+        ae = psnr(test, np.round(rebuilt(run, test / 255.0) * 255))
+        row = [ae, pca_psnr(train_crops, test, 8), pca_psnr(train_crops, test, 16)]
+        print(f"{name:10} {test.shape[0]:>5}x{test.shape[1]:<5} " + " ".join(f"{v:8.2f}" for v in row))
+
+
+def denoisers(run) -> dict:
+    """name -> function (noisy (H, W, 3) in [0, 1], sigma in [0, 1] units) -> denoised."""
+    import bm3d
+    from skimage.restoration import denoise_nl_means
+
+    def nlm(noisy, sigma):
+        return denoise_nl_means(noisy, h=0.6 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6,
+                                channel_axis=-1)  # fmt: skip
+
+    return {"dae": lambda noisy, sigma: rebuilt(run, noisy), "NLM": nlm,
+            "BM3D": lambda noisy, sigma: bm3d.bm3d_rgb(noisy, sigma_psd=sigma)}  # fmt: skip
+
+
+def denoising(args, folder: Path, tmp: Path) -> Path:
+    run = train(folder, "dae", tmp / "dae", args.minutes, args.epochs, color_jitter=args.color_jitter,
+                skips=True, noise=("gaussian",), noise_sigma=25 / 255)  # fmt: skip
+    methods = denoisers(run)
+    rng = np.random.default_rng(0)
+    print(f"{'sigma':>5} {'method':6} " + " ".join(f"{n:>16}" for n in TEST) + f" {'mean':>16} {'s/MP':>6}")
+    print(f"{'':12} " + " ".join(f"{'PSNR  SSIM':>16}" for _ in [*TEST, "mean"]))
+    for sigma in SIGMAS:
+        clean = [test_photo(n) / 255.0 for n in TEST]
+        noisy = [np.clip(c + rng.normal(0, sigma / 255, c.shape), 0, 1) for c in clean]
+        rows = {"noisy": [(psnr(c, n, 1.0), ssim_of(c, n)) for c, n in zip(clean, noisy, strict=True)]}
+        seconds = {"noisy": 0.0}
+        for name, method in methods.items():
+            start, rows[name] = time.perf_counter(), []
+            outs = [np.clip(method(n, sigma / 255), 0, 1) for n in noisy]
+            seconds[name] = time.perf_counter() - start
+            rows[name] = [(psnr(c, o, 1.0), ssim_of(c, o)) for c, o in zip(clean, outs, strict=True)]
+        megapixels = sum(c.shape[0] * c.shape[1] for c in clean) / 1e6
+        for name, row in rows.items():
+            mean = np.mean(row, axis=0)
+            cells = " ".join(f"{p:9.2f} {s:6.3f}" for p, s in [*row, mean])
+            print(f"{sigma:>5} {name:6} {cells} {seconds[name] / megapixels:6.2f}")
+    print("the dae was trained at sigma 25 only; at 15 and 50 it meets noise it was not trained for")
+    return run.path
+
+
+def peak_run(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of a fresh process running command (measured from a small parent, so
+    that the bench's own memory is not counted)."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True)
+    seconds, kilobytes = out.stdout.split()[-2:]
+    return float(seconds), int(kilobytes) / 1024
+
+
+def whole(args, run_dir: Path, tmp: Path) -> None:
+    small = Image.fromarray(photo("coffee")).resize((512, 512), Image.BICUBIC)
+    small.save(tmp / "photo512.jpg", quality=95)
+    rng = np.random.default_rng(0)
+    big = np.asarray(Image.fromarray(photo("chelsea")).resize((4000, 3000), Image.BICUBIC), dtype=np.float64)
+    big = np.clip(big + rng.normal(0, 25, big.shape), 0, 255).astype(np.uint8)  # detail everywhere, as in a photo
+    Image.fromarray(big).save(tmp / "photo12mp.png")
+    aekit_cli = [sys.executable, "-m", "aekit", "denoise", str(run_dir)]
+    threads = torch.get_num_threads()
+    print(f"\nwhole photos: aekit denoise RUN PHOTO -o OUT.png, a fresh process each, on {threads} threads")
+    times = [peak_run([*aekit_cli, str(tmp / "photo512.jpg"), "-o", str(tmp / f"out{i}.png")]) for i in range(3)]
+    walls = [t for t, _ in times]
+    peak = max(m for _, m in times)
+    print(f"  512x512 JPEG: {min(walls):.2f} s (best of 3; median {np.median(walls):.2f}), peak {peak:.0f} MB")
+    seconds, peak = peak_run([*aekit_cli, str(tmp / "photo12mp.png"), "-o", str(tmp / "out12mp.png")])
+    print(f"  4000x3000 PNG (12 MP): {seconds:.1f} s, peak {peak:.0f} MB")
+
+
+def defects(images: list[np.ndarray], patches: list[np.ndarray], size: int, rng) -> tuple[list, list, list]:
+    """size x size crops of images, every other one with a defect: (crops, masks, is_defective)."""
+    crops, masks, bad = [], [], []
+    for image in images:
+        h, w = image.shape[:2]
+        for k in range(8):
+            top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+            crop = image[top : top + size, left : left + size].astype(np.float64).copy()
+            mask = np.zeros((size, size), bool)
+            if k % 2:
+                kind = (k // 2) % 3
+                rows, cols = np.mgrid[:size, :size]
+                if kind == 0:  # a foreign patch
+                    p = patches[rng.integers(len(patches))]
+                    s = rng.integers(12, 24)
+                    i, j, pi, pj = *rng.integers(0, size - s, 2), *rng.integers(0, p.shape[0] - s, 2)
+                    crop[i : i + s, j : j + s] = p[pi : pi + s, pj : pj + s]
+                    mask[i : i + s, j : j + s] = True
+                elif kind == 1:  # a scratch: a bright line two pixels wide
+                    a, b = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
+                    t = np.clip(((rows - a[0]) * (b[0] - a[0]) + (cols - a[1]) * (b[1] - a[1]))
+                                / ((b - a) ** 2).sum(), 0, 1)  # fmt: skip
+                    mask = np.hypot(rows - a[0] - t * (b[0] - a[0]), cols - a[1] - t * (b[1] - a[1])) < 1.0
+                    crop[mask] = 235
+                else:  # a blotch: a soft stain of one colour
+                    c, r = rng.uniform(20, size - 20, 2), rng.uniform(5, 10)
+                    alpha = np.exp(-((rows - c[0]) ** 2 + (cols - c[1]) ** 2) / (2 * r**2))[..., None]
+                    crop = crop * (1 - 0.8 * alpha) + 0.8 * alpha * rng.uniform(0, 255, 3)
+                    mask = alpha[..., 0] > 0.2
+            crops.append(np.round(crop).astype(np.uint8))
+            masks.append(mask)
+            bad.append(bool(k % 2))
+    return crops, masks, bad
+
+
+def anomaly(args, tmp: Path) -> None:
+    normal = tmp / "normal"
+    normal.mkdir()
+    bottoms = []
+    for name in TEST:
+        image = test_photo(name)
+        half = image.shape[0] // 2
+        Image.fromarray(image[:half]).save(normal / f"{name}.png")
+        bottoms.append(image[half:])
+    run = train(normal, "ae", tmp / "anomaly-ae", args.minutes, args.epochs, latent_channels=2)
+    crops, masks, bad = defects(bottoms, [photo(n) for n in ("brick", "text", "coins")], 96, np.random.default_rng(0))
+    test = tmp / "defects"
+    for k, (crop, mask, is_bad) in enumerate(zip(crops, masks, bad, strict=True)):
+        kind = "abnormal" if is_bad else "good"
+        (test / kind).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop).save(test / kind / f"{k:03d}.png")
+        if is_bad:
+            (test / "masks" / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(test / "masks" / kind / f"{k:03d}.png")
+    report = anomaly_file(run, str(test), normal=["good"], contamination=0.5)
+    print(f"anomaly maps: {len(crops)} crops of 96x96 from the bottom halves, {sum(bad)} with a defect")
+    print(
+        f"  image AUROC {report['auroc']:.3f}, pixel AUROC {report['pixel_auroc']:.3f} (pixel AUPRC "
+        f"{report['pixel_auprc']:.3f}; {report['pixel_anomalous_share']:.1%} of the pixels are defective)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time of each model (default 30)")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of filling --minutes")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"which parts, of {','.join(PARTS)}")
+    parser.add_argument("--color-jitter", type=float, default=0.5, help="data.color_jitter of the crops (0.5)")
     args = parser.parse_args()
+    parts = args.parts.split(",")
     torch.manual_seed(0)
-    train_photos = [photo(n) for n in TRAIN]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "train"
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        folder = tmp / "train"
         folder.mkdir()
-        for name, image in zip(TRAIN, train_photos, strict=True):
-            Image.fromarray(image).save(folder / f"{name}.png")
-        options = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 16, "lr": 3e-3,
-                   "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip
-        start = time.perf_counter()
-        aekit.train(folder, "ae", out=Path(tmp) / "probe", epochs=2, **options)
-        epoch_s = (time.perf_counter() - start) / 2  # two epochs: the first one's warm-up counts half
-        epochs = max(1, int(args.minutes * 60 / epoch_s))
-        start = time.perf_counter()
-        run = aekit.train(folder, "ae", out=Path(tmp) / "run", epochs=epochs, schedule="cosine", **options)
-        minutes = (time.perf_counter() - start) / 60
-        crops = len(aekit.data.load(folder, crop=(TILE, TILE), test_split=0.0).train)
-        print(f"training: {len(TRAIN)} photos, {crops} random {TILE}x{TILE} crops an epoch, resnet ae "
-              f"{options['hidden']}, code 4 channels at 1/4 size (1/12 of the numbers), {epochs} epochs, "
-              f"{minutes:.1f} min")  # fmt: skip
-        train_crops = crops_of(train_photos, 100)
-        print(f"{'photo':10} {'size':>11} {'ae':>8} {'PCA b=8':>8} {'PCA b=16':>9}")
-        for name in TEST:
-            test = photo(name)
-            test = test[: test.shape[0] // 16 * 16, : test.shape[1] // 16 * 16]
-            Image.fromarray(test).save(Path(tmp) / f"{name}.png")
-            rebuilt = aekit.reconstruct(run, Path(tmp) / f"{name}.png")[0]
-            ae = psnr(test, (rebuilt.permute(1, 2, 0).numpy() * 255).round())
-            row = [ae, pca_psnr(train_crops, test, 8), pca_psnr(train_crops, test, 16)]
-            print(f"{name:10} {test.shape[0]:>5}x{test.shape[1]:<5} " + " ".join(f"{v:8.2f}" for v in row))
-    print(
-        f"PSNR in dB, each photo cut to a multiple of 16; reproduce: python bench/photos.py --minutes {args.minutes:g}"
-    )
+        for photo_name in TRAIN:
+            Image.fromarray(photo(photo_name)).save(folder / f"{photo_name}.png")
+        if "reconstruction" in parts:
+            reconstruction(args, folder, tmp)
+        if "denoising" in parts or "whole" in parts:
+            run_dir = denoising(args, folder, tmp)
+            if "whole" in parts:
+                whole(args, run_dir, tmp)
+        if "anomaly" in parts:
+            anomaly(args, tmp)
+    print(f"\nreproduce: python bench/photos.py --minutes {args.minutes:g} --parts {args.parts}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,22 @@ def test_resnet_code_is_a_map_and_its_options_are_its_own():
         aekit.create_model("ae", (3, 32, 32), backbone="conv", latent_channels=2)
 
 
+def test_dae_skips_carry_detail_past_the_code_and_refuse_to_decode_codes_alone():
+    torch.manual_seed(0)
+    options = {"backbone": "resnet", "hidden": [8, 16], "latent_channels": 1}
+    plain = aekit.create_model("dae", (3, 20, 12), **options).eval()
+    skips = aekit.create_model("dae", (3, 20, 12), skips=True, **options).eval()
+    skips.load_state_dict(plain.state_dict(), strict=False)  # the same weights, plus the skips' own
+    x = torch.rand(2, 3, 20, 12)
+    assert skips.reconstruct(x).shape == x.shape and not torch.equal(skips.reconstruct(x), plain.reconstruct(x))
+    for conv in skips.decoder.skips:  # skips that add nothing: the plain model again
+        torch.nn.init.zeros_(conv.weight), torch.nn.init.zeros_(conv.bias)
+    assert torch.allclose(skips.reconstruct(x), plain.reconstruct(x))
+    assert skips(x).x_hat.shape == x.shape and not skips.decodes_codes and plain.decodes_codes
+    with pytest.raises(AekitError, match="model.skips needs the resnet backbone"):
+        aekit.create_model("dae", (3, 20, 12), backbone="conv", skips=True)
+
+
 def test_classic_architecture():
     model = aekit.create_model("ae", (1, 28, 28), latent_activation="relu")
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]

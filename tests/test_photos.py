@@ -130,7 +130,7 @@ def test_tiles_cover_every_pixel_and_blend_back_to_the_image():
 
 def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tmp_path):
     photo_folder(tmp_path / "photos")
-    run = aekit.train(tmp_path / "photos", "dae", out=tmp_path / "run", epochs=1, crop=(16, 16), **RESNET)
+    run = aekit.train(tmp_path / "photos", "dae", out=tmp_path / "run", epochs=1, crop=(16, 16), skips=True, **RESNET)
     photo_folder(tmp_path / "new", sizes=[(23, 37), (50, 20)])
     done = run_cli("denoise", run.path, tmp_path / "new" / "p0.png", "-o", tmp_path / "clean.png")
     assert done.returncode == 0, done.stderr
@@ -143,6 +143,8 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
     assert isinstance(rebuilt, list) and [tuple(r.shape) for r in rebuilt] == [(3, 23, 37), (3, 50, 20)]
     same = aekit.reconstruct(run, torch.rand(2, 3, 30, 30))
     assert same.shape == (2, 3, 30, 30)
+    done = run_cli("compress", run.path, tmp_path / "photos", "-o", tmp_path / "x.aez")
+    assert_clean_error(done, "U-Net skips (model.skips) bypass its code")
     for out, message in [("one.png", "one PNG file holds one image"), ("all.npz", "images of several sizes")]:
         assert_clean_error(run_cli("denoise", run.path, tmp_path / "new", "-o", tmp_path / out), message)
         assert not (tmp_path / out).exists()
@@ -189,3 +191,22 @@ def test_anomaly_maps_find_pasted_defects_and_masks_give_a_pixel_auroc(tmp_path)
     Image.new("L", (5, 5)).save(wrong / "abnormal" / "p0.png")
     done = run_cli("anomaly", run.path, tmp_path / "test", "--masks", wrong, "--contamination", "0.5")
     assert_clean_error(done, "p0.png: the mask is 5x5, its image 40x56")
+
+
+def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_path):
+    photo_folder(tmp_path / "photos")
+    plain = datasets.load(tmp_path / "photos", crop=(16, 16), test_split=0.2)
+    jittered = datasets.load(tmp_path / "photos", crop=(16, 16), test_split=0.2, color_jitter=0.5)
+    assert torch.equal(jittered.test.batch(slice(None)), plain.test.batch(slice(None)))  # held out as they are
+    idx = torch.arange(len(plain.train))
+    torch.manual_seed(1)
+    same_places = plain.train.training_batch(idx)
+    torch.manual_seed(1)
+    colours = jittered.train.training_batch(idx)
+    assert colours.min() >= 0 and colours.max() <= 1 and not torch.equal(colours, same_places)
+    for a, b in zip(same_places, colours, strict=True):  # each channel a scaled copy of one of the crop's channels
+        ratios = [[float((bj * ai).sum() / (ai * ai).sum()) for ai in a] for bj in b]
+        best = [max(range(3), key=lambda i, j=j: -abs(ratios[j][i] * a[i] - b[j]).max()) for j in range(3)]
+        assert sorted(best) == [0, 1, 2]
+    with pytest.raises(AekitError, match="color_jitter applies to training on crops"):
+        datasets.load(tmp_path / "photos", color_jitter=0.5, size=(8, 8))

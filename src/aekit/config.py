@@ -219,6 +219,9 @@ class DataConfig:
     crop: (height, width) of the crops to train on, for images of any sizes (a folder or one photo): each epoch
         draws as many random crops, each flipped left-right at random, as the images hold side by side; the
         held-out images are cut into fixed crops (a grid, centred). Images stay uint8 at their own sizes.
+    color_jitter: with crop, for RGB: each training crop's channels shuffled and scaled by gains drawn from
+        [1 - color_jitter, 1 + color_jitter] (clipped to [0, 1]), so that photos of few colours (or gray ones)
+        still teach every colour; 0 (default) leaves colours as they are.
     label_column: CSV column holding labels (kept out of the features).
     split_seed: seed of the random hold-out split.
     classes: keep only the items with these labels (numbers, or an image folder's subfolder names), e.g.
@@ -234,6 +237,7 @@ class DataConfig:
     split_seed: int = 0
     classes: tuple[str, ...] | None = None
     crop: tuple[int, ...] | None = None
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         check(self.source != "", "data.source must name a dataset or a path")
@@ -245,3 +249,5 @@ class DataConfig:
             check(ok, f"data.{name} must be two positive integers HEIGHT,WIDTH, got {list(value or ())}")
         check(0 <= self.split_seed < MAX_INT, f"data.split_seed must be in [0, 2**63), got {self.split_seed}")
         check(self.classes is None or len(self.classes) > 0, "data.classes must name at least one label")
+        check(0 <= self.color_jitter <= 1, f"data.color_jitter must be in [0, 1], got {self.color_jitter}")
+        check(not self.color_jitter or self.crop, "data.color_jitter applies to training on crops (data.crop)")

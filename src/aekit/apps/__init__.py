@@ -80,11 +80,22 @@ def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
+    check(model.decodes_codes, "this dae's U-Net skips (model.skips) bypass its code: it rebuilds only from inputs")
     check_finite(z, "the codes to decode")
     device = model.device
     x = torch.cat([model.decode(z[s].to(device)).cpu() for s in chunks(len(z), INFERENCE_BATCH, "decoding")])
     check_finite(x, "the model's outputs")
     return x
+
+
+@torch.no_grad()
+def reconstruct_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model.reconstruct over x (N, ...) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
+    check_items(model, x)
+    device = model.device
+    out = torch.cat([model.reconstruct(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, "rebuilding")])
+    check_finite(out, "the model's outputs")
+    return out
 
 
 def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:

@@ -19,9 +19,8 @@ from . import (
     as_inputs,
     check_finite,
     check_items_output,
-    decode_all,
-    encode_all,
     inputs_of,
+    reconstruct_all,
     tiles,
     write_items,
 )
@@ -36,7 +35,7 @@ def reconstruct(run: Run | str | os.PathLike, x) -> torch.Tensor | list[torch.Te
     run = open_run(run)
     x = as_inputs(run, x)
     if not isinstance(x, list):
-        return decode_all(run.model, encode_all(run.model, x))
+        return reconstruct_all(run.model, x)
     out = [tiles.map_image(run.model, image) for image in x]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return torch.stack(out) if len({o.shape for o in out}) == 1 else out

@@ -295,6 +295,7 @@ class Crops(Photos):
 
     tiles: torch.Tensor | None = None  # (N, 3) int64: image, top, left
     crop: tuple[int, int] = (1, 1)
+    color_jitter: float = 0.0  # training crops of RGB images: channels shuffled and scaled (DataConfig.color_jitter)
 
     @classmethod
     def of(cls, images: sources.ImageList, rows: np.ndarray, crop: tuple[int, int], labels, **fields) -> Crops:
@@ -328,7 +329,12 @@ class Crops(Photos):
         u = torch.rand(len(idx), 3)  # top, left, flip: drawn on the CPU wherever the images are
         top = (u[:, 0] * (size[:, 0] - self.crop[0] + 1)).long()
         left = (u[:, 1] * (size[:, 1] - self.crop[1] + 1)).long()
-        return self._gather(image, top.to(image.device), left.to(image.device), (u[:, 2] < 0.5).to(image.device))
+        x = self._gather(image, top.to(image.device), left.to(image.device), (u[:, 2] < 0.5).to(image.device))
+        if self.color_jitter and self.channels == 3:
+            order = torch.rand(len(idx), 3).argsort(1).to(x.device)
+            gains = (1 + self.color_jitter * (2 * torch.rand(len(idx), 3) - 1)).to(x.device)
+            x = x.gather(1, order[:, :, None, None].expand_as(x)).mul_(gains[:, :, None, None]).clamp_(0, 1)
+        return x
 
     def _gather(self, image, top, left, flip) -> torch.Tensor:
         """The crops at (top, left) of images, flipped left-right where flip: (B, C, h, w) float32 in [0, 1]."""
@@ -391,13 +397,14 @@ def load(
     scaling: Scaling | None = None,
     val_split: float | None = None,
     crop: tuple[int, int] | None = None,
+    color_jitter: float = 0.0,
 ) -> Splits:
     """Load a built-in dataset ("mnist", "digits") or the user's file/folder as train/test Splits.
 
     Paths: a folder of images, .npy/.npz arrays, a .csv table or an IDX file. For the user's data a seeded
     random test_split (default 0.1; its old name val_split works too) is held out; built-ins use their own test
     split unless test_split is given. classes keeps only the items with those labels. crop=(h, w): images of
-    any sizes as Crops (see DataConfig.crop). scaling, when given (a
+    any sizes as Crops (see DataConfig.crop, and color_jitter). scaling, when given (a
     trained run's), is used for tables and for images that are neither uint8 nor already in [0, 1], instead of
     fitting one.
     """
@@ -410,6 +417,7 @@ def load(
         split_seed,
         tuple(map(str, classes or ())) or None,
         tuple(crop) if crop else None,
+        color_jitter,
     )
     return load_config(cfg, data_dir=data_dir, scaling=scaling)
 
@@ -609,7 +617,7 @@ def _crop_splits(images: sources.ImageList, y, name: str, classes, cfg: DataConf
     labels = torch.from_numpy(y) if y is not None else None
     cls = tuple(classes) if classes else None
     train, test = (Crops.of(images, rows, (h, w), labels, name=name, scaling=UINT8, classes=cls) for rows in parts)
-    return Splits(train, test if len(test) else None)
+    return Splits(dataclasses.replace(train, color_jitter=cfg.color_jitter), test if len(test) else None)
 
 
 def _pick(names: list[str] | None, idx: np.ndarray) -> tuple[str, ...] | None:

@@ -165,6 +165,12 @@ class Autoencoder(nn.Module):
         batches there and bring the results back to the CPU."""
         return next(self.parameters()).device
 
+    @property
+    def decodes_codes(self) -> bool:
+        """Whether the code alone rebuilds an item (not so for a dae with U-Net skips): compress and generate
+        need it."""
+        return True
+
     def code_features(self) -> int:
         """Width of the encoder's output (the VAE needs two numbers per latent unit)."""
         return self.config.latent_dim

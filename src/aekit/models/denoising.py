@@ -9,6 +9,7 @@ import torch
 from .. import metrics
 from ..data.noise import NOISES, corrupt
 from ..errors import check
+from ..limits import INFERENCE_BATCH
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 
@@ -23,12 +24,17 @@ class DenoisingConfig(ModelConfig):
     noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
     noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
     noise_shift: largest shift, in pixels, of each image's rows and columns, either way.
+    skips: resnet backbone only: U-Net skip connections, each encoder stage's features added into the decoder
+        stage of its size. They bypass the code, which is right for denoising (detail need not squeeze through
+        it) and wrong for compression, generation and features (the code alone no longer rebuilds the input):
+        such a model refuses to compress and to decode codes alone.
     """
 
     noise: tuple[str, ...] = ("gaussian",)
     noise_sigma: float = 0.5
     noise_p: float = 0.25
     noise_shift: int = 1
+    skips: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -40,6 +46,7 @@ class DenoisingConfig(ModelConfig):
         check(self.noise_sigma >= 0, f"model.noise_sigma must be >= 0, got {self.noise_sigma}")
         check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
         check(self.noise_shift >= 0, f"model.noise_shift must be >= 0, got {self.noise_shift}")
+        check(not self.skips or self.backbone == "resnet", "model.skips needs the resnet backbone")
         check(
             "shift" not in self.noise or len(self.input_shape) == 3,
             "model.noise shift moves images; tables (N, D) have no rows and columns to shift",
@@ -61,10 +68,28 @@ class DenoisingAutoencoder(Autoencoder):
         c = self.config
         return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator, c.noise_shift)
 
+    @property
+    def decodes_codes(self) -> bool:
+        return not self.config.skips
+
     def forward(self, x: torch.Tensor) -> Output:
-        z = self.encode(self.corrupt(x) if self.training else x)
-        loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+        z, logits = self._through(self.corrupt(x) if self.training else x)
+        loss, x_hat = sigmoid_squared_error(logits, x)
         return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
+
+    def _through(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(code, logits) of x: through the code, and the skips where the model has them."""
+        if not self.config.skips:
+            z = self.encode(x)
+            return z, self.decode_logits(z)
+        self.check_input(x)
+        skips: list[torch.Tensor] = []
+        z = self.encoder(x, skips)
+        return z, self.decoder(z, skips)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
+        return torch.cat([torch.sigmoid(self._through(xb)[1]) for xb in x.split(batch_size)])
 
     @torch.no_grad()
     def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:

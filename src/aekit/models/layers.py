@@ -138,8 +138,10 @@ class ResnetEncoder(nn.Module):
         super().__init__()
         widths, act = list(config.hidden), config.activation
         layers: list[nn.Module] = [nn.Conv2d(config.input_shape[0], widths[0], 3, padding=1)]
+        self.downs = []  # where the stride-2 convolutions are: the stage features before them are the skips
         for i, width in enumerate(widths):
             nxt = widths[min(i + 1, len(widths) - 1)]
+            self.downs.append(len(layers) + 1)
             layers += [ResBlock(width, act), nn.Conv2d(width, nxt, 3, stride=2, padding=1)]
         layers += [
             ResBlock(widths[-1], act),
@@ -152,9 +154,16 @@ class ResnetEncoder(nn.Module):
         block = 2**self.stages
         self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The code (N, out_channels*h*w); with a list as skips, each stage's features are appended to it (at
+        H/2^i, for the decoder's U-Net skips)."""
         x = pad_to_stages(x, self.stages)
-        return (self.body(x) + self.linear(x)).flatten(1)
+        h = x
+        for i, layer in enumerate(self.body):
+            if skips is not None and i in self.downs:
+                skips.append(h)
+            h = layer(h)
+        return (h + self.linear(x)).flatten(1)
 
 
 def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
@@ -182,18 +191,30 @@ class ResnetDecoder(nn.Module):
             nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1),
             ResBlock(widths[-1], act),
         ]
+        self.ups = []  # where each upsampling's convolution is: the skips of its size are added after it
         for i in reversed(range(len(widths))):
             prev = widths[min(i + 1, len(widths) - 1)]
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(prev, widths[i], 3, padding=1)]
+            self.ups.append(len(layers) - 1)
             layers.append(ResBlock(widths[i], act))
         layers += [_norm(widths[0]), ACTIVATIONS[act](), nn.Conv2d(widths[0], c_img, 3, padding=1)]
         self.body = nn.Sequential(*layers)
         block = 2 ** len(widths)
         self.linear = nn.Sequential(nn.Conv2d(config.latent_channels, c_img * block**2, 1), nn.PixelShuffle(block))
+        if getattr(config, "skips", False):  # U-Net skips: each encoder stage's features into the decoder's
+            self.skips = nn.ModuleList(nn.Conv2d(w, w, 1) for w in reversed(widths))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits from the code; skips (the encoder's stage features, see ResnetEncoder) are added, through a 1x1
+        convolution each, after each upsampling to their size."""
         z = z.unflatten(1, self.code_shape)
-        return (self.body(z) + self.linear(z))[..., : self.height, : self.width]
+        h, added = z, dict(zip(self.ups, zip(self.skips, reversed(skips), strict=True), strict=True)) if skips else {}
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i in added:
+                projection, features = added[i]
+                h = h + projection(features)
+        return (h + self.linear(z))[..., : self.height, : self.width]
 
 
 def resnet_encoder(config, out_features: int) -> nn.Module:
