@@ -219,9 +219,10 @@ class DataConfig:
     crop: (height, width) of the crops to train on, for images of any sizes (a folder or one photo): each epoch
         draws as many random crops, each flipped left-right at random, as the images hold side by side; the
         held-out images are cut into fixed crops (a grid, centred). Images stay uint8 at their own sizes.
-    color_jitter: with crop, for RGB: each training crop's channels shuffled and scaled by gains drawn from
-        [1 - color_jitter, 1 + color_jitter] (clipped to [0, 1]), so that photos of few colours (or gray ones)
-        still teach every colour; 0 (default) leaves colours as they are.
+    color_jitter: with crop, for RGB: each training crop's channels shuffled, scaled by gains drawn from
+        [1 - color_jitter, 1 + color_jitter] and shifted by one offset from [-color_jitter/2, color_jitter/2]
+        (clipped to [0, 1]), so that photos of few colours (or gray ones) still teach every colour, and black
+        and white areas; 0 (default) leaves colours as they are.
     label_column: CSV column holding labels (kept out of the features).
     split_seed: seed of the random hold-out split.
     classes: keep only the items with these labels (numbers, or an image folder's subfolder names), e.g.

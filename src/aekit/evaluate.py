@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from . import metrics
+from .apps import inputs_of, tiles
+from .apps.denoise import reconstruct
 from .data.datasets import Dataset
 from .disk import FolderLock, Output
 from .errors import check
@@ -67,6 +69,10 @@ def evaluate(
     check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
     test, split = run.read(data, split, data_dir)
     train = run.load_data(data_dir=data_dir).train  # the baselines are fitted on the run's training data
+    images = inputs_of(run, test)
+    if isinstance(images, list):  # whole images of other sizes than the model's
+        result_model, baselines = _whole_images(model, images, train.floats())
+        return _result(run, data, split, len(test), result_model, baselines, save)
     with torch.random.fork_rng():  # a VAE samples its code: the same figures every call, the caller's RNG untouched
         torch.manual_seed(0)
         result_model = _model_metrics(model, test, batch_size)
@@ -77,17 +83,39 @@ def evaluate(
     pca = metrics.pca_reconstruct(x_train, x_test, k)
     mean = x_train.double().mean(0, keepdim=True).expand(x_test.shape)
     baselines = {f"pca_{k}": _baseline(x_test, pca, test.is_image), "mean": _baseline(x_test, mean, test.is_image)}
+    return _result(run, data, split, len(test), result_model, baselines, save)
+
+
+def _result(run: Run, data, split: str, items: int, model: dict, baselines: dict, save: bool) -> dict[str, Any]:
+    """evaluate's report, stored in the run's metrics.json when save."""
     result = {
         "data": data or run.data_config.source,
         "split": split,
-        "items": len(test),
-        "model": result_model,
+        "items": items,
+        "model": model,
         "baselines": baselines,
     }
     if save:
         with FolderLock(run.path):  # not while a training writes the same metrics.json
             run.update_metrics(evaluation=result)
     return result
+
+
+def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor) -> tuple[dict, dict]:
+    """(the model's metrics, the baselines') on whole images, each rebuilt in tiles of the model's input size
+    (apps.tiles): PSNR over all pixels, mean SSIM. The baselines work on the same tiles: PCA with as many
+    components as the code has numbers, fitted on the run's training items, and the mean training item."""
+    k = model.config.latent_dim
+    pca, mean = metrics.pca_fitted(x_train, k), x_train.double().mean(0)
+    methods = {"model": None, f"pca_{k}": lambda t: pca(t).to(t), "mean": lambda t: mean.expand(t.shape).to(t)}
+    clean = [tiles.floats(image) for image in images]
+    out = {}
+    for name, fn in methods.items():
+        rebuilt = [tiles.map_image(model, image, fn) for image in images]
+        check(all(bool(torch.isfinite(r).all()) for r in rebuilt), "the model's reconstructions hold NaN or infinity")
+        out[name] = {"psnr_db": metrics.image_psnr(clean, rebuilt), "ssim": metrics.mean_ssim(clean, rebuilt)}
+        out[name]["mse"] = 10 ** (-out[name]["psnr_db"] / 10)
+    return {**out.pop("model"), "whole_images": "in tiles of the model's input size"}, out
 
 
 @torch.no_grad()
@@ -106,10 +134,13 @@ def reconstruction_figure(
     output = Output(out, (".png",), force)
     run = open_run(run)
     test, split = run.read(data, split, data_dir)
-    x = test.batch(slice(0, n))
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots
 
-    x_hat = run.model.reconstruct(x.to(run.model.device)).cpu()
-    check(bool(torch.isfinite(x_hat).all()), "the model's reconstructions hold NaN or infinite values")
-    return output.write_bytes(plots.reconstructions(x, x_hat, title=title))
+    images = inputs_of(run, test.subset(torch.arange(min(n, len(test)))))
+    if isinstance(images, list):  # whole images of any size
+        x, x_hat = [tiles.floats(image) for image in images], reconstruct(run, images)
+        check(all(bool(torch.isfinite(r).all()) for r in x_hat), "the model's reconstructions hold NaN or infinity")
+        return output.write_bytes(plots.rows_of_images([x, x_hat], ["original", "rebuilt"], title=title))
+    x_hat = reconstruct(run, images)
+    return output.write_bytes(plots.reconstructions(images, x_hat, title=title))

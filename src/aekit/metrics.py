@@ -50,11 +50,22 @@ def mean_ssim(x, y) -> float:
 
 def pca_reconstruct(train: torch.Tensor, test: torch.Tensor, k: int) -> torch.Tensor:
     """Reconstruct test from its projection on the top-k principal components of train."""
+    return pca_fitted(train, k)(test)
+
+
+def pca_fitted(train: torch.Tensor, k: int):
+    """A function that rebuilds items like train's (N, ...) from their projection on train's top-k principal
+    components (float64, the items' shape)."""
     from sklearn.decomposition import PCA
 
-    a, b = train.flatten(1).double().numpy(), test.flatten(1).double().numpy()
+    a = train.flatten(1).double().numpy()
     pca = PCA(n_components=min(k, *a.shape), random_state=0).fit(a)
-    return torch.from_numpy(pca.inverse_transform(pca.transform(b))).reshape(test.shape)
+
+    def rebuild(x: torch.Tensor) -> torch.Tensor:
+        b = x.flatten(1).double().cpu().numpy()
+        return torch.from_numpy(pca.inverse_transform(pca.transform(b))).reshape(x.shape)
+
+    return rebuild
 
 
 def gaussian_window(size: int, sigma: float) -> torch.Tensor:

@@ -43,6 +43,8 @@ def as_inputs(run, x) -> torch.Tensor | list[torch.Tensor]:
     """as_items, except that a fully convolutional model (model.config.any_size) takes images of other sizes
     too: those come back as a list of images (C, H, W), uint8 or floats in [0, 1], to be used whole (tiles)."""
     config = run.model.config
+    if isinstance(x, list):  # whole images already
+        return x
     if isinstance(x, torch.Tensor):
         other = config.any_size and x.dim() == 4 and x.shape[1] == config.input_shape[0]
         if other and tuple(x.shape[2:]) != tuple(config.input_shape[1:]):

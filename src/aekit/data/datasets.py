@@ -295,7 +295,7 @@ class Crops(Photos):
 
     tiles: torch.Tensor | None = None  # (N, 3) int64: image, top, left
     crop: tuple[int, int] = (1, 1)
-    color_jitter: float = 0.0  # training crops of RGB images: channels shuffled and scaled (DataConfig.color_jitter)
+    color_jitter: float = 0.0  # training crops of RGB images: channels shuffled, scaled, shifted (DataConfig)
 
     @classmethod
     def of(cls, images: sources.ImageList, rows: np.ndarray, crop: tuple[int, int], labels, **fields) -> Crops:
@@ -332,8 +332,13 @@ class Crops(Photos):
         x = self._gather(image, top.to(image.device), left.to(image.device), (u[:, 2] < 0.5).to(image.device))
         if self.color_jitter and self.channels == 3:
             order = torch.rand(len(idx), 3).argsort(1).to(x.device)
-            gains = (1 + self.color_jitter * (2 * torch.rand(len(idx), 3) - 1)).to(x.device)
-            x = x.gather(1, order[:, :, None, None].expand_as(x)).mul_(gains[:, :, None, None]).clamp_(0, 1)
+            u = 2 * torch.rand(len(idx), 4) - 1  # three gains and one offset, each in [-1, 1] before scaling
+            gains, offset = (
+                (1 + self.color_jitter * u[:, :3]).to(x.device),
+                (self.color_jitter / 2 * u[:, 3]).to(x.device),
+            )
+            x = x.gather(1, order[:, :, None, None].expand_as(x)).mul_(gains[:, :, None, None])
+            x = x.add_(offset[:, None, None, None]).clamp_(0, 1)
         return x
 
     def _gather(self, image, top, left, flip) -> torch.Tensor:
