@@ -31,10 +31,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
 
-# Every benchmark in docs/benchmarks.md, one after another (about 2.5 hours on 2 cores). The peer
-# libraries they compare with (Pythae, PyOD) and scikit-image (its photos) are installed here only, next to torch 2.13.0.
+# Every benchmark in docs/benchmarks.md, one after another (about 4.5 hours on 2 cores). The peer libraries they
+# compare with (Pythae, PyOD) and BM3D are installed here only, next to torch 2.13.0 (scikit-image comes with dev).
 bench: setup
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod scikit-image
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod bm3d
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/sparse.py
 	$(BIN)/python bench/denoise.py
