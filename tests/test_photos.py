@@ -152,6 +152,12 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
     )
     assert set(report["baselines"]) == {"pca_128", "mean"} and report["baselines"]["mean"]["psnr_db"] > 0
     assert aekit.reconstruction_figure(run, tmp_path / "fig.png", data=str(tmp_path / "new")).stat().st_size > 0
+    pooled = aekit.features(run, tmp_path / "new")  # whole photos: each code channel's mean over the photo
+    assert pooled.shape == (2, 2) and torch.isfinite(pooled).all()
+    flat = aekit.features(run, torch.rand(3, 3, 16, 16))  # the model's own size: the code map flattened
+    assert flat.shape == (3, run.model.config.latent_dim)
+    done = run_cli("features", run.path, tmp_path / "new", "-o", tmp_path / "codes.npy")
+    assert done.returncode == 0 and np.allclose(np.load(tmp_path / "codes.npy"), pooled.numpy(), atol=1e-6)
     done = run_cli("compress", run.path, tmp_path / "photos", "-o", tmp_path / "x.aez")
     assert_clean_error(done, "U-Net skips (model.skips) bypass its code")
     for out, message in [("one.png", "one PNG file holds one image"), ("all.npz", "images of several sizes")]:

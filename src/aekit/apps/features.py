@@ -8,15 +8,37 @@ import torch
 
 from ..disk import Output
 from ..errors import check
+from ..models.layers import code_size
 from ..run import Run, open_run
-from . import as_items, encode_all, write_array
+from . import as_inputs, check_finite, encode_all, inputs_of, tiles, write_array
 
 
 def features(run: Run | str | os.PathLike, x) -> torch.Tensor:
     """Codes (N, latent_dim) of items x (the posterior mean for a VAE). x: a tensor of items in [0, 1], or a
-    numpy array, a dataset name or a path (see as_items)."""
+    numpy array, a dataset name or a path (see as_items).
+
+    A fully convolutional model gives images of its input size their code map flattened (latent_dim numbers),
+    and images of other sizes the code map pooled: (N, latent_channels), each channel's mean over the whole
+    image (encoded in overlapping tiles of the input size, see apps.tiles), comparable across sizes."""
     run = open_run(run)
-    return encode_all(run.model, as_items(run, x))
+    x = as_inputs(run, x)
+    if not isinstance(x, list):
+        return encode_all(run.model, x)
+    return torch.stack([pooled_code(run.model, image) for image in x])
+
+
+def pooled_code(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The mean of a fully convolutional model's code map over an image of any size: (latent_channels,)."""
+    channels = model.config.latent_channels
+    size = model.config.input_shape[1:]
+
+    def code_map(batch: torch.Tensor) -> torch.Tensor:  # each code position spread over the pixels it stands for
+        z = model.encode(batch).unflatten(1, (channels, -1, code_size(*size, len(model.config.hidden))[1]))
+        return torch.nn.functional.interpolate(z, scale_factor=2 ** len(model.config.hidden))[..., : size[0], : size[1]]
+
+    pooled = tiles.map_image(model, image, code_map).mean((1, 2))
+    check_finite(pooled, "the model's codes for this input")
+    return pooled
 
 
 def features_file(
@@ -32,7 +54,7 @@ def features_file(
     run = open_run(run)
     output = Output(out, (".npy", ".npz"), force)
     items, part, trained = run.read_marked(source, split, data_dir)
-    z = features(run, items.floats()).numpy()
+    z = features(run, inputs_of(run, items)).numpy()
     extra = {"y": items.y.numpy()} if items.y is not None else {}
     if output.kind == ".npz":
         write_array(output, z, **extra, trained=trained)
@@ -62,7 +84,7 @@ def latent_file(
     if len(items) > max_items:
         keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]
         items = items.subset(keep.sort().values)
-    z = features(run, items.floats())
+    z = features(run, inputs_of(run, items))
     labels = items.y.numpy() if items.y is not None else None
     title = f"{run.model.name}: codes of {len(z)} items of {source}"
     output.write_bytes(plots.latent_map(z, labels, title=title, names=items.classes))
