@@ -234,3 +234,15 @@ def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_p
         assert sorted(fits) == [0, 1, 2], fits
     with pytest.raises(AekitError, match="color_jitter applies to training on crops"):
         datasets.load(tmp_path / "photos", color_jitter=0.5, size=(8, 8))
+
+
+def test_a_resnet_vae_samples_images_of_the_size_asked_for(tmp_path):
+    photo_folder(tmp_path / "photos")
+    run = aekit.train(tmp_path / "photos", "vae", out=tmp_path / "vae", epochs=1, crop=(16, 16), **RESNET)
+    big = aekit.generate(run, n=2, size=(40, 23), seed=3)
+    assert big.shape == (2, 3, 40, 23) and 0 <= big.min() and big.max() <= 1
+    assert torch.equal(big, aekit.generate(run, n=2, size=(40, 23), seed=3))
+    assert not torch.equal(big, aekit.generate(run, n=2, size=(40, 23), seed=4))
+    assert aekit.generate(run, n=2).shape == (2, 3, 16, 16)  # the training size, as before
+    done = run_cli("generate", run.path, "-n", "1", "--size", "0,8", "-o", tmp_path / "x.png")
+    assert_clean_error(done, "size must be two positive integers")

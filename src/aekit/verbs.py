@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from .flags import add_fields, config_file, csv_list, sections_given
+from .flags import add_fields, config_file, csv_list, parse_as, sections_given
 
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable]]] = {}
 INPUT_HELP = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
@@ -310,6 +310,7 @@ def _generate(p):
     p.add_argument("--steps", type=int, default=10, help="images along an interpolation (default 10)")
     p.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
     p.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")
+    p.add_argument("--size", type=parse_as(tuple[int, ...]), metavar="H,W", help="resnet vae: samples of this size")
     return lambda args: generate_file(
         args.run,
         args.output,
@@ -323,6 +324,7 @@ def _generate(p):
         args.grid if args.manifold else None,
         args.force,
         args.data_dir,
+        args.size,
     )
 
 

@@ -15,7 +15,8 @@ import torch
 from ..config import check_seed
 from ..disk import Output
 from ..errors import check
-from ..limits import INFERENCE_BATCH
+from ..limits import INFERENCE_BATCH, check_load_size
+from ..models.layers import code_size
 from ..progress import chunks
 from ..run import Run, open_run
 from . import check_output_items, decode_all, encode_all, to_raw, write_array
@@ -46,15 +47,19 @@ def generate(
     temperature: float = 1.0,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
+    size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature.
 
     The codes are drawn and decoded INFERENCE_BATCH at a time (from one generator seeded with seed), so n is bounded
-    only by the memory its output takes.
+    only by the memory its output takes. size=(H, W): images of that size from a fully convolutional VAE, whose
+    prior is the same Gaussian at every position of its code map (a map for H x W is drawn and decoded whole).
     """
     check(math.isfinite(temperature) and temperature > 0, f"temperature must be a positive number, got {temperature}")
     check_seed(seed)
     run = open_run(run)
+    if size is not None:
+        return _generate_at(run.model, n, temperature, seed, size)
     check_output_items(n, run.model, "generate")
     mean, factor = code_distribution(run, data_dir)
     generator = torch.Generator().manual_seed(seed)
@@ -65,6 +70,26 @@ def generate(
         check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")
         parts.append(decode_all(run.model, z))
     return torch.cat(parts)
+
+
+@torch.no_grad()
+def _generate_at(model: torch.nn.Module, n: int, temperature: float, seed: int, size: tuple[int, int]) -> torch.Tensor:
+    """n images of size (H, W) from a fully convolutional VAE's prior, one at a time."""
+    check(model.config.any_size and hasattr(model, "sample"), "--size draws from a resnet vae's spatial prior")
+    check(len(size) == 2 and min(size) >= 1, f"size must be two positive integers HEIGHT,WIDTH, got {list(size)}")
+    height, width = size
+    channels = model.config.input_shape[0]
+    check(n >= 1, f"generate: ask for at least 1 item, got {n}")
+    check_load_size(n * channels * height * width * 12, "generate", f"making {n} images of {height}x{width}")
+    generator = torch.Generator().manual_seed(seed)
+    code = (model.config.latent_channels, *code_size(height, width, len(model.config.hidden)))
+    out = []
+    for _ in chunks(n, 1, "generating"):
+        z = torch.randn(1, *code, generator=generator) * temperature
+        out.append(torch.sigmoid(model.decoder(z.to(model.device), size=(height, width))).cpu())
+    x = torch.cat(out)
+    check(bool(torch.isfinite(x).all()), "the model's outputs hold NaN or infinite values")
+    return x
 
 
 def interpolate(run: Run | str | os.PathLike, a: torch.Tensor, b: torch.Tensor, steps: int = 10) -> torch.Tensor:
@@ -106,6 +131,7 @@ def generate_file(
     grid: int | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict:
     """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default; with
     between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
@@ -128,7 +154,7 @@ def generate_file(
     elif grid is not None:
         x, columns, what = manifold(run, grid, data_dir), grid, "the 2-d latent manifold"
     else:
-        x, what = generate(run, n, temperature, seed, data_dir), f"{n} samples, temperature {temperature}"
+        x, what = generate(run, n, temperature, seed, data_dir, size), f"{n} samples, temperature {temperature}"
     if figure:
         from .. import plots
 

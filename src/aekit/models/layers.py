@@ -204,17 +204,21 @@ class ResnetDecoder(nn.Module):
         if getattr(config, "skips", False):  # U-Net skips: each encoder stage's features into the decoder's
             self.skips = nn.ModuleList(nn.Conv2d(w, w, 1) for w in reversed(widths))
 
-    def forward(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, skips: list[torch.Tensor] | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Logits from the code; skips (the encoder's stage features, see ResnetEncoder) are added, through a 1x1
-        convolution each, after each upsampling to their size."""
-        z = z.unflatten(1, self.code_shape)
+        convolution each, after each upsampling to their size. z may also be a code map (N, latent_channels, h, w)
+        of any size, decoded to (N, C, *size): an image of any size, from a code drawn for it."""
+        z = z.unflatten(1, self.code_shape) if z.dim() == 2 else z
+        height, width = size or (self.height, self.width)
         h, added = z, dict(zip(self.ups, zip(self.skips, reversed(skips), strict=True), strict=True)) if skips else {}
         for i, layer in enumerate(self.body):
             h = layer(h)
             if i in added:
                 projection, features = added[i]
                 h = h + projection(features)
-        return (h + self.linear(z))[..., : self.height, : self.width]
+        return (h + self.linear(z))[..., :height, :width]
 
 
 def resnet_encoder(config, out_features: int) -> nn.Module:
