@@ -678,15 +678,18 @@ def _in_unit_range(raw: np.ndarray, release) -> bool:
 def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, **options) -> dict:
     """A summary of a dataset: kind, item shape, sizes of the splits, value range, labels."""
     train, test = load(source, data_dir=data_dir, **options)
-    x = train.floats()
+    x = train.x.aminmax() if isinstance(train, Photos) else train.floats()  # photos: their uint8 pixels, no copy
     summary = {
         "name": train.name,
         "kind": "images" if train.is_image else "table",
         "item_shape": list(train.item_shape),
+        **({"images": int(train.tiles[:, 0].unique().numel())} if isinstance(train, Crops) else {}),
         "train": len(train),
         "test": len(test) if test is not None else 0,
         "stored_as": str(train.x.dtype).replace("torch.", ""),
-        "scaled_range": [float(x.min()), float(x.max())],
+        "scaled_range": [float(x.min) / 255, float(x.max) / 255]
+        if isinstance(train, Photos)
+        else [float(x.min()), float(x.max())],
         "labels": None,
     }
     if train.y is not None:
