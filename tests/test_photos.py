@@ -145,7 +145,7 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
     assert same.shape == (2, 3, 30, 30)
     report = aekit.evaluate(run, str(tmp_path / "new"), save=False)
     clean = [
-        torch.from_numpy(np.asarray(Image.open(tmp_path / "new" / f"p{k}.png"))).permute(2, 0, 1) / 255 for k in (0, 1)
+        torch.from_numpy(np.array(Image.open(tmp_path / "new" / f"p{k}.png"))).permute(2, 0, 1) / 255 for k in (0, 1)
     ]
     assert report["items"] == 2 and report["model"]["psnr_db"] == pytest.approx(
         aekit.metrics.image_psnr(clean, rebuilt)
