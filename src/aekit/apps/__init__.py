@@ -73,10 +73,7 @@ def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
 def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """model.encode over x (N, ...) in batches: (N, latent_dim) on the CPU, checked finite."""
     check_items(model, x)
-    device = model.device
-    z = torch.cat([model.encode(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, "encoding")])
-    check_finite(z, "the model's codes for this input")
-    return z
+    return _in_batches(model, model.encode, x, "encoding", "the model's codes for this input")
 
 
 @torch.no_grad()
@@ -84,19 +81,21 @@ def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
     check(model.decodes_codes, "this dae's U-Net skips (model.skips) bypass its code: it rebuilds only from inputs")
     check_finite(z, "the codes to decode")
-    device = model.device
-    x = torch.cat([model.decode(z[s].to(device)).cpu() for s in chunks(len(z), INFERENCE_BATCH, "decoding")])
-    check_finite(x, "the model's outputs")
-    return x
+    return _in_batches(model, model.decode, z, "decoding", "the model's outputs")
 
 
 @torch.no_grad()
 def reconstruct_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """model.reconstruct over x (N, ...) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
     check_items(model, x)
+    return _in_batches(model, model.reconstruct, x, "rebuilding", "the model's outputs")
+
+
+def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: str) -> torch.Tensor:
+    """fn over x in batches of INFERENCE_BATCH on the model's device: the results on the CPU, checked finite."""
     device = model.device
-    out = torch.cat([model.reconstruct(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, "rebuilding")])
-    check_finite(out, "the model's outputs")
+    out = torch.cat([fn(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, label)])
+    check_finite(out, what)
     return out
 
 
