@@ -22,6 +22,9 @@ them is seen in training or tuning. Parts (--parts, all by default):
                   scratch or a blotch; masks known): image and pixel AUROC.
 
     python bench/photos.py [--minutes 30] [--parts reconstruction,denoising,whole,anomaly]
+
+Tuning (--tune) never looks at the test photos: astronaut and stereo_motorcycle (two of the four colour photos
+of the training set) leave the training set and take the test photos' place.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from aekit.metrics import ssim
 TRAIN = ["astronaut", "camera", "brick", "grass", "gravel", "coins", "hubble_deep_field", "immunohistochemistry"]
 TRAIN += ["stereo_motorcycle", "page", "text", "moon", "clock"]
 TEST = ["chelsea", "coffee", "rocket", "retina"]
+VALIDATION = ["astronaut", "stereo_motorcycle"]  # --tune: held out of TRAIN, in the place of TEST
 TILE = 64
 PARTS = ("reconstruction", "denoising", "whole", "anomaly")
 SIGMAS = (15, 25, 50)
@@ -127,10 +131,10 @@ def rebuilt(run, image: np.ndarray) -> np.ndarray:
 
 
 def reconstruction(args, folder: Path, tmp: Path) -> None:
-    run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter)
-    train_crops = crops_of([photo(n) for n in TRAIN], 100)
+    run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter, **args.shape)
+    train_crops = crops_of([photo(n) for n in args.train], 100)
     print(f"{'photo':10} {'size':>11} {'ae':>8} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
-    for name in TEST:
+    for name in args.test:
         test = test_photo(name)
         ae = psnr(test, np.round(rebuilt(run, test / 255.0) * 255))
         row = [ae, pca_psnr(train_crops, test, 8), pca_psnr(train_crops, test, 16)]
@@ -155,13 +159,13 @@ def train_dae(args, folder: Path, tmp: Path):
                  skips=True, noise=("gaussian",), noise_sigma=25 / 255)  # fmt: skip
 
 
-def denoising(run) -> None:
+def denoising(args, run) -> None:
     methods = denoisers(run)
     rng = np.random.default_rng(0)
-    print(f"{'sigma':>5} {'method':6} " + " ".join(f"{n:>16}" for n in TEST) + f" {'mean':>16} {'s/MP':>6}")
-    print(f"{'':12} " + " ".join(f"{'PSNR  SSIM':>16}" for _ in [*TEST, "mean"]))
+    print(f"{'sigma':>5} {'method':6} " + " ".join(f"{n:>16}" for n in args.test) + f" {'mean':>16} {'s/MP':>6}")
+    print(f"{'':12} " + " ".join(f"{'PSNR  SSIM':>16}" for _ in [*args.test, "mean"]))
     for sigma in SIGMAS:
-        clean = [test_photo(n) / 255.0 for n in TEST]
+        clean = [test_photo(n) / 255.0 for n in args.test]
         noisy = [np.clip(c + rng.normal(0, sigma / 255, c.shape), 0, 1) for c in clean]
         rows = {"noisy": [(psnr(c, n, 1.0), ssim_of(c, n)) for c, n in zip(clean, noisy, strict=True)]}
         seconds = {"noisy": 0.0}
@@ -247,7 +251,7 @@ def anomaly(args, tmp: Path) -> None:
     normal = tmp / "normal"
     normal.mkdir()
     bottoms = []
-    for name in TEST:
+    for name in args.test:
         image = test_photo(name)
         half = image.shape[0] // 2
         Image.fromarray(image[:half]).save(normal / f"{name}.png")
@@ -276,26 +280,33 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of filling --minutes")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which parts, of {','.join(PARTS)}")
     parser.add_argument("--color-jitter", type=float, default=0.5, help="data.color_jitter of the crops (0.5)")
+    parser.add_argument("--hidden", help="the reconstruction ae's channels per stage (default: BASE's)")
+    parser.add_argument("--latent-channels", type=int, help="the reconstruction ae's code channels (default 4)")
+    parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
     args = parser.parse_args()
+    args.test = VALIDATION if args.tune else TEST
+    args.train = [n for n in TRAIN if n not in args.test]
+    args.shape = {"hidden": tuple(int(v) for v in args.hidden.split(","))} if args.hidden else {}
+    args.shape |= {"latent_channels": args.latent_channels} if args.latent_channels else {}
     parts = args.parts.split(",")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         folder = tmp / "train"
         folder.mkdir()
-        for photo_name in TRAIN:
+        for photo_name in args.train:
             Image.fromarray(photo(photo_name)).save(folder / f"{photo_name}.png")
         if "reconstruction" in parts:
             reconstruction(args, folder, tmp)
         if "denoising" in parts or "whole" in parts:
             dae = train_dae(args, folder, tmp)
             if "denoising" in parts:
-                denoising(dae)
+                denoising(args, dae)
             if "whole" in parts:
                 whole(args, dae.path, tmp)
         if "anomaly" in parts:
             anomaly(args, tmp)
-    print(f"\nreproduce: python bench/photos.py --minutes {args.minutes:g} --parts {args.parts}")
+    print(f"\nreproduce: python {' '.join(sys.argv)}")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,30 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
         assert not (tmp_path / out).exists()
 
 
+def test_nested_folders_and_glob_patterns_read_every_photo_and_outputs_keep_their_paths(tmp_path):
+    lib = tmp_path / "lib"
+    photo_folder(lib / "cats" / "2023", SIZES[:2])
+    photo_folder(lib / "cats", SIZES[2:3])
+    photo_folder(lib / "dogs" / "old" / "scans", SIZES[3:5])
+    photo_folder(lib / "dogs" / "masks", SIZES[:1])  # ground truth for anomaly maps, never an image to learn from
+    photos = datasets.load_photos(lib)
+    assert list(photos.item_names) == ["cats/2023/p0.png", "cats/2023/p1.png", "cats/p0.png",
+                                       "dogs/old/scans/p0.png", "dogs/old/scans/p1.png"]  # fmt: skip
+    assert photos.classes == ("cats", "dogs") and photos.y.tolist() == [0, 0, 0, 1, 1]
+    pattern = datasets.load_photos(lib / "*" / "2023" / "*.png")
+    assert list(pattern.item_names) == ["cats/2023/p0.png", "cats/2023/p1.png"] and pattern.y is None
+    assert torch.equal(pattern.image(1), photos.image(1))
+    data = aekit.data.load(str(lib / "**" / "p0.png"), crop=(16, 16), test_split=0.0)
+    assert len(data.train.images) == 4  # p0.png at every depth, masks/ too: a pattern takes what it matches
+    run = aekit.train(str(lib / "**" / "p0.png"), "dae", out=tmp_path / "run", epochs=1, crop=(16, 16), **RESNET)
+    done = run_cli("denoise", run.path, lib / "dogs" / "**" / "*.png", "-o", tmp_path / "clean")
+    assert done.returncode == 0, done.stderr
+    assert sorted(str(p.relative_to(tmp_path / "clean")) for p in (tmp_path / "clean").rglob("*.png")) == [
+        "masks/p0.png", "old/scans/p0.png", "old/scans/p1.png"]  # fmt: skip
+    assert_clean_error(run_cli("denoise", run.path, lib / "*.jpg", "-o", tmp_path / "none"), "no images")
+    assert not (tmp_path / "none").exists()
+
+
 def defect_set(folder):
     """normal/ and abnormal/ photos (a dark square pasted into the abnormal ones) with masks/ of the squares."""
     sizes = [(40, 56), (48, 48), (36, 60), (52, 44)]

@@ -211,7 +211,8 @@ class TrainConfig:
 class DataConfig:
     """Which data and how to split it.
 
-    source: a built-in dataset name ("mnist", "digits") or a path (image folder, .npy, .npz, .csv, IDX).
+    source: a built-in dataset name ("mnist", "digits") or a path (image file, folder or glob pattern,
+        .npy, .npz, .csv, IDX).
     test_split: fraction held out (the test part, watched during training and scored by evaluate); None
         means the dataset's own test split for built-ins and 0.1 for the user's data. 0 holds nothing out.
         Its old name val_split is still accepted.

@@ -26,7 +26,7 @@ from safetensors.torch import save as safetensors_bytes
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
 from .data.datasets import Dataset, Photos, Scaling, Splits, class_mask, from_array, load_config, load_photos
-from .data.sources import IMAGE_SUFFIXES
+from .data.sources import IMAGE_SUFFIXES, is_glob
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -230,8 +230,8 @@ class Run:
 
 
 def _images(path: Path) -> bool:
-    """Whether path is an image file or a folder (of images: the folder reader says if not)."""
-    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+    """Whether path is an image file, a folder or a glob pattern (of images: the folder reader says if not)."""
+    return path.is_dir() or is_glob(path) or path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from .flags import add_fields, config_file, csv_list, parse_as, sections_given
 
 VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable]]] = {}
-INPUT_HELP = "the data: mnist, digits, or a path (image folder, .npy, .npz, .csv, IDX)"
+INPUT_HELP = "the data: mnist, digits, or a path (image file, folder or quoted glob pattern, .npy, .npz, .csv, IDX)"
 
 
 def verb(name: str, help: str):

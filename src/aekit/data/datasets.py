@@ -442,7 +442,7 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if known is not None:
         return _builtin_splits(known, cfg, data_dir, scaling)
     path = Path(name).expanduser()
-    if not path.exists():
+    if not path.exists() and not sources.is_glob(path):
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes, names = read_path(path, cfg)
     keep = class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
@@ -457,9 +457,8 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
 def load_photos(path: Path, size: tuple[int, int] | None = None) -> Photos:
     """Every image of an image file or folder (labelled by subfolder, if any) at its own size, or resized to
     size: Photos, nothing held out."""
-    if path.is_dir():
-        files, y, classes = sources.image_files(path)
-        names = [str(p.relative_to(path)) for p in files]
+    if path.is_dir() or sources.is_glob(path):
+        files, names, y, classes = sources.image_files(path)
     else:
         check(path.suffix.lower() in sources.IMAGE_SUFFIXES, f"{path}: not an image file or folder")
         files, y, classes, names = [path], None, None, [path.name]

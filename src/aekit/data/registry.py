@@ -98,9 +98,15 @@ def register_dataset(
     return add
 
 
+def is_glob(path: Path) -> bool:
+    """Whether path is a glob pattern (photos/*.jpg, photos/**/*.png) rather than a file or folder."""
+    return not path.exists() and any(c in str(path) for c in "*?[")
+
+
 def format_key(path: Path) -> str:
-    """The registry key of path: FOLDER, or its suffix (IDX files are named ...-ubyte, often without one)."""
-    if path.is_dir():
+    """The registry key of path: FOLDER (a folder or a glob pattern of images), or its suffix (IDX files are
+    named ...-ubyte, often without one)."""
+    if path.is_dir() or is_glob(path):
         return FOLDER
     if "ubyte" in path.name:
         return ".idx"

@@ -32,7 +32,7 @@ import numpy as np
 from .. import disk
 from ..errors import AekitError, check
 from ..limits import check_load_size, human
-from .registry import FOLDER, BuiltinArrays, Raw, register_dataset, register_format
+from .registry import FOLDER, BuiltinArrays, Raw, is_glob, register_dataset, register_format
 
 MASKS = "masks"  # a subfolder of ground-truth masks for anomaly maps, not images to learn from
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -646,21 +646,32 @@ def png_image(item: np.ndarray, where) -> None:
     Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(where, format="PNG")
 
 
-def image_files(path: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
-    """(the image files of a folder, their labels, the class names): labels are subfolders, if any (but masks/,
-    which holds ground-truth masks for anomaly maps)."""
+def image_files(path: Path) -> tuple[list[Path], list[str], np.ndarray | None, list[str] | None]:
+    """(the image files of a folder or glob pattern, their names relative to it, their labels, the class names).
+    A folder's images are at its top, or in subfolders (searched to any depth) whose names are the labels;
+    masks/ folders hold ground-truth masks for anomaly maps, not images. A pattern's matches have no labels."""
 
-    def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    def images_in(folder: Path, deep: bool) -> list[Path]:
+        found = folder.rglob("*") if deep else folder.iterdir()
+        return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and MASKS not in
+                      p.relative_to(folder).parts[:-1] and p.is_file())  # fmt: skip
 
-    top = images_in(path)
-    subdirs = sorted(d for d in path.iterdir() if d.is_dir() and d.name != MASKS and images_in(d))
+    if is_glob(path):
+        base = next((p for p in path.parents if not is_glob(p)), Path("."))
+        pattern = str(path.relative_to(base))
+        files = sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) match this pattern")
+        return files, [str(p.relative_to(base)) for p in files], None, None
+    top = images_in(path, deep=False)
+    subdirs = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name != MASKS]
+    inside = {d: images_in(d, deep=True) for d in subdirs}
+    subdirs = [d for d in subdirs if inside[d]]
     check(not (top and subdirs), f"{path}: images both at the top and in subfolders; use one layout")
-    files = top or [p for d in subdirs for p in images_in(d)]
+    files = top or [p for d in subdirs for p in inside[d]]
     check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or its subfolders")
     classes = [d.name for d in subdirs] or None
-    labels = np.array([classes.index(p.parent.name) for p in files], dtype=np.int64) if classes else None
-    return files, labels, classes
+    labels = np.array([classes.index(p.relative_to(path).parts[0]) for p in files], dtype=np.int64) if classes else None
+    return files, [str(p.relative_to(path)) for p in files], labels, classes
 
 
 def _open_image(p: Path):
@@ -701,8 +712,7 @@ def _to_mode(img, mode: str):
 
 @register_format(FOLDER, options=("size", "crop"), what="image folders")
 def _folder(path: Path, options) -> Raw:
-    files, y, classes = image_files(path)
-    names = [str(p.relative_to(path)) for p in files]
+    files, names, y, classes = image_files(path)
     return Raw(_pixels(files, path, options), y, classes, names)
 
 
