@@ -30,6 +30,8 @@ of the training set) leave the training set and take the test photos' place.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,7 @@ VALIDATION = ["astronaut", "stereo_motorcycle"]  # --tune: held out of TRAIN, in
 TILE = 64
 PARTS = ("reconstruction", "denoising", "whole", "anomaly")
 SIGMAS = (15, 25, 50)
-BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 16, "lr": 3e-3,
+BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 8, "lr": 2e-3,
         "schedule": "cosine", "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip
 
 
@@ -110,17 +112,19 @@ def pca_psnr(train_crops: np.ndarray, test: np.ndarray, block: int) -> float:
 
 
 def train(folder: Path, model: str, out: Path, minutes: float, epochs: int | None, **options):
-    """A run of model on folder's photos: epochs, or as many as fit in minutes (timed on two)."""
+    """A run of model on folder's photos: epochs, or as many as fit in 97% of minutes (the rest: start-up and
+    checkpoints), timed on the probe's later epochs (the first one warms up)."""
     options = {**BASE, **options}
     if epochs is None:
-        start = time.perf_counter()
-        aekit.train(folder, model, out=out.with_name(out.name + "-probe"), epochs=2, **options)
-        epochs = max(1, int(minutes * 60 / ((time.perf_counter() - start) / 2)))
+        probe = aekit.train(folder, model, out=out.with_name(out.name + "-probe"), epochs=3, **options)
+        seconds = np.mean([r["time_s"] for r in probe.metrics["history"][1:]])
+        epochs = max(1, int(0.97 * minutes * 60 / seconds))
     start = time.perf_counter()
     run = aekit.train(folder, model, out=out, epochs=epochs, **options)
-    crops = len(aekit.data.load(folder, crop=(TILE, TILE), test_split=0.0).train)
+    h, w = options["crop"]
+    crops = len(aekit.data.load(folder, crop=(h, w), test_split=0.0).train)
     minutes, shown = (time.perf_counter() - start) / 60, ", ".join(f"{k} {v}" for k, v in options.items())
-    print(f"\n{model}: {crops} random {TILE}x{TILE} crops an epoch, {epochs} epochs, {minutes:.1f} min; {shown}")
+    print(f"\n{model}: {crops} random {h}x{w} crops an epoch, {epochs} epochs, {minutes:.1f} min; {shown}")
     return run
 
 
@@ -132,6 +136,8 @@ def rebuilt(run, image: np.ndarray) -> np.ndarray:
 
 def reconstruction(args, folder: Path, tmp: Path) -> None:
     run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter, **args.shape)
+    if args.keep:
+        shutil.copytree(run.path, args.keep, dirs_exist_ok=True)
     train_crops = crops_of([photo(n) for n in args.train], 100)
     print(f"{'photo':10} {'size':>11} {'ae':>8} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
     for name in args.test:
@@ -280,14 +286,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of filling --minutes")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which parts, of {','.join(PARTS)}")
     parser.add_argument("--color-jitter", type=float, default=0.5, help="data.color_jitter of the crops (0.5)")
-    parser.add_argument("--hidden", help="the reconstruction ae's channels per stage (default: BASE's)")
-    parser.add_argument("--latent-channels", type=int, help="the reconstruction ae's code channels (default 4)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="an option of the reconstruction ae (hidden=[16,32], lr=0.001, ...)")  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="copy the reconstruction ae's run folder there")
     parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
     args = parser.parse_args()
     args.test = VALIDATION if args.tune else TEST
     args.train = [n for n in TRAIN if n not in args.test]
-    args.shape = {"hidden": tuple(int(v) for v in args.hidden.split(","))} if args.hidden else {}
-    args.shape |= {"latent_channels": args.latent_channels} if args.latent_channels else {}
+    args.shape = {k: (tuple(v) if isinstance(v, list) else v) for k, v in
+                  ((k, json.loads(v)) for k, v in (o.split("=", 1) for o in args.set))}  # fmt: skip
     parts = args.parts.split(",")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as name:
