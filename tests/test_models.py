@@ -203,23 +203,6 @@ def test_shift_moves_each_image_whole():
         aekit.create_model("dae", (20,), noise=["shift"])
 
 
-def test_blocks_hide_whole_squares_in_every_channel():
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(400, 3, 32, 32) + 0.01  # no zeros of its own
-    hidden = noise.blocks(x, 0.3, g) == 0
-    assert torch.equal(hidden.all(1), hidden.any(1))  # a square is hidden in all channels or none
-    assert abs(float(hidden.float().mean()) - 0.3) < 0.02
-
-    def whole_squares(item, side):  # every cell of a side x side grid is hidden entirely or not at all
-        cells = item.reshape(32 // side, side, 32 // side, side)
-        return torch.equal(cells.all(3).all(1), cells.any(3).any(1))
-
-    sides = [max(s for s in noise.BLOCK_SIZES if whole_squares(item, s)) for item in hidden[:, 0]]
-    assert set(sides) == set(noise.BLOCK_SIZES)  # each image draws its side
-    with pytest.raises(AekitError, match="tables .* have no rows and columns"):
-        aekit.create_model("dae", (20,), noise=["blocks"])
-
-
 def test_denoising_adds_noise_only_in_training():
     torch.manual_seed(0)
     model = aekit.create_model("dae", (1, 8, 8), noise=["masking"], noise_p=0.5)

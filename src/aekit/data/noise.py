@@ -1,5 +1,5 @@
-"""Corruptions for denoising: random shifts, Gaussian noise, salt-and-pepper, masking (of values or of square
-blocks). Inputs and outputs in [0, 1].
+"""Corruptions for denoising: random shifts, Gaussian noise, salt-and-pepper, masking. Inputs and outputs
+in [0, 1].
 
 Each takes an optional torch.Generator (on the input's device) for reproducible noise; without one the
 global RNG is used, which the trainer saves with every checkpoint so a resumed run draws the same noise.
@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-NOISES = ("shift", "gaussian", "salt_pepper", "masking", "blocks")
-BLOCK_SIZES = (2, 4, 8, 16)  # the sides of the squares that "blocks" masks, one drawn per image
+NOISES = ("shift", "gaussian", "salt_pepper", "masking")
 
 
 def _uniform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -49,22 +48,6 @@ def masking(x: torch.Tensor, p: float, generator: torch.Generator | None = None)
     return x * (_uniform(x, generator) >= p)
 
 
-def blocks(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Images (N, C, H, W) with a fraction p of the squares of a grid set to 0, in all channels; each image's
-    squares have a side drawn from BLOCK_SIZES. Rebuilding what was hidden teaches a model to fill in a part of
-    an image from its surroundings (what inpainting anomaly maps ask of it)."""
-    n, _, h, w = x.shape
-    sides = torch.tensor(BLOCK_SIZES, device=x.device)
-    side = sides[torch.randint(0, len(BLOCK_SIZES), (n,), generator=generator, device=x.device)]
-    cells = -(-max(h, w) // min(BLOCK_SIZES))
-    hidden = torch.rand((n, cells, cells), generator=generator, device=x.device) < p
-    rows = torch.arange(h, device=x.device)[None, :] // side[:, None]  # (N, H): each pixel's block row
-    cols = torch.arange(w, device=x.device)[None, :] // side[:, None]
-    items = torch.arange(n, device=x.device)[:, None, None]
-    mask = hidden[items, rows[:, :, None], cols[:, None, :]]  # (N, H, W)
-    return x * ~mask[:, None]
-
-
 def corrupt(
     x: torch.Tensor,
     kinds: Sequence[str],
@@ -82,6 +65,4 @@ def corrupt(
         x = salt_pepper(x, p, generator)
     if "masking" in kinds:
         x = masking(x, p, generator)
-    if "blocks" in kinds:
-        x = blocks(x, p, generator)
     return x

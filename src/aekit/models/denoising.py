@@ -18,13 +18,11 @@ from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 class DenoisingConfig(ModelConfig):
     """Options of the denoising autoencoder, beside the shared ones.
 
-    noise: corruptions applied to each training batch, any of shift, gaussian, salt_pepper, masking, blocks
+    noise: corruptions applied to each training batch, any of shift, gaussian, salt_pepper, masking
         (comma-separated to combine them; applied in that order). shift (images only) moves each image
-        by up to noise_shift pixels: codes that ignore small shifts make better features. blocks (images only)
-        hides squares of 2 to 16 pixels: the model learns to fill them in from around them.
+        by up to noise_shift pixels: codes that ignore small shifts make better features.
     noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
-    noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0), and of the
-        squares that blocks hides.
+    noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
     noise_shift: largest shift, in pixels, of each image's rows and columns, either way.
     skips: resnet backbone only: U-Net skip connections, each encoder stage's features added into the decoder
         stage of its size. They bypass the code, which is right for denoising (detail need not squeeze through
@@ -49,11 +47,10 @@ class DenoisingConfig(ModelConfig):
         check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
         check(self.noise_shift >= 0, f"model.noise_shift must be >= 0, got {self.noise_shift}")
         check(not self.skips or self.backbone == "resnet", "model.skips needs the resnet backbone")
-        for kind in ("shift", "blocks"):
-            check(
-                kind not in self.noise or len(self.input_shape) == 3,
-                f"model.noise {kind} needs images; tables (N, D) have no rows and columns",
-            )
+        check(
+            "shift" not in self.noise or len(self.input_shape) == 3,
+            "model.noise shift moves images; tables (N, D) have no rows and columns to shift",
+        )
 
 
 @register_model("dae")
