@@ -26,7 +26,8 @@ from safetensors.torch import save as safetensors_bytes
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
 from .data.datasets import Dataset, Photos, Scaling, Splits, class_mask, from_array, load_config, load_photos
-from .data.sources import IMAGE_SUFFIXES, is_glob
+from .data.registry import many_files
+from .data.sources import IMAGE_SUFFIXES
 from .errors import AekitError, check
 from .registry import model_from_config
 
@@ -231,7 +232,7 @@ class Run:
 
 def _images(path: Path) -> bool:
     """Whether path is an image file, a folder or a glob pattern (of images: the folder reader says if not)."""
-    return path.is_dir() or is_glob(path) or path.suffix.lower() in IMAGE_SUFFIXES
+    return many_files(path) or path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_config(path: Path) -> dict[str, Any]:

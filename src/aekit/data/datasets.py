@@ -16,7 +16,7 @@ import torch
 from ..config import DataConfig
 from ..errors import AekitError, check
 from . import sources
-from .registry import BUILTINS, Builtin, Raw, builtin, format_for
+from .registry import BUILTINS, Builtin, Raw, builtin, format_for, many_files
 
 
 def _number(v) -> bool:
@@ -457,7 +457,7 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
 def load_photos(path: Path, size: tuple[int, int] | None = None) -> Photos:
     """Every image of an image file or folder (labelled by subfolder, if any) at its own size, or resized to
     size: Photos, nothing held out."""
-    if path.is_dir() or sources.is_glob(path):
+    if many_files(path):
         files, names, y, classes = sources.image_files(path)
     else:
         check(path.suffix.lower() in sources.IMAGE_SUFFIXES, f"{path}: not an image file or folder")
@@ -677,7 +677,11 @@ def _in_unit_range(raw: np.ndarray, release) -> bool:
 def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, **options) -> dict:
     """A summary of a dataset: kind, item shape, sizes of the splits, value range, labels."""
     train, test = load(source, data_dir=data_dir, **options)
-    x = train.x.aminmax() if isinstance(train, Photos) else train.floats()  # photos: their uint8 pixels, no copy
+    if isinstance(train, Photos):  # their uint8 pixels, no float copy
+        low, high = (float(v) / 255 for v in train.x.aminmax())
+    else:
+        x = train.floats()
+        low, high = float(x.min()), float(x.max())
     summary = {
         "name": train.name,
         "kind": "images" if train.is_image else "table",
@@ -686,9 +690,7 @@ def info(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *
         "train": len(train),
         "test": len(test) if test is not None else 0,
         "stored_as": str(train.x.dtype).replace("torch.", ""),
-        "scaled_range": [float(x.min) / 255, float(x.max) / 255]
-        if isinstance(train, Photos)
-        else [float(x.min()), float(x.max())],
+        "scaled_range": [low, high],
         "labels": None,
     }
     if train.y is not None:

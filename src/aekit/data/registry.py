@@ -103,10 +103,15 @@ def is_glob(path: Path) -> bool:
     return not path.exists() and any(c in str(path) for c in "*?[")
 
 
+def many_files(path: Path) -> bool:
+    """Whether path names a collection of files: a folder or a glob pattern."""
+    return path.is_dir() or is_glob(path)
+
+
 def format_key(path: Path) -> str:
     """The registry key of path: FOLDER (a folder or a glob pattern of images), or its suffix (IDX files are
     named ...-ubyte, often without one)."""
-    if path.is_dir() or is_glob(path):
+    if many_files(path):
         return FOLDER
     if "ubyte" in path.name:
         return ".idx"
