@@ -8,6 +8,7 @@ import torch
 import aekit
 from aekit import AekitError
 from aekit.data import noise
+from aekit.metrics import squared_errors
 from aekit.models.base import sigmoid_squared_error
 
 MODELS = aekit.list_models()
@@ -212,6 +213,41 @@ def test_denoising_adds_noise_only_in_training():
     assert torch.equal(model(x).z, model.encode(x))  # eval: the clean input
     metrics = model.extra_metrics(x)
     assert set(metrics) == {"noisy_psnr_db", "denoised_psnr_db", "denoised_mse"}
+
+
+def test_paste_lays_foreign_content_over_a_part_of_half_the_images():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 32, 32) * 0.5 + 0.25
+    pasted = noise.paste(x, torch.Generator().manual_seed(1))
+    assert torch.equal(pasted, noise.corrupt(x, ["paste"], 0.0, 0.0, torch.Generator().manual_seed(1)))
+    assert pasted.shape == x.shape and pasted.min() >= 0 and pasted.max() <= 1
+    touched = (pasted != x).any(1).flatten(1).float().mean(1)  # share of each image's pixels changed
+    hit = touched > 0
+    assert 20 <= int(hit.sum()) <= 44  # about half the images
+    assert float(touched[hit].max()) < 0.5 and float(touched[hit].median()) > 0.005  # a part, never most
+
+
+def test_refined_codes_rebuild_items_closer_and_leave_the_model_alone():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 8, 8)
+    for name in ("ae", "vae"):
+        model = aekit.create_model(name, (1, 8, 8), latent_dim=4).eval()
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        z = model.refine_codes(x, 30)
+        assert z.shape == (6, 4) and not z.requires_grad
+        assert torch.equal(model.refine_codes(x, 0), model.encode(x))
+        assert torch.allclose(model.refine_codes(x, 30, batch_size=4), z, atol=1e-5)  # batches change nothing
+        closer = squared_errors(x, model.decode(z)) < squared_errors(x, model.reconstruct(x))
+        assert bool(closer.all())
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+        assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(AekitError, match="sae's fitted codes would not stay sparse"):
+        aekit.create_model("sae", (1, 8, 8)).refine_codes(x, 5)
+    skips = aekit.create_model("dae", (3, 16, 16), backbone="resnet", hidden=(8,), skips=True)
+    with pytest.raises(AekitError, match="code alone rebuilds an item"):
+        skips.refine_codes(torch.rand(2, 3, 16, 16), 5)
+    with pytest.raises(AekitError, match="whole number >= 0"):
+        aekit.create_model("ae", (1, 8, 8)).refine_codes(x, -1)
 
 
 # ---------------------------------------------------------------- sparse

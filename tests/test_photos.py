@@ -77,6 +77,21 @@ def test_training_on_crops_resumes_bit_for_bit_and_the_run_scores_its_held_out_c
     assert report["model"]["mse"] == pytest.approx(first[-1]["test_mse"], rel=1e-5)
 
 
+def test_codes_refined_for_each_photo_rebuild_it_closer(tmp_path):
+    photo_folder(tmp_path / "photos")
+    run = aekit.train(tmp_path / "photos", "ae", out=tmp_path / "run", epochs=1, crop=(16, 16), **RESNET)
+    photo_folder(tmp_path / "new", sizes=[(23, 37), (50, 20)])
+    done = run_cli("evaluate", run.path, tmp_path / "new", "--refine", "20", "--no-save")
+    assert done.returncode == 0, done.stderr
+    whole = json.loads(done.stdout)["model"]
+    assert whole["refined"]["steps"] == 20 and whole["refined"]["psnr_db"] > whole["psnr_db"] + 0.1
+    crops = aekit.evaluate(run, refine=20, save=False)["model"]  # the run's held-out crops, of the model's size
+    assert crops["refined"]["psnr_db"] > crops["psnr_db"] + 0.1
+    rebuilt = aekit.reconstruct(run, tmp_path / "new", refine=20)
+    assert [tuple(r.shape) for r in rebuilt] == [(3, 23, 37), (3, 50, 20)]
+    assert_clean_error(run_cli("evaluate", run.path, "--refine", "-3"), "refine steps must be a whole number >= 0")
+
+
 def test_crop_options_fail_in_one_line(tmp_path):
     photo_folder(tmp_path / "photos", sizes=[(40, 40), (30, 20), (50, 60)])
     np.save(tmp_path / "table.npy", np.zeros((5, 3), np.float32))
@@ -160,6 +175,7 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
     assert done.returncode == 0 and np.allclose(np.load(tmp_path / "codes.npy"), pooled.numpy(), atol=1e-6)
     done = run_cli("compress", run.path, tmp_path / "photos", "-o", tmp_path / "x.aez")
     assert_clean_error(done, "U-Net skips (model.skips) bypass its code")
+    assert_clean_error(run_cli("evaluate", run.path, "--refine", "5"), "code alone rebuilds an item")
     for out, message in [("one.png", "one PNG file holds one image"), ("all.npz", "images of several sizes")]:
         assert_clean_error(run_cli("denoise", run.path, tmp_path / "new", "-o", tmp_path / out), message)
         assert not (tmp_path / out).exists()

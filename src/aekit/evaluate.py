@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from . import metrics
-from .apps import inputs_of, tiles
-from .apps.denoise import reconstruct
+from .apps import inputs_of, reconstruct_all, tiles
+from .apps.denoise import reconstruct, refined_fn
 from .data.datasets import Dataset
 from .disk import FolderLock, Output
 from .errors import check
@@ -53,12 +53,15 @@ def evaluate(
     save: bool = True,
     nll_k: int = 0,
     split: str | None = None,
+    refine: int = 0,
 ) -> dict[str, Any]:
     """Reconstruction metrics of a run on held-out data, beside PCA and mean-item baselines.
 
     data: the data to evaluate on (default: the run's own); split: all, train or test (default: test without
     data, the part the run held out; all with data, whichever way its name or path is spelled). nll_k: importance
     samples for the negative log-likelihood of a VAE (0: skip; 1000 or more for a published-style figure).
+    refine: also measure reconstructions from codes fitted to each item with that many steps (see
+    aekit.reconstruct), as model.refined.
     Returns {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>,
     <the type's own metrics>}, "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it
     in metrics.json.
@@ -67,17 +70,21 @@ def evaluate(
     model = run.model.eval()
     check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
     check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
+    refined = refined_fn(model, refine)
     test, split = run.read(data, split, data_dir)
     train = run.load_data(data_dir=data_dir).train  # the baselines are fitted on the run's training data
     images = inputs_of(run, test)
     if isinstance(images, list):  # whole images of other sizes than the model's
-        result_model, baselines = _whole_images(model, images, train.floats())
+        result_model, baselines = _whole_images(model, images, train.floats(), refine)
         return _result(run, data, split, len(test), result_model, baselines, save)
     with torch.random.fork_rng():  # a VAE samples its code: the same figures every call, the caller's RNG untouched
         torch.manual_seed(0)
         result_model = _model_metrics(model, test, batch_size)
         x_train, x_test = train.floats(), test.floats()
         result_model.update(model.extra_metrics(x_test.to(model.device), nll_k=nll_k))
+    if refined is not None:
+        rebuilt = reconstruct_all(model, x_test, refined)
+        result_model["refined"] = {"steps": refine, **_baseline(x_test, rebuilt, test.is_image)}
 
     k = model.config.latent_dim
     pca = metrics.pca_reconstruct(x_train, x_test, k)
@@ -101,13 +108,15 @@ def _result(run: Run, data, split: str, items: int, model: dict, baselines: dict
     return result
 
 
-def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor) -> tuple[dict, dict]:
+def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor, refine: int) -> tuple[dict, dict]:
     """(the model's metrics, the baselines') on whole images, each rebuilt in tiles of the model's input size
     (apps.tiles): PSNR over all pixels, mean SSIM. The baselines work on the same tiles: PCA with as many
-    components as the code has numbers, fitted on the run's training items, and the mean training item."""
+    components as the code has numbers, fitted on the run's training items, and the mean training item.
+    refine: the model with codes refined for that many steps is measured too (when > 0)."""
     k = model.config.latent_dim
     pca, mean = metrics.pca_fitted(x_train, k), x_train.double().mean(0)
     methods = {"model": None, f"pca_{k}": lambda t: pca(t).to(t), "mean": lambda t: mean.expand(t.shape).to(t)}
+    methods.update({"refined": refined_fn(model, refine)} if refine else {})
     clean = [tiles.floats(image) for image in images]
     out = {}
     for name, fn in methods.items():
@@ -115,7 +124,10 @@ def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor) -> t
         check(all(bool(torch.isfinite(r).all()) for r in rebuilt), "the model's reconstructions hold NaN or infinity")
         out[name] = {"psnr_db": metrics.image_psnr(clean, rebuilt), "ssim": metrics.mean_ssim(clean, rebuilt)}
         out[name]["mse"] = 10 ** (-out[name]["psnr_db"] / 10)
-    return {**out.pop("model"), "whole_images": "in tiles of the model's input size"}, out
+    result = {**out.pop("model"), "whole_images": "in tiles of the model's input size"}
+    if refine:
+        result["refined"] = {"steps": refine, **out.pop("refined")}
+    return result, out
 
 
 @torch.no_grad()

@@ -217,8 +217,21 @@ def _evaluate(p):
         metavar="K",
         help="vae: importance-sampled negative log-likelihood with K samples per item (slow; 0 skips)",
     )
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also measure codes fitted to each item by STEPS steps of gradient descent (ae, dae, vae; slow)",
+    )
     return lambda args: evaluate(
-        args.run, _source(args), args.data_dir, save=not args.no_save, nll_k=args.nll_k, split=args.split
+        args.run,
+        _source(args),
+        args.data_dir,
+        save=not args.no_save,
+        nll_k=args.nll_k,
+        split=args.split,
+        refine=args.refine,
     )
 
 

@@ -85,10 +85,10 @@ def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruct_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model.reconstruct over x (N, ...) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
+def reconstruct_all(model: torch.nn.Module, x: torch.Tensor, fn=None) -> torch.Tensor:
+    """fn (default model.reconstruct) over x (N, ...) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
     check_items(model, x)
-    return _in_batches(model, model.reconstruct, x, "rebuilding", "the model's outputs")
+    return _in_batches(model, fn or model.reconstruct, x, "rebuilding", "the model's outputs")
 
 
 def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: str) -> torch.Tensor:

@@ -26,19 +26,31 @@ from . import (
 )
 
 
-def reconstruct(run: Run | str | os.PathLike, x) -> torch.Tensor | list[torch.Tensor]:
+def reconstruct(run: Run | str | os.PathLike, x, refine: int = 0) -> torch.Tensor | list[torch.Tensor]:
     """The model's reconstructions (N, ...) in [0, 1] of x: a tensor of items in [0, 1], or a numpy array, a
     dataset name or a path (see as_items). In batches, without gradients.
 
+    refine: fit each item's code to it with that many steps first (Autoencoder.refine_codes; ae, dae without
+    skips and vae): closer reconstructions from codes of the same size, for the work of as many backward passes.
     A fully convolutional model (backbone resnet) rebuilds images of any size whole, in overlapping tiles of
     its input size (apps.tiles): images of one size come back as one tensor, of several sizes as a list."""
     run = open_run(run)
+    model = run.model
+    fn = refined_fn(model, refine)
     x = as_inputs(run, x)
     if not isinstance(x, list):
-        return reconstruct_all(run.model, x)
-    out = [tiles.map_image(run.model, image) for image in x]
+        return reconstruct_all(model, x, fn)
+    out = [tiles.map_image(model, image, fn) for image in x]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return torch.stack(out) if len({o.shape for o in out}) == 1 else out
+
+
+def refined_fn(model: torch.nn.Module, refine: int):
+    """What rebuilds a batch when codes are refined for refine steps (None: the model's own reconstruct)."""
+    model.check_refine(refine)
+    if not refine:
+        return None
+    return lambda batch: model.decode(model.refine_codes(batch, refine))
 
 
 def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Corruptions for denoising: random shifts, Gaussian noise, salt-and-pepper, masking. Inputs and outputs
-in [0, 1].
+"""Corruptions for denoising: random shifts, Gaussian noise, salt-and-pepper, masking, pasted anomalies.
+Inputs and outputs in [0, 1].
 
 Each takes an optional torch.Generator (on the input's device) for reproducible noise; without one the
 global RNG is used, which the trainer saves with every checkpoint so a resumed run draws the same noise.
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
-NOISES = ("shift", "gaussian", "salt_pepper", "masking")
+NOISES = ("shift", "gaussian", "salt_pepper", "masking", "paste")
 
 
 def _uniform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -48,6 +49,35 @@ def masking(x: torch.Tensor, p: float, generator: torch.Generator | None = None)
     return x * (_uniform(x, generator) >= p)
 
 
+def _smooth_field(n: int, h: int, w: int, generator, device, cells=(16, 8, 4)) -> torch.Tensor:
+    """(N, 1, H, W) smooth random fields of unit spread: Gaussian noise on grids of cells pixels (16, 8 and 4),
+    each upsampled and weighted half as much as the coarser one (a cheap Perlin-like noise)."""
+    field = torch.zeros(n, 1, h, w, device=device)
+    for k, cell in enumerate(cells):
+        grid = torch.randn(n, 1, -(-h // cell) + 1, -(-w // cell) + 1, generator=generator, device=device)
+        field += 0.5**k * F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=True)
+    return field / field.flatten(1).std(1).clamp_min(1e-6)[:, None, None, None]
+
+
+def paste(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Half of the images (N, C, H, W), drawn at random, with something foreign laid over a part of each: a
+    blob or a few thin curves, shaped by smooth random fields, filled with another image of the batch (flipped,
+    its colours changed) or with one flat colour, at an opacity of 0.5 to 1. A dae rebuilding the clean image
+    learns to find what does not belong and put plausible content in its place: its reconstruction error then
+    marks defects of shapes and content it never saw (the idea of DRAEM, Zavrtanik et al. 2021, with anomalies
+    drawn from the normal images themselves)."""
+    n, c, h, w = x.shape
+    draw = lambda *shape: torch.rand(*shape, generator=generator, device=x.device)  # noqa: E731
+    field, smooth = _smooth_field(n, h, w, generator, x.device), _smooth_field(n, h, w, generator, x.device, (32,))
+    blob = field > 1.0 + draw(n, 1, 1, 1)  # thresholds 1 to 2 spreads: a few blobs, 2-16% of the image
+    curves = (smooth.abs() < 0.03 + 0.05 * draw(n, 1, 1, 1)) & (field > 0)  # pieces of long thin curves
+    mask = torch.where(draw(n, 1, 1, 1) < 0.5, blob, curves) & (draw(n, 1, 1, 1) < 0.5)
+    source = x.roll(1, 0).flip(2, 3) * (0.5 + draw(n, c, 1, 1)) + 0.4 * draw(n, c, 1, 1) - 0.2
+    source = torch.where(draw(n, 1, 1, 1) < 1 / 3, draw(n, c, 1, 1).expand_as(x), source).clamp(0, 1)
+    alpha = mask * (0.5 + 0.5 * draw(n, 1, 1, 1))
+    return x * (1 - alpha) + source * alpha
+
+
 def corrupt(
     x: torch.Tensor,
     kinds: Sequence[str],
@@ -65,4 +95,6 @@ def corrupt(
         x = salt_pepper(x, p, generator)
     if "masking" in kinds:
         x = masking(x, p, generator)
+    if "paste" in kinds:
+        x = paste(x, generator)
     return x

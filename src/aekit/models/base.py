@@ -13,6 +13,9 @@ from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
 from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
 
+REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
+REFINE_LR = 0.03  # Adam's step size when codes are fitted to items (refine_codes), chosen on validation photos
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -206,6 +209,35 @@ class Autoencoder(nn.Module):
     def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
         """decode(encode(x)) without gradients, in batches."""
         return torch.cat([self.decode(self.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+
+    def check_refine(self, steps: int) -> None:
+        """AekitError unless refine_codes can take this many steps on this model."""
+        check(isinstance(steps, int) and steps >= 0, f"refine steps must be a whole number >= 0, got {steps}")
+        check(not steps or self.decodes_codes, "refining codes needs a model whose code alone rebuilds an item")
+
+    def refine_codes(
+        self, x: torch.Tensor, steps: int, lr: float = REFINE_LR, batch_size: int = REFINE_BATCH
+    ) -> torch.Tensor:
+        """Codes (N, latent_dim) fitted to x: the encoder's codes, then `steps` steps of Adam (step size lr) on the
+        squared reconstruction error with the decoder's weights fixed. An encoder trained over many items is
+        never quite the best code for each one; these are better codes of the same size, which the same decoder
+        (decode, a decompressor) turns into closer reconstructions. The work is steps backward passes through
+        the decoder; the model is not changed."""
+        self.check_refine(steps)
+        if len(x) > batch_size:  # each item's code is fitted on its own: batches change nothing but memory
+            return torch.cat([self.refine_codes(xb, steps, lr, batch_size) for xb in x.split(batch_size)])
+        with torch.no_grad():
+            z = self.encode(x)
+        if not steps:
+            return z
+        z.requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = sigmoid_squared_error(self.decode_logits(z), x)[0]
+                (z.grad,) = torch.autograd.grad(loss, [z])  # the weights' gradients are never computed
+                optimizer.step()
+        return z.detach()
 
     @torch.no_grad()
     def anomaly_scores(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:

@@ -77,6 +77,10 @@ class SparseAutoencoder(Autoencoder):
         # 1/rho times larger under Adam's fixed-size steps (an equivalent model that trains much better).
         return super().decode_logits(z / self.config.rho if self.config.sparsity == "kl" else z)
 
+    def check_refine(self, steps: int) -> None:
+        super().check_refine(steps)
+        check(not steps, "refining codes is for ae, dae and vae: a sae's fitted codes would not stay sparse")
+
     def active(self, z: torch.Tensor) -> torch.Tensor:
         """Which code values count as on."""
         return z > 0.5 if self.config.sparsity == "kl" else z != 0
