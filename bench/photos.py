@@ -54,7 +54,7 @@ ANOMALY_VALIDATION = [*VALIDATION, "immunohistochemistry", "camera"]  # --tune: 
 TILE = 64
 PARTS = ("reconstruction", "denoising", "whole", "anomaly")
 SIGMAS = (15, 25, 50)
-REFINE = 100  # steps of code refinement (aekit.reconstruct's refine) in the reconstruction part
+REFINE = 50  # steps of code refinement (aekit.reconstruct's refine) in the reconstruction part
 ANOMALY = {"noise": ("paste",), "skips": True}  # the anomaly part's dae: it learns to remove pasted anomalies
 BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 8, "lr": 2e-3,
         "schedule": "cosine", "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip

@@ -225,6 +225,8 @@ def test_paste_lays_foreign_content_over_a_part_of_half_the_images():
     hit = touched > 0
     assert 20 <= int(hit.sum()) <= 44  # about half the images
     assert float(touched[hit].max()) < 0.5 and float(touched[hit].median()) > 0.005  # a part, never most
+    with pytest.raises(AekitError, match="paste is for images"):
+        aekit.create_model("dae", (20,), noise=["paste"])
 
 
 def test_refined_codes_rebuild_items_closer_and_leave_the_model_alone():

@@ -288,7 +288,7 @@ def _denoise(p):
         "--add-noise",
         type=csv_list,
         metavar="KINDS",
-        help="corrupt the input first (gaussian, salt_pepper, masking, shift; comma-separated) and report PSNR",
+        help="corrupt the input first (gaussian, salt_pepper, masking, shift, paste; comma-separated); report PSNR",
     )
     p.add_argument("--noise-sigma", "--sigma", type=float, default=0.5, help="Gaussian noise std (default 0.5)")
     p.add_argument("--noise-p", "--p", type=float, default=0.25, help="share hit by salt_pepper or masking (0.25)")

@@ -10,7 +10,7 @@ import torch
 
 from .. import metrics
 from ..config import check_seed
-from ..data.noise import NOISES, corrupt
+from ..data.noise import IMAGE_NOISES, NOISES, corrupt
 from ..disk import Output, distinct
 from ..errors import check
 from ..run import Run, open_run
@@ -74,7 +74,7 @@ def denoise_file(
 ) -> dict:
     """Denoise the items of source into out (.npz, .npy or a folder of PNGs, in the data's own units).
 
-    add_noise: corrupt the items first (any of shift, gaussian, salt_pepper, masking; sigma, p, seeded),
+    add_noise: corrupt the items first (any of NOISES; sigma, p, seeded),
     to measure the model against the clean items: the report gives PSNR of the noisy and the denoised
     items; noisy_out keeps the noisy copy. figure: a PNG of noisy over denoised (over clean) items.
     """
@@ -90,7 +90,8 @@ def denoise_file(
     distinct(output, noisy_output, figure_output)
     items, _ = run.read(source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")
-    check("shift" not in (add_noise or []) or items.is_image, f"{source}: shift moves images, not table rows")
+    for kind in set(add_noise or []) & set(IMAGE_NOISES):
+        check(items.is_image, f"{source}: {kind} is for images; tables have no rows and columns")
     check_items_output(output, items)
     clean = inputs_of(run, items)
     generator = torch.Generator().manual_seed(seed)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 NOISES = ("shift", "gaussian", "salt_pepper", "masking", "paste")
+IMAGE_NOISES = ("shift", "paste")  # they need rows and columns
 
 
 def _uniform(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -61,19 +62,18 @@ def _smooth_field(n: int, h: int, w: int, generator, device, cells=(16, 8, 4)) -
 
 def paste(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Half of the images (N, C, H, W), drawn at random, with something foreign laid over a part of each: a
-    blob or a few thin curves, shaped by smooth random fields, filled with another image of the batch (flipped,
-    its colours changed) or with one flat colour, at an opacity of 0.5 to 1. A dae rebuilding the clean image
-    learns to find what does not belong and put plausible content in its place: its reconstruction error then
-    marks defects of shapes and content it never saw (the idea of DRAEM, Zavrtanik et al. 2021, with anomalies
-    drawn from the normal images themselves)."""
+    blob or a few thin curves, shaped by smooth random fields, filled with another image of the batch (flipped)
+    or with one flat colour, at an opacity of 0.5 to 1. A dae rebuilding the clean image learns to find what
+    does not belong and put plausible content in its place: its reconstruction error then marks defects of
+    shapes and content it never saw (the idea of DRAEM, Zavrtanik et al. 2021, with anomalies drawn from the
+    normal images themselves; changing their colours too made maps worse on validation photos)."""
     n, c, h, w = x.shape
     draw = lambda *shape: torch.rand(*shape, generator=generator, device=x.device)  # noqa: E731
     field, smooth = _smooth_field(n, h, w, generator, x.device), _smooth_field(n, h, w, generator, x.device, (32,))
     blob = field > 1.0 + draw(n, 1, 1, 1)  # thresholds 1 to 2 spreads: a few blobs, 2-16% of the image
     curves = (smooth.abs() < 0.03 + 0.05 * draw(n, 1, 1, 1)) & (field > 0)  # pieces of long thin curves
     mask = torch.where(draw(n, 1, 1, 1) < 0.5, blob, curves) & (draw(n, 1, 1, 1) < 0.5)
-    source = x.roll(1, 0).flip(2, 3) * (0.5 + draw(n, c, 1, 1)) + 0.4 * draw(n, c, 1, 1) - 0.2
-    source = torch.where(draw(n, 1, 1, 1) < 1 / 3, draw(n, c, 1, 1).expand_as(x), source).clamp(0, 1)
+    source = torch.where(draw(n, 1, 1, 1) < 1 / 3, draw(n, c, 1, 1).expand_as(x), x.roll(1, 0).flip(2, 3))
     alpha = mask * (0.5 + 0.5 * draw(n, 1, 1, 1))
     return x * (1 - alpha) + source * alpha
 

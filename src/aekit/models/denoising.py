@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import metrics
-from ..data.noise import NOISES, corrupt
+from ..data.noise import IMAGE_NOISES, NOISES, corrupt
 from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..registry import register_model
@@ -18,9 +18,11 @@ from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
 class DenoisingConfig(ModelConfig):
     """Options of the denoising autoencoder, beside the shared ones.
 
-    noise: corruptions applied to each training batch, any of shift, gaussian, salt_pepper, masking
+    noise: corruptions applied to each training batch, any of shift, gaussian, salt_pepper, masking, paste
         (comma-separated to combine them; applied in that order). shift (images only) moves each image
-        by up to noise_shift pixels: codes that ignore small shifts make better features.
+        by up to noise_shift pixels: codes that ignore small shifts make better features. paste (images) lays
+        foreign content over a part of half the images: a dae trained so (with skips) makes anomaly maps
+        that mark what does not belong (data.noise.paste).
     noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
     noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
     noise_shift: largest shift, in pixels, of each image's rows and columns, either way.
@@ -47,10 +49,11 @@ class DenoisingConfig(ModelConfig):
         check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
         check(self.noise_shift >= 0, f"model.noise_shift must be >= 0, got {self.noise_shift}")
         check(not self.skips or self.backbone == "resnet", "model.skips needs the resnet backbone")
-        check(
-            "shift" not in self.noise or len(self.input_shape) == 3,
-            "model.noise shift moves images; tables (N, D) have no rows and columns to shift",
-        )
+        for kind in IMAGE_NOISES:
+            check(
+                kind not in self.noise or len(self.input_shape) == 3,
+                f"model.noise {kind} is for images; tables (N, D) have no rows and columns",
+            )
 
 
 @register_model("dae")
