@@ -9,22 +9,26 @@ them is seen in training or tuning. Parts (--parts, all by default):
 
   reconstruction  the `ae` (code: 4 channels at a quarter of the size, 1/12 of the input's numbers) against PCA
                   fitted on the training crops' b x b blocks with b*b*3/12 components (the same share of
-                  numbers), applied to non-overlapping blocks of the test photos, for b = 8 and 16.
+                  numbers), applied to non-overlapping blocks of the test photos, for b = 8 and 16; the ae
+                  both with the encoder's codes and with codes refined for each tile (--refine steps of Adam
+                  on the tile's reconstruction error, the decoder fixed: codes of the same size).
   denoising       Gaussian noise of sigma 15, 25 and 50 (of 255; clipped to [0, 1]; seeded) on the test photos:
                   the `dae` with U-Net skips trained at sigma 25 against scikit-image's non-local means (sigma
                   given; h = 0.6 sigma, 5x5 patches, distance 6, fast mode: the settings of its documentation's
                   example) and BM3D (the `bm3d` package, sigma given); PSNR, SSIM, seconds per megapixel.
   whole           `aekit denoise RUN photo.jpg -o clean.png` as a user runs it (a fresh process each time) on a
                   512x512 photo and on a generated 12-megapixel one: wall time and the process's peak memory.
-  anomaly         a defect set from the test photos: the ae (code: 2 channels at a quarter of the size) trained
-                  for half the minutes on crops of the top half of each (normal data), scored on 96x96 crops of
-                  the bottom halves, half of them with a defect pasted in (a patch of a training photo, a
-                  scratch or a blotch; masks known): image and pixel AUROC.
+  anomaly         a defect set from the test photos: a `dae` with U-Net skips trained for half the minutes to
+                  remove pasted anomalies (noise "paste": blobs and thin curves of another crop or of a flat
+                  colour) from crops of the top half of each (normal data), scored by its reconstruction error
+                  on 96x96 crops of the bottom halves, half of them with a defect pasted in (a patch of a
+                  training photo, a scratch or a blotch; masks known): image and pixel AUROC.
 
     python bench/photos.py [--minutes 30] [--parts reconstruction,denoising,whole,anomaly]
 
 Tuning (--tune) never looks at the test photos: astronaut and stereo_motorcycle (two of the four colour photos
-of the training set) leave the training set and take the test photos' place.
+of the training set) leave the training set and take the test photos' place; the anomaly part then builds its
+defect set from those two, immunohistochemistry and camera.
 """
 
 from __future__ import annotations
