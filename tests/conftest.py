@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,19 @@ def run_cli(*args, cwd=None, env=None):
         cwd=cwd,
         env=full_env,
         timeout=300,
+    )
+
+
+def start_cli(*args) -> subprocess.Popen:
+    """Start `python -m aekit ARGS` in the background (stderr piped) with Ctrl-C's default action, as a terminal
+    gives it: a test runner started in the background by a non-interactive shell has SIGINT ignored, and a child
+    would inherit that and never stop on the test's SIGINT."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aekit", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -34,7 +34,7 @@ from aekit.disk import FolderLock, Output
 from aekit.folder import RunFolder
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
-from conftest import run_cli
+from conftest import run_cli, start_cli
 from test_reliability import FUZZ
 
 SMALL = {"hidden": [16], "latent_dim": 4, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -768,12 +768,7 @@ def test_ctrl_c_at_start_up_is_one_line_and_status_130(tmp_path, delay):
     """Start-up imports PyTorch, scikit-learn and SciPy: an interrupt inside their imports can come out as
     another exception, and one that passed through a library's exec() made CPython kill itself with SIGINT
     at exit (status -2). Both are handled."""
-    args = [sys.executable, "-m", "aekit", "train", "--data", "digits", "--epochs", "50", "--quiet"]
-    args += ["--out", str(tmp_path / "r")]
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731 (as a terminal gives it)
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
-    )
+    proc = start_cli("train", "--data", "digits", "--epochs", "50", "--quiet", "--out", tmp_path / "r")
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1].strip()

@@ -24,7 +24,7 @@ import aekit
 from aekit import AekitError, datasets
 from aekit.cli import main as cli_main
 from aekit.data.sources import idx_bytes
-from conftest import run_cli
+from conftest import run_cli, start_cli
 
 SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
 # dae + cosine schedule: a resume must restore the noise RNG and the scheduler, not just the weights
@@ -37,11 +37,6 @@ def _epochs_done(run_dir: Path) -> int:
         return len(json.loads((run_dir / "metrics.json").read_text())["history"])
     except (OSError, ValueError, KeyError):
         return -1
-
-
-def _popen(*args) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "aekit", *map(str, args)]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -62,7 +57,7 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_weights(tmp_p
     # Kill while starting up, and at random moments after 0, 2 and 4 finished epochs (mid-epoch or mid-save).
     for i, after in enumerate([-1, 0, 2, 4]):
         out = tmp_path / f"killed-{i}"
-        proc = _popen(*KILL_TRAIN, "--out", out)
+        proc = start_cli(*KILL_TRAIN, "--out", out)
         deadline = time.monotonic() + 120
         while after >= 0 and _epochs_done(out) < after and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -87,7 +82,7 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_weights(tmp_p
 def test_a_second_process_cannot_write_a_run_folder_that_is_training(tmp_path, capsys):
     out = tmp_path / "busy"
     long_run = [a if a != "6" else "1000" for a in KILL_TRAIN]  # --epochs 1000: it trains until stopped
-    first = _popen(*long_run, "--out", out)
+    first = start_cli(*long_run, "--out", out)
     deadline = time.monotonic() + 120
     while _epochs_done(out) < 1 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
