@@ -143,8 +143,6 @@ def rebuilt(run, image: np.ndarray, refine: int = 0) -> np.ndarray:
 
 def reconstruction(args, folder: Path, tmp: Path) -> None:
     run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter, **args.shape)
-    if args.keep:
-        shutil.copytree(run.path, args.keep, dirs_exist_ok=True)
     train_crops = crops_of([photo(n) for n in args.train], 100)
     refined = f"refined {args.refine}"
     print(f"{'photo':10} {'size':>11} {'ae':>8} {refined:>11} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
@@ -313,7 +311,7 @@ def main() -> None:
     parser.add_argument("--anomaly-set", action="append", default=[], metavar="KEY=JSON",
                         help="an option of the anomaly part's dae (skips=false, ...)")  # fmt: skip
     parser.add_argument("--refine", type=int, default=REFINE, help=f"steps of code refinement (default {REFINE})")
-    parser.add_argument("--keep", type=Path, help="copy the reconstruction ae's run folder there")
+    parser.add_argument("--keep", type=Path, help="copy the run folders (and the defect set) there at the end")
     parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
     args = parser.parse_args()
     args.test = VALIDATION if args.tune else TEST
@@ -337,6 +335,8 @@ def main() -> None:
                 whole(args, dae.path, tmp)
         if "anomaly" in parts:
             anomaly(args, tmp)
+        if args.keep:
+            shutil.copytree(tmp, args.keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("train", "*-probe"))
     print(f"\nreproduce: python {' '.join(sys.argv)}")
 
 
