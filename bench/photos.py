@@ -18,7 +18,7 @@ them is seen in training or tuning. Parts (--parts, all by default):
                   example) and BM3D (the `bm3d` package, sigma given); PSNR, SSIM, seconds per megapixel.
   whole           `aekit denoise RUN photo.jpg -o clean.png` as a user runs it (a fresh process each time) on a
                   512x512 photo and on a generated 12-megapixel one: wall time and the process's peak memory.
-  anomaly         a defect set from the test photos: a `dae` with U-Net skips trained for half the minutes to
+  anomaly         a defect set from the test photos: a `dae` with U-Net skips trained for the minutes to
                   remove pasted anomalies (noise "paste": blobs and thin curves of another crop or of a flat
                   colour) from crops of the top half of each (normal data), scored by its reconstruction error
                   on 96x96 crops of the bottom halves, half of them with a defect pasted in (a patch of a
@@ -59,7 +59,10 @@ TILE = 64
 PARTS = ("reconstruction", "denoising", "whole", "anomaly")
 SIGMAS = (15, 25, 50)
 REFINE = 50  # steps of code refinement (aekit.reconstruct's refine) in the reconstruction part
-ANOMALY = {"noise": ("paste",), "skips": True}  # the anomaly part's dae: it learns to remove pasted anomalies
+DEFECT_CROPS = 24  # crops of each photo's bottom half in the anomaly part's defect set, every other one defective
+# the anomaly part's dae: it learns to remove pasted anomalies (lr: 0.862 / 0.846 image / pixel AUROC on validation
+# photos at 470 epochs, against 0.828 / 0.832 at 2e-3)
+ANOMALY = {"noise": ("paste",), "skips": True, "lr": 4e-3}
 BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 8, "lr": 2e-3,
         "schedule": "cosine", "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip
 
@@ -236,7 +239,7 @@ def defects(images: list[np.ndarray], patches: list[np.ndarray], size: int, rng)
     crops, masks, bad = [], [], []
     for image in images:
         h, w = image.shape[:2]
-        for k in range(8):
+        for k in range(DEFECT_CROPS):
             top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
             crop = image[top : top + size, left : left + size].astype(np.float64).copy()
             mask = np.zeros((size, size), bool)
@@ -276,7 +279,7 @@ def anomaly(args, tmp: Path) -> None:
         Image.fromarray(image[:half]).save(normal / f"{name}.png")
         bottoms.append(image[half:])
     options = {**ANOMALY, **args.anomaly_set}
-    run = train(normal, "dae", tmp / "anomaly-dae", args.minutes / 2, args.epochs, **options)
+    run = train(normal, "dae", tmp / "anomaly-dae", args.minutes, args.epochs, **options)
     crops, masks, bad = defects(bottoms, [photo(n) for n in ("brick", "text", "coins")], 96, np.random.default_rng(0))
     test = tmp / "defects"
     for k, (crop, mask, is_bad) in enumerate(zip(crops, masks, bad, strict=True)):
