@@ -145,7 +145,11 @@ def rebuilt(run, image: np.ndarray, refine: int = 0) -> np.ndarray:
 
 
 def reconstruction(args, folder: Path, tmp: Path) -> None:
-    run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter, **args.shape)
+    if args.reuse:
+        run = aekit.Run.open(args.reuse)
+        print(f"\nae: the run {args.reuse} ({len(run.metrics['history'])} epochs), not trained again")
+    else:
+        run = train(folder, "ae", tmp / "ae", args.minutes, args.epochs, color_jitter=args.color_jitter, **args.shape)
     train_crops = crops_of([photo(n) for n in args.train], 100)
     refined = f"refined {args.refine}"
     print(f"{'photo':10} {'size':>11} {'ae':>8} {refined:>11} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
@@ -160,7 +164,8 @@ def reconstruction(args, folder: Path, tmp: Path) -> None:
         shown = " ".join(f"{v:{width}.2f}" for v, width in zip(row, (8, 11, 8, 9), strict=True))
         print(f"{name:10} {test.shape[0]:>5}x{test.shape[1]:<5} {shown}")
     rate = seconds / megapixels
-    print(f"refined: each tile's code fitted by {args.refine} steps of Adam, the decoder fixed ({rate:.0f} s/MP)")
+    print(f"refined: the codes of all tiles of a photo fitted together to it by {args.refine} steps of Adam, the "
+          f"decoder fixed ({rate:.0f} s/MP)")  # fmt: skip
 
 
 def denoisers(run) -> dict:
@@ -315,6 +320,7 @@ def main() -> None:
                         help="an option of the anomaly part's dae (skips=false, ...)")  # fmt: skip
     parser.add_argument("--refine", type=int, default=REFINE, help=f"steps of code refinement (default {REFINE})")
     parser.add_argument("--keep", type=Path, help="copy the run folders (and the defect set) there at the end")
+    parser.add_argument("--reuse", type=Path, help="the reconstruction part measures this run (kept by --keep)")
     parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
     args = parser.parse_args()
     args.test = VALIDATION if args.tune else TEST

@@ -9,6 +9,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import aekit
+from aekit.apps import tiles
+from aekit.apps.denoise import refined_fn
 from aekit.data import datasets
 from aekit.errors import AekitError
 from conftest import assert_clean_error, run_cli
@@ -89,6 +91,12 @@ def test_codes_refined_for_each_photo_rebuild_it_closer(tmp_path):
     assert crops["refined"]["psnr_db"] > crops["psnr_db"] + 0.1
     rebuilt = aekit.reconstruct(run, tmp_path / "new", refine=20)
     assert [tuple(r.shape) for r in rebuilt] == [(3, 23, 37), (3, 50, 20)]
+    # the tiles' codes are fitted together, to the blended photo: closer than each tile fitted on its own
+    photo = torch.from_numpy(np.array(Image.open(tmp_path / "new" / "p0.png"))).permute(2, 0, 1)
+    each = tiles.map_image(run.model, photo, refined_fn(run.model, 20))
+    error = lambda r: float((r - tiles.floats(photo)).pow(2).mean())  # noqa: E731
+    assert error(rebuilt[0]) < error(each)
+    assert torch.equal(tiles.refine_image(run.model, photo, 0), tiles.map_image(run.model, photo))
     assert_clean_error(run_cli("evaluate", run.path, "--refine", "-3"), "refine steps must be a whole number >= 0")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def evaluate(
     data: the data to evaluate on (default: the run's own); split: all, train or test (default: test without
     data, the part the run held out; all with data, whichever way its name or path is spelled). nll_k: importance
     samples for the negative log-likelihood of a VAE (0: skip; 1000 or more for a published-style figure).
-    refine: also measure reconstructions from codes fitted to each item with that many steps (see
-    aekit.reconstruct), as model.refined.
+    refine: also measure reconstructions from codes fitted to each item with that many steps (whole photos:
+    their tiles' codes fitted together; see aekit.reconstruct), as model.refined.
     Returns {"data", "split", "items", "model": {mse, sse_per_item, psnr_db, loss, <the model's logs>,
     <the type's own metrics>}, "baselines": {"pca_<k>": {...}, "mean": {...}}} and, when save, stores it
     in metrics.json.
@@ -115,12 +116,13 @@ def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor, refi
     refine: the model with codes refined for that many steps is measured too (when > 0)."""
     k = model.config.latent_dim
     pca, mean = metrics.pca_fitted(x_train, k), x_train.double().mean(0)
-    methods = {"model": None, f"pca_{k}": lambda t: pca(t).to(t), "mean": lambda t: mean.expand(t.shape).to(t)}
-    methods.update({"refined": refined_fn(model, refine)} if refine else {})
+    on_tiles = {"model": None, f"pca_{k}": lambda t: pca(t).to(t), "mean": lambda t: mean.expand(t.shape).to(t)}
+    methods = {name: partial(tiles.map_image, model, fn=fn) for name, fn in on_tiles.items()}
+    methods.update({"refined": partial(tiles.refine_image, model, steps=refine)} if refine else {})
     clean = [tiles.floats(image) for image in images]
     out = {}
-    for name, fn in methods.items():
-        rebuilt = [tiles.map_image(model, image, fn) for image in images]
+    for name, method in methods.items():
+        rebuilt = [method(image) for image in images]
         check(all(bool(torch.isfinite(r).all()) for r in rebuilt), "the model's reconstructions hold NaN or infinity")
         out[name] = {"psnr_db": metrics.image_psnr(clean, rebuilt), "ssim": metrics.mean_ssim(clean, rebuilt)}
         out[name]["mse"] = 10 ** (-out[name]["psnr_db"] / 10)

@@ -222,7 +222,8 @@ def _evaluate(p):
         type=int,
         default=0,
         metavar="STEPS",
-        help="also measure codes fitted to each item by STEPS steps of gradient descent (ae, dae, vae; slow)",
+        help="also measure codes fitted to each item (to each whole photo: its tiles' codes together) by STEPS "
+        "steps of gradient descent (ae, dae, vae; slow)",
     )
     return lambda args: evaluate(
         args.run,

@@ -33,14 +33,15 @@ def reconstruct(run: Run | str | os.PathLike, x, refine: int = 0) -> torch.Tenso
     refine: fit each item's code to it with that many steps first (Autoencoder.refine_codes; ae, dae without
     skips and vae): closer reconstructions from codes of the same size, for the work of as many backward passes.
     A fully convolutional model (backbone resnet) rebuilds images of any size whole, in overlapping tiles of
-    its input size (apps.tiles): images of one size come back as one tensor, of several sizes as a list."""
+    its input size (apps.tiles): images of one size come back as one tensor, of several sizes as a list; their
+    tiles' codes are refined together, against the blended image (apps.tiles.refine_image)."""
     run = open_run(run)
     model = run.model
     fn = refined_fn(model, refine)
     x = as_inputs(run, x)
     if not isinstance(x, list):
         return reconstruct_all(model, x, fn)
-    out = [tiles.map_image(model, image, fn) for image in x]
+    out = [tiles.refine_image(model, image, refine) if refine else tiles.map_image(model, image) for image in x]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return torch.stack(out) if len({o.shape for o in out}) == 1 else out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -146,6 +147,23 @@ def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.
     return total / x.shape[0], x_hat
 
 
+def fit_codes(
+    z: torch.Tensor, gradient: Callable[[torch.Tensor], torch.Tensor], steps: int, lr: float = REFINE_LR
+) -> torch.Tensor:
+    """Codes z after steps of Adam (step size lr) down an error whose gradient with respect to the codes is
+    gradient(z) (z requires grad while it is called): what refining codes means, for items and whole images."""
+    z = z.detach().clone()
+    if not steps:
+        return z
+    z.requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            z.grad = gradient(z)
+            optimizer.step()
+    return z.detach()
+
+
 class Autoencoder(nn.Module):
     """Base class: an encoder to a latent code and a decoder back, both built from the config.
 
@@ -228,16 +246,12 @@ class Autoencoder(nn.Module):
             return torch.cat([self.refine_codes(xb, steps, lr, batch_size) for xb in x.split(batch_size)])
         with torch.no_grad():
             z = self.encode(x)
-        if not steps:
-            return z
-        z.requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                loss = sigmoid_squared_error(self.decode_logits(z), x)[0]
-                (z.grad,) = torch.autograd.grad(loss, [z])  # the weights' gradients are never computed
-                optimizer.step()
-        return z.detach()
+
+        def gradient(z: torch.Tensor) -> torch.Tensor:
+            loss = sigmoid_squared_error(self.decode_logits(z), x)[0]
+            return torch.autograd.grad(loss, [z])[0]  # the weights' gradients are never computed
+
+        return fit_codes(z, gradient, steps, lr)
 
     @torch.no_grad()
     def anomaly_scores(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
