@@ -101,6 +101,8 @@ def refine_image(model: torch.nn.Module, image: torch.Tensor, steps: int) -> tor
     each tile on its own). Each step decodes every tile twice (the blend, then the gradient) and goes back
     through the decoder once; memory holds the codes of all tiles and one batch of tiles' activations."""
     model.check_refine(steps)
+    if not steps:
+        return map_image(model, image)
     tiling = Tiling(model, image)
     device, parts = model.device, tiling.chunks()
     target = floats(tiling.image)
