@@ -10,8 +10,8 @@ them is seen in training or tuning. Parts (--parts, all by default):
   reconstruction  the `ae` (code: 4 channels at a quarter of the size, 1/12 of the input's numbers) against PCA
                   fitted on the training crops' b x b blocks with b*b*3/12 components (the same share of
                   numbers), applied to non-overlapping blocks of the test photos, for b = 8 and 16; the ae
-                  both with the encoder's codes and with codes refined for each tile (--refine steps of Adam
-                  on the tile's reconstruction error, the decoder fixed: codes of the same size).
+                  both with the encoder's codes and with refined codes (--refine steps of Adam on the photo's
+                  error, all its tiles' codes together, the decoder fixed: codes of the same size).
   denoising       Gaussian noise of sigma 15, 25 and 50 (of 255; clipped to [0, 1]; seeded) on the test photos:
                   the `dae` with U-Net skips trained at sigma 25 against scikit-image's non-local means (sigma
                   given; h = 0.6 sigma, 5x5 patches, distance 6, fast mode: the settings of its documentation's
