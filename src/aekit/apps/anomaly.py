@@ -4,9 +4,9 @@ The threshold comes from the input itself at a contamination rate (flag the top 
 run's own training data at a percentile (flag what scores above most of what the model was trained on).
 
 A fully convolutional model (backbone resnet) scores images of any size by where they differ: its anomaly map of
-an image is the squared reconstruction error per pixel (the mean over channels), smoothed by a Gaussian of
-MAP_SIGMA pixels, and the image's score is the map's maximum (one defect is enough to make an image unusual,
-however small it is next to the image). With ground-truth masks of the defects the maps get a pixel-level AUROC.
+an image is how far the reconstruction error at each pixel stands out above the error around it (see local_excess),
+and the image's score is the map's maximum (one defect is enough to make an image unusual, however small it is next
+to the image). With ground-truth masks of the defects the maps get a pixel-level AUROC.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from ..progress import chunks
 from ..run import Run, open_run
 from . import as_inputs, check_finite, inputs_of, tiles
 
-MAP_SIGMA = 4.0  # pixels: the Gaussian that smooths the per-pixel error
+MAP_SIGMA = 6.0  # pixels: the Gaussian that smooths the per-pixel error
+SURROUND_SIGMA = 24.0  # pixels: the Gaussian over which the error around a spot is taken
 
 
 def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
@@ -48,8 +49,8 @@ def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
 
 def maps(run: Run | str | os.PathLike, x) -> list[torch.Tensor]:
     """Anomaly maps of images x (a tensor (N, C, H, W) in [0, 1], or any images a use takes, see as_inputs) under a
-    fully convolutional model: per image (H, W) float32, the squared reconstruction error per pixel (mean over
-    channels) smoothed by a Gaussian of MAP_SIGMA pixels; images of any size are rebuilt whole (tiles)."""
+    fully convolutional model: per image (H, W) float32, how far the reconstruction error stands out above the
+    error around it (local_excess; negative where it is below); images of any size are rebuilt whole (tiles)."""
     run = open_run(run)
     check(run.model.config.any_size, "anomaly maps need a fully convolutional model (train with --backbone resnet)")
     return _maps(run, as_inputs(run, x))
@@ -60,14 +61,23 @@ def _maps(run: Run, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(x, list):
         for image in x:
             error = (tiles.map_image(model, image) - tiles.floats(image)).pow_(2).mean(0)
-            out.append(blur(error[None, None], MAP_SIGMA)[0, 0])
+            out.append(local_excess(error[None, None])[0, 0])
     else:
         for part in chunks(len(x), INFERENCE_BATCH, "scoring"):
             batch = x[part]
             error = (model.reconstruct(batch.to(model.device)).cpu() - batch).pow_(2).mean(1, keepdim=True)
-            out.extend(blur(error, MAP_SIGMA)[:, 0])
+            out.extend(local_excess(error)[:, 0])
     check_finite(torch.cat([m.flatten() for m in out]), "the anomaly maps")
     return out
+
+
+def local_excess(error: torch.Tensor) -> torch.Tensor:
+    """How far the squared reconstruction error (N, 1, H, W) stands out above the error around it: the root of
+    its mean over a Gaussian of MAP_SIGMA pixels less the root of its mean over one of SURROUND_SIGMA pixels.
+    Content a model rebuilds poorly all over (texture, or things it never saw) raises both; a defect raises the
+    first. On validation photos, against the smoothed error alone: image AUROC 0.818 -> 0.867 and 0.762 ->
+    0.810, pixel AUROC 0.798 -> 0.850 and 0.793 -> 0.833 (two models; docs/benchmarks.md)."""
+    return blur(error, MAP_SIGMA).sqrt_() - blur(error, SURROUND_SIGMA).sqrt_()
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
