@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import aekit
 from aekit.apps import tiles
+from aekit.apps.anomaly import local_excess
 from aekit.apps.denoise import refined_fn
 from aekit.data import datasets
 from aekit.errors import AekitError
@@ -254,6 +255,20 @@ def test_anomaly_maps_find_pasted_defects_and_masks_give_a_pixel_auroc(tmp_path)
     Image.new("L", (5, 5)).save(wrong / "abnormal" / "p0.png")
     done = run_cli("anomaly", run.path, tmp_path / "test", "--masks", wrong, "--contamination", "0.5")
     assert_clean_error(done, "p0.png: the mask is 5x5, its image 40x56")
+
+
+def test_the_anomaly_map_marks_error_that_stands_out_not_error_everywhere():
+    everywhere = torch.full((1, 1, 60, 80), 0.04)  # content the model rebuilds poorly all over
+    spot = torch.zeros(1, 1, 60, 80)
+    spot[..., 30:34, 50:54] = 0.04  # a small defect on content rebuilt well
+    assert float(local_excess(everywhere).abs().max()) < 1e-6
+    peak = local_excess(spot)[0, 0]
+    assert float(peak.max()) > 0.02 and np.unravel_index(int(peak.argmax()), (60, 80)) in [
+        (31, 51),
+        (31, 52),
+        (32, 51),
+        (32, 52),
+    ]
 
 
 def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_path):
