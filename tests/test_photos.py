@@ -263,12 +263,8 @@ def test_the_anomaly_map_marks_error_that_stands_out_not_error_everywhere():
     spot[..., 30:34, 50:54] = 0.04  # a small defect on content rebuilt well
     assert float(local_excess(everywhere).abs().max()) < 1e-6
     peak = local_excess(spot)[0, 0]
-    assert float(peak.max()) > 0.02 and np.unravel_index(int(peak.argmax()), (60, 80)) in [
-        (31, 51),
-        (31, 52),
-        (32, 51),
-        (32, 52),
-    ]
+    row, col = np.unravel_index(int(peak.argmax()), (60, 80))
+    assert float(peak.max()) > 0.02 and 31 <= row <= 32 and 51 <= col <= 52  # on the spot's centre
 
 
 def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_path):
