@@ -73,8 +73,8 @@ class Tiling:
         own size."""
         th, tw = self.tile
         out = torch.zeros(outputs[0].shape[1], *self.total.shape)
-        for (y, x), r in zip(self.places, (r for batch in outputs for r in batch), strict=True):
-            out[:, y : y + th, x : x + tw] += r.float().cpu() * self.weight
+        for (y, x), r in zip(self.places, (r for batch in outputs for r in batch.float().cpu()), strict=True):
+            out[:, y : y + th, x : x + tw] += r * self.weight
         h, w = self.size
         return out.div_(self.total)[:, :h, :w]
 
