@@ -123,6 +123,7 @@ class Trainer:
             if self.data.test is not None and self.rank == 0:
                 record.update({f"test_{k}": v for k, v in self.evaluate(self.data.test).items()})
             record["time_s"] = round(time.perf_counter() - start, 4)
+            self.model.after_epoch()
             self.epoch += 1
             self.history.append(record)
             self.save_checkpoint()

@@ -1,8 +1,11 @@
 """Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with one table per dimension.
 
-Symbols are coded item by item, dimension by dimension; dimension j uses frequency table freqs[j], which
-the encoder builds from the codes themselves and the file stores (so the decoder needs nothing else).
-State: 32 bits, renormalized a byte at a time; probabilities in units of 2**PROB_BITS.
+Symbols are coded item by item, dimension by dimension; dimension j uses frequency table freqs[j]. Format
+version 1 fits the tables to the codes themselves and stores them in the file; version 2 (a compressor trained
+with rate_lambda) takes them from the model's entropy model (models.entropy: one per code channel, the code
+map's positions as the items), fixed integers in the run. State: 32 bits, renormalized a byte at a time;
+probabilities in units of 2**PROB_BITS. Written in plain Python, it codes about 6 million symbols a second
+(docs/benchmarks.md), below the time of the networks around it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ def frequency_tables(q: np.ndarray, n_symbols: int) -> np.ndarray:
     q: (N, D) integer symbols in [0, n_symbols).
     """
     counts = np.stack([np.bincount(col, minlength=n_symbols) for col in q.T]).astype(np.int64)
-    return np.stack([_normalize(c) for c in counts])
+    return np.stack([normalize(c) for c in counts])
 
 
-def _normalize(counts: np.ndarray) -> np.ndarray:
+def normalize(counts: np.ndarray) -> np.ndarray:
+    """Integer counts (S,) as frequencies summing to PROB_SCALE, at least 1 for every count above 0."""
     total = int(counts.sum())
     freqs = np.maximum(counts * PROB_SCALE // total, counts > 0).astype(np.int64)
     excess = int(freqs.sum()) - PROB_SCALE

@@ -1,9 +1,14 @@
 """Compression: items -> quantized, entropy-coded latent codes in an .aez file, and back.
 
-Each code dimension is quantized uniformly over its range in the file (2**bits levels), and the integers
-are coded with a static rANS coder whose per-dimension tables travel in the file. The layout is in
-docs/formats.md; decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of
-the model's weights before it trusts anything else.
+Two formats (docs/formats.md), chosen by the model:
+- version 1, any model whose code alone rebuilds an item: each code dimension is quantized uniformly over its
+  range in the file (2**bits levels), and the integers are coded with a static rANS coder whose per-dimension
+  tables travel in the file.
+- version 2, an ae trained for rate and distortion (rate_lambda): its codes are integers already, coded with
+  the integer tables of its learned entropy model, which the run holds (nothing of them travels in the file).
+  A fully convolutional model codes photos of any size whole: one code map per photo.
+Decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of the model's weights
+(tables included) before it trusts anything else.
 """
 
 from __future__ import annotations
@@ -23,15 +28,30 @@ import torch
 from .. import disk, metrics
 from ..config import from_dict, to_dict
 from ..data.datasets import UINT8, Scaling
+from ..data.sources import png_image, write_images
 from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
+from ..models.layers import code_size
 from ..run import Run, open_run
-from . import ARRAY_KINDS, as_items, coding, decode_all, encode_all, to_raw, write_array
+from . import (
+    IMAGE_KINDS,
+    as_inputs,
+    as_items,
+    check_finite,
+    coding,
+    decode_all,
+    encode_all,
+    inputs_of,
+    tiles,
+    to_raw,
+    write_array,
+)
 
-MAGIC, VERSION = b"AEKZ", 1
+MAGIC, VERSION, LEARNED = b"AEKZ", 1, 2  # VERSION: fitted tables; LEARNED: the model's tables
 _U32 = struct.Struct("<I")
 MAX_BITS = 12
+WHOLE_ACTIVATIONS = 8  # float32 maps of the widest stage's channels at the image's size, alive at once (a bound)
 
 
 @dataclass(frozen=True)
@@ -115,11 +135,49 @@ class Header:
         )
 
 
+@dataclass(frozen=True)
+class LearnedHeader:
+    """The JSON header of a version 2 .aez file (docs/formats.md), checked field by field when a file is read.
+    sizes: each item's (H, W) where the items are whole images (of any size; a fully convolutional model),
+    None where they all have item_shape."""
+
+    model: str
+    model_sha256: str
+    run: str
+    items: int
+    item_shape: tuple[int, ...]
+    scaling: Scaling
+    channels: int
+    sizes: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        where = "the .aez file's header"
+        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
+        check(self.items >= 1 and self.channels >= 1, f"{where}: items and channels must be at least 1")
+        shape = self.item_shape
+        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
+        check(
+            self.sizes is None
+            or (len(shape) == 3 and len(self.sizes) == self.items and all(h >= 1 and w >= 1 for h, w in self.sizes)),
+            f"{where}: sizes must give each of the {self.items} images' height and width",
+        )
+
+    def item_sizes(self) -> list[tuple[int, int]] | None:
+        return None if self.sizes is None else [tuple(hw) for hw in self.sizes]
+
+
+def is_learned(model: torch.nn.Module) -> bool:
+    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2."""
+    return getattr(model, "entropy", None) is not None
+
+
 def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | None = None) -> bytes:
     """Items x -> the bytes of an .aez file. x: a tensor of items in [0, 1], or a numpy array, a dataset name or a
     path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's)."""
     run = open_run(run)
     model = run.model
+    if is_learned(model):
+        return _compress_learned(run, as_inputs(run, x), scaling or run.scaling)[0]
     code = quantize(encode_all(model, as_items(run, x)), bits)
     freqs = coding.frequency_tables(code.q, 1 << bits)
     header = Header(
@@ -134,16 +192,93 @@ def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | 
         lo=tuple(code.lo.tolist()),
         step=tuple(code.step.tolist()),
     )
-    parts = [json.dumps(to_dict(header), separators=(",", ":")).encode()]
-    parts += [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)]
-    body = MAGIC + bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
+    return _file(VERSION, header, [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)])
+
+
+def _file(version: int, header, sections: list[bytes]) -> bytes:
+    """The bytes of an .aez file: magic, version, the header and the sections, each after its length, a CRC."""
+    parts = [json.dumps(to_dict(header), separators=(",", ":")).encode(), *sections]
+    body = MAGIC + bytes([version]) + b"".join(_U32.pack(len(p)) + p for p in parts)
     return body + _U32.pack(zlib.crc32(body))
 
 
-def read_aez(data: bytes) -> tuple[Header, Quantized]:
-    """Parse and check an .aez file's bytes: (its header, its quantized codes). AekitError if anything is off."""
+def _tables(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's integer coding tables: each channel's offset, symbol count and frequencies (numpy int64)."""
+    e = model.entropy
+    check(e.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
+    return tuple(t.cpu().numpy().astype(np.int64) for t in (e.offset, e.count, e.frequencies))
+
+
+@torch.no_grad()
+def whole_code(model, image: torch.Tensor) -> torch.Tensor:
+    """The integer code map (C, h, w) of a whole image (C, H, W) of any size, in one pass (fully convolutional)."""
+    check_whole(model, image.shape[1:])
+    z = model.encoder(tiles.floats(image)[None].to(model.device))
+    return torch.round(z).reshape(model.code_channels, *code_size(*image.shape[1:], len(model.config.hidden))).cpu()
+
+
+@torch.no_grad()
+def whole_image(model, code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The image (C, H, W) in [0, 1] that a code map (C, h, w) decodes to at size (H, W)."""
+    check_whole(model, size)
+    return torch.sigmoid(model.decoder(code[None].float().to(model.device), size=size))[0].cpu()
+
+
+def check_whole(model, size: tuple[int, int]) -> None:
+    """AekitError unless the activations of an image of size (H, W) through the model fit in memory."""
+    h, w = size
+    need = WHOLE_ACTIVATIONS * max(model.config.hidden) * h * w * 4
+    check_load_size(need, f"a {h}x{w} image", "coding it whole")
+
+
+def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling) -> tuple[bytes, float]:
+    """Version 2: the model's integer code maps, all items' positions in order, coded with its tables; and
+    the bits the entropy model expects them to take."""
+    model = run.model
+    if isinstance(x, list):
+        maps, sizes = [whole_code(model, image).flatten(1) for image in x], [tuple(im.shape[1:]) for im in x]
+        check_finite(torch.cat([m.flatten() for m in maps]), "the model's codes for this input")
+    else:
+        maps, sizes = list(model.code_map(encode_all(model, x))), None
+    rows = torch.cat([m.T for m in maps]).double().numpy()  # (positions, channels)
+    check(bool(np.abs(rows).max() < 2**31), "the model's codes for this input are beyond 32-bit integers")
+    offset, count, freqs = _tables(model)
+    symbols = rows.astype(np.int64) - offset
+    outside = (symbols < 0) | (symbols >= count - 1)
+    symbols = np.where(outside, count - 1, symbols)  # the escape, its value stored beside the stream
+    header = LearnedHeader(
+        model=model.name,
+        model_sha256=weights_sha256(model),
+        run=str(run.path.resolve()),
+        items=len(x),
+        item_shape=tuple(model.config.input_shape),
+        scaling=scaling,
+        channels=rows.shape[1],
+        sizes=sizes and tuple(sizes),
+    )
+    escaped = rows[outside].astype("<i4").tobytes()
+    with torch.no_grad():
+        expected = sum(float(model.entropy.bits(m[None].float()).sum()) for m in maps)
+    return _file(LEARNED, header, [coding.encode(symbols, freqs), escaped]), expected
+
+
+def positions(header: LearnedHeader, model) -> list[int]:
+    """Code positions of each item of a version 2 file."""
+    if header.sizes is None:
+        return [model.config.latent_dim // header.channels] * header.items
+    stages = len(model.config.hidden)
+    return [math.prod(code_size(h, w, stages)) for h, w in header.item_sizes()]
+
+
+def _parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
+    """An .aez file's bytes checked as far as they can be without the model: (version, header, the sections
+    after the header)."""
     check(len(data) >= 5 + 4 and data[:4] == MAGIC, "not an .aez file (no AEKZ magic)")
-    check(data[4] == VERSION, f"an .aez file of format version {data[4]}; this aekit reads version {VERSION}")
+    version = data[4]
+    check(
+        version in (VERSION, LEARNED),
+        f"an .aez file of format version {version}; this aekit reads versions {VERSION} and {LEARNED}",
+    )
     check(
         len(data) >= 5 + 3 * 4 + 4 and _U32.unpack(data[-4:])[0] == zlib.crc32(data[:-4]),
         "the .aez file is truncated or corrupt (checksum mismatch)",
@@ -156,7 +291,21 @@ def read_aez(data: bytes) -> tuple[Header, Quantized]:
         parts.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    header = from_dict(Header, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
+    kind = LearnedHeader if version == LEARNED else Header
+    header = from_dict(kind, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
+    return version, header, parts[1:]
+
+
+def read_aez(data: bytes) -> tuple[Header, Quantized]:
+    """Parse and check a version 1 .aez file's bytes: (its header, its quantized codes). AekitError if anything
+    is off."""
+    version, header, sections = _parse(data)
+    check(version == VERSION, "this .aez file codes with its model's own tables (version 2): use decompress")
+    return header, _fitted_codes(header, *sections)
+
+
+def _fitted_codes(header: Header, tables: bytes, stream: bytes) -> Quantized:
+    """The quantized codes of a version 1 file, from its tables and stream."""
     d, n_symbols = header.latent_dim, 1 << header.bits
     n, values = header.items, math.prod(header.item_shape)
     # Decoded symbols (2 bytes), codes (4), the decoded items (4) and their copy in the data's units (4)
@@ -165,34 +314,61 @@ def read_aez(data: bytes) -> tuple[Header, Quantized]:
     expected = d * n_symbols * 2
     inflate = zlib.decompressobj()
     try:
-        raw = inflate.decompress(parts[1], expected + 1)
+        raw = inflate.decompress(tables, expected + 1)
     except zlib.error:
         raise AekitError("the .aez file's frequency tables are corrupt") from None
     check(len(raw) == expected, "the .aez file's frequency tables have the wrong size")
     freqs = np.frombuffer(raw, "<u2").astype(np.int64).reshape(d, n_symbols)
     check(bool((freqs.sum(1) == coding.PROB_SCALE).all()), "the .aez file's frequency tables are corrupt")
-    q = coding.decode(parts[2], n, freqs)
+    q = coding.decode(stream, n, freqs)
     lo, step = np.asarray(header.lo, np.float32), np.asarray(header.step, np.float32)
-    return header, Quantized(q, lo, step, header.bits)
+    return Quantized(q, lo, step, header.bits)
+
+
+def _decode_learned(model, header: LearnedHeader, stream: bytes, escaped: bytes) -> torch.Tensor | list[torch.Tensor]:
+    """The items of a version 2 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
+    check(is_learned(model), "the .aez file codes with a learned entropy model; this model has none")
+    check(header.channels == model.code_channels, "the .aez file does not match this model's code channels")
+    counts = positions(header, model)
+    sizes = header.item_sizes()
+    values = (
+        header.item_shape[0] * sum(h * w for h, w in sizes) if sizes else header.items * math.prod(header.item_shape)
+    )
+    need = sum(counts) * header.channels * 10 + 8 * values  # symbols and codes, the items and their raw copy
+    check_load_size(need, "the .aez file", f"decoding {header.items:,} items")
+    offset, count, freqs = _tables(model)
+    symbols = coding.decode(stream, sum(counts), freqs).astype(np.int64)
+    outside = symbols == count - 1
+    check(len(escaped) == 4 * int(outside.sum()), "the .aez file's escaped values do not match its codes: corrupt")
+    rows = symbols + offset
+    rows[outside] = np.frombuffer(escaped, "<i4")
+    maps = torch.from_numpy(rows.T.astype(np.float32)).split(counts, dim=1)  # each item's (channels, positions)
+    if sizes is None:
+        return decode_all(model, torch.stack([m.flatten() for m in maps]))
+    stages = len(model.config.hidden)
+    out = [whole_image(model, m.reshape(-1, *code_size(*hw, stages)), hw) for m, hw in zip(maps, sizes, strict=True)]
+    check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
+    return out
 
 
 def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple[torch.Tensor, dict]:
-    """The bytes of an .aez file -> (decoded items (N, ...) in [0, 1], its header as a dict).
+    """The bytes of an .aez file -> (decoded items (N, ...) in [0, 1], or a list of whole images (C, H, W) of any
+    size, and the file's header as a dict).
 
     run: the run whose model made the file (default: the run folder named in the file). A file made with
     other weights is refused.
     """
-    header, code = read_aez(data)
+    version, header, sections = _parse(data)
     run = open_run(run if run is not None else header.run)
     check(
         weights_sha256(run.model) == header.model_sha256,
         f"the .aez file was made with another model than the one in {run.path} (weights hash differs)",
     )
-    check(
-        tuple(run.model.config.input_shape) == header.item_shape and run.model.config.latent_dim == header.latent_dim,
-        "the .aez file does not match this model's shapes",
-    )
-    return decode_all(run.model, dequantize(code)), to_dict(header)
+    check(tuple(run.model.config.input_shape) == header.item_shape, "the .aez file does not match this model's shapes")
+    if version == LEARNED:
+        return _decode_learned(run.model, header, *sections), to_dict(header)
+    check(run.model.config.latent_dim == header.latent_dim, "the .aez file does not match this model's shapes")
+    return decode_all(run.model, dequantize(_fitted_codes(header, *sections))), to_dict(header)
 
 
 def compress_file(
@@ -204,41 +380,68 @@ def compress_file(
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report."""
+    """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report,
+    measured on what the file decodes to. For a compressor (rate_lambda) also the bits its entropy model
+    expected, beside the file's own, and bits per pixel for images."""
     run = open_run(run)
     output = Output(out, (".aez",), force)
     items, _ = run.read(source, split, data_dir)
-    x = items.floats()
-    blob = compress(run, x, bits, items.scaling)
-    x_hat = decode_all(run.model, dequantize(read_aez(blob)[1]))
-    raw_bytes = math.prod(items.item_shape) * (1 if items.scaling == UINT8 else 4)
+    x = inputs_of(run, items) if is_learned(run.model) else items.floats()
+    if is_learned(run.model):
+        blob, expected = _compress_learned(run, x, items.scaling)
+    else:
+        blob, expected = compress(run, x, bits, items.scaling), None
+    x_hat = decompress(blob, run)[0]
     output.write_bytes(blob)
-    quality = metrics.summarize(metrics.squared_errors(x, x_hat), math.prod(items.item_shape))
+    report = {"output": str(out), "items": len(x), "bytes": len(blob), "bytes_per_item": len(blob) / len(x)}
+    if isinstance(x, list):  # whole images of any size
+        x = [tiles.floats(image) for image in x]
+        report["psnr_db"] = metrics.image_psnr(x, x_hat)
+        values = sum(image.numel() for image in x)
+    else:
+        report["bits"] = bits if expected is None else None
+        report.update(metrics.summarize(metrics.squared_errors(x, x_hat), math.prod(items.item_shape)))
+        values = x.numel()
+    raw = values * (1 if items.scaling == UINT8 else 4)
+    report.update(raw_bytes_per_item=raw / len(x), ratio=raw / len(blob))
     if items.is_image:
-        quality["ssim"] = float(metrics.ssim(x, x_hat).mean())
-    return {
-        "output": str(out),
-        "items": len(x),
-        "bits": bits,
-        "bytes": len(blob),
-        "bytes_per_item": len(blob) / len(x),
-        "raw_bytes_per_item": raw_bytes,
-        "ratio": raw_bytes * len(x) / len(blob),
-        **quality,
-    }
+        report["ssim"] = metrics.mean_ssim(x, x_hat)
+        report["bits_per_pixel"] = 8 * len(blob) / (values / items.item_shape[0])
+    if expected is not None:
+        header = len(blob) - len(_payload(blob))
+        report.update(header_bytes=header, expected_bytes=expected / 8, coded_bytes=len(blob) - header)
+    return {k: v for k, v in report.items() if v is not None}
+
+
+def _payload(blob: bytes) -> bytes:
+    """The coded sections of a version 2 file (what the entropy model's estimate is of)."""
+    return b"".join(_parse(blob)[2])
 
 
 def decompress_file(
     path: str | os.PathLike, out: str | os.PathLike, run: Run | str | os.PathLike | None = None, force: bool = False
 ) -> dict:
-    """Decode the .aez file at path into out (.npz, .npy or a folder of PNGs) in the data's own units."""
-    output = Output(out, ARRAY_KINDS, force)
+    """Decode the .aez file at path into out (.npz, .npy, a folder of PNGs, or a PNG for one image) in the data's
+    own units. Whole images of several sizes are written as PNGs."""
+    output = Output(out, IMAGE_KINDS, force)
     try:
         with open(path, "rb") as f:
             check_load_size(os.fstat(f.fileno()).st_size, path, "the .aez file")
             data = f.read()
     except OSError as e:
         raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
+    version, header, _ = _parse(data)
+    check(output.kind != ".png" or header.items == 1, f"{out}: one PNG file holds one image; name a folder")
+    mixed = header.sizes is not None if version == LEARNED else False
+    check(not (mixed and output.kind in (".npy", ".npz")) or len({tuple(s) for s in header.sizes}) == 1,
+          f"{out}: images of several sizes are written as PNGs; name a folder")  # fmt: skip
     x_hat, header = decompress(data, run)
-    written = write_array(output, to_raw(x_hat, Scaling.from_dict(header["scaling"])))
+    scaling = Scaling.from_dict(header["scaling"])
+    if output.kind == ".png":
+        written = output.write(lambda f: png_image(to_raw(x_hat[0], scaling).transpose(1, 2, 0), f))
+    elif isinstance(x_hat, list) and output.kind not in (".npy", ".npz"):
+        pixels = [to_raw(image, UINT8).transpose(1, 2, 0) for image in x_hat]
+        written = output.write_folder(lambda folder: write_images(folder, pixels))
+    else:
+        written = write_array(output, to_raw(torch.stack(x_hat) if isinstance(x_hat, list) else x_hat, scaling))
     return {"output": str(written), "items": header["items"], "item_shape": header["item_shape"]}

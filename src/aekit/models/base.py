@@ -259,6 +259,10 @@ class Autoencoder(nn.Module):
         summed over the item's features."""
         return torch.cat([squared_errors(xb, self.reconstruct(xb)) for xb in x.split(batch_size)])
 
+    def after_epoch(self) -> None:
+        """Called by the trainer after each epoch, before the run is saved: state derived from the weights is
+        brought up to date here (a compressor's integer coding tables); nothing by default."""
+
     def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
         """Metrics of this type over a whole evaluation set x (beyond the averaged logs); none by default."""
         return {}

@@ -1,24 +1,101 @@
-"""The vanilla autoencoder: encode, decode, minimise squared reconstruction error."""
+"""The vanilla autoencoder: encode, decode, minimise squared reconstruction error (or, with rate_lambda, bits
+plus error: a learned compressor)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ..errors import check
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
+from .entropy import FactorizedDensity
+
+
+@dataclass(frozen=True)
+class VanillaConfig(ModelConfig):
+    """Options of the vanilla autoencoder, beside the shared ones.
+
+    rate_lambda: train for rate and distortion (a learned compressor, Balle et al. 2017): the loss is the
+        code's cost in bits under a learned density (models.entropy) plus rate_lambda times the squared
+        error (summed over an item's values in [0, 1]); codes are rounded to integers, which is what
+        `aekit compress` stores. Larger values buy quality with bits. Unset (default): plain reconstruction.
+    """
+
+    rate_lambda: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.rate_lambda is None or self.rate_lambda > 0,
+            f"model.rate_lambda must be a positive number, got {self.rate_lambda}",
+        )
+        check(
+            self.rate_lambda is None or self.latent_activation == "none",
+            "model.rate_lambda: a compressor's code is rounded to integers; leave latent_activation none",
+        )
 
 
 @register_model("ae")
 class VanillaAutoencoder(Autoencoder):
-    """Vanilla autoencoder: squared reconstruction error, nothing else.
+    """Vanilla autoencoder: squared reconstruction error, nothing else; or, with rate_lambda, a compressor.
 
-    Loss: squared error summed over an item's features, averaged over the batch. Logs: "mse", the
-    per-feature mean squared error.
+    Loss: squared error summed over an item's features, averaged over the batch. Logs: "mse", the per-feature
+    mean squared error.
+
+    With rate_lambda (Balle, Laparra, Simoncelli, "End-to-end optimized image compression", ICLR 2017):
+
+        x -> encoder -> y -> round -> q -> decoder -> x_hat          bits = -log2 p(q), p: models.entropy
+
+    In training, the rate is taken at y + uniform noise in [-1/2, 1/2) (a differentiable stand-in for rounding
+    whose density is what the model learns) and the decoder sees round(y) with the gradient passed straight
+    through. Loss: mean over the batch of bits + rate_lambda * squared error. Outside training the code is
+    rounded (encode returns integers). Logs also "bits" (per item) and, for images, "bpp" (bits per pixel).
     """
 
-    Config = ModelConfig
+    Config = VanillaConfig
+
+    def __init__(self, config: VanillaConfig) -> None:
+        super().__init__(config)
+        self.entropy = None
+        if config.rate_lambda is not None:
+            self.entropy = FactorizedDensity(self.code_channels)
+
+    @property
+    def code_channels(self) -> int:
+        """Channels of the code (each with its own density): the resnet's code map channels, else every
+        dimension."""
+        c = self.config
+        return c.latent_channels if c.backbone == "resnet" else c.latent_dim
+
+    def code_map(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (N, latent_dim) as (N, channels, positions), the layout of models.entropy."""
+        return z.reshape(len(z), self.code_channels, -1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = super().encode(x)
+        return torch.round(z) if self.entropy is not None and not self.training else z
+
+    def check_refine(self, steps: int) -> None:
+        super().check_refine(steps)
+        check(not steps or self.entropy is None, "refining codes: a compressor's codes are integers; not refined")
+
+    def after_epoch(self) -> None:
+        if self.entropy is not None:
+            self.entropy.update_tables()
 
     def forward(self, x: torch.Tensor) -> Output:
         z = self.encode(x)
-        loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
-        return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
+        if self.entropy is None:
+            loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+            return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
+        noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else z
+        bits = self.entropy.bits(self.code_map(noisy))
+        rounded = z + (torch.round(z) - z).detach()  # straight through; z is already whole outside training
+        error, x_hat = sigmoid_squared_error(self.decode_logits(rounded), x)
+        loss = bits.mean() + self.config.rate_lambda * error
+        logs = {"mse": error.detach() / x[0].numel(), "bits": bits.detach().mean()}
+        if x.dim() == 4:
+            logs["bpp"] = logs["bits"] / (x.shape[2] * x.shape[3])
+        return Output(x_hat, z, loss, logs)

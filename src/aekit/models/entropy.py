@@ -1,0 +1,120 @@
+"""A learned density of the code, for rate-distortion training and real files: the factorized entropy model.
+
+Balle, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior" (ICLR 2018),
+appendix 6.1: each code channel c has its own univariate density, given by a cumulative c(y) that is a small
+monotone network (matrices with positive entries, tanh gates that cannot reverse the slope, a sigmoid last). The
+probability of an integer symbol k is c(k + 1/2) - c(k - 1/2): the density convolved with a unit box, which is
+also the density of y + u, u ~ U(-1/2, 1/2), the noisy code used in training (Balle, Laparra, Simoncelli,
+"End-to-end optimized image compression", ICLR 2017). -log2 of it is the code's cost in bits.
+
+Real files are coded from integer tables (`tables`), computed once from the density when the model is saved and
+stored with its weights: encoder and decoder read the same integers, on any machine and thread count, and the
+floating-point density is never evaluated to decode.
+
+    codes y (N, C, L) --round--> integers q --tables[c]--> symbol in [0, count[c]) (or the escape symbol)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..apps.coding import normalize
+
+FILTERS = (3, 3, 3)  # hidden widths of each channel's cumulative network (the paper's choice)
+INIT_SCALE = 10.0  # the initial density's spread, in code units
+LIKELIHOOD_FLOOR = 1e-9  # probabilities below this cost its bits (about 30): keeps the rate finite
+TABLE = 256  # symbols per channel's table: the last one is the escape of values outside the rest's range
+TAIL = 1e-6  # probability mass left outside a channel's table range on each side (coded by escape)
+
+
+class FactorizedDensity(nn.Module):
+    """One learned density per code channel (see the module docstring). likelihood(y) of codes (N, C, L): N
+    items, C channels, L positions per channel (the code map's pixels for resnet; 1 for a vector code, each
+    dimension its own channel)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        widths = (1, *FILTERS, 1)
+        scale = INIT_SCALE ** (1 / (len(widths) - 1))
+        self.matrices, self.biases, self.factors = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
+        for k, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            init = math.log(math.expm1(1 / scale / n_out))  # softplus(init) * n_out * scale == 1: unit slopes
+            self.matrices.append(nn.Parameter(torch.full((channels, n_out, n_in), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, n_out, 1) - 0.5))
+            if k < len(widths) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(channels, n_out, 1)))
+        # the integer tables (see tables()): each channel's lowest symbol value, its symbols' count (escape
+        # included), and frequencies in units of 2**PROB_BITS (zero beyond count)
+        self.register_buffer("offset", torch.zeros(channels, dtype=torch.int32))
+        self.register_buffer("count", torch.zeros(channels, dtype=torch.int32))
+        self.register_buffer("frequencies", torch.zeros(channels, TABLE, dtype=torch.int32))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The cumulative's logits at x (C, 1, M): (C, 1, M), increasing in x."""
+        for k, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
+            x = torch.matmul(F.softplus(matrix), x) + bias
+            if k < len(self.factors):
+                x = x + torch.tanh(self.factors[k]) * torch.tanh(x)  # slope 1 + tanh(a)(1 - tanh^2 x) > 0
+        return x
+
+    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
+        """P(round(y) == y) for integer y, or the density of y + noise for noisy y: (N, C, L), at least
+        LIKELIHOOD_FLOOR."""
+        n, c, length = y.shape
+        v = y.transpose(0, 1).reshape(c, 1, n * length)
+        lower, upper = self.logits(v - 0.5), self.logits(v + 0.5)
+        # c(upper) - c(lower) computed on the side of the sigmoid where it does not round to 1 - 1
+        flip = -torch.sign(lower + upper).detach()
+        p = (torch.sigmoid(flip * upper) - torch.sigmoid(flip * lower)).abs()
+        return p.clamp_min(LIKELIHOOD_FLOOR).reshape(c, n, length).transpose(0, 1)
+
+    def bits(self, y: torch.Tensor) -> torch.Tensor:
+        """Each item's cost in bits under the density: (N,)."""
+        return -torch.log2(self.likelihood(y)).sum(dim=(1, 2))
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """Refresh the integer tables from the density: for each channel, the integers from where its
+        cumulative passes TAIL to where it passes 1 - TAIL (at most TABLE - 1 of them, kept around the median),
+        each symbol's probability in units of 2**PROB_BITS (at least 1), and the escape symbol last with the
+        mass outside the range."""
+        low, median, high = (self._quantile(p).floor() for p in (TAIL, 0.5, 1 - TAIL))
+        low = torch.maximum(low, median - (TABLE - 1) // 2)
+        counts = (torch.minimum(high + 1, low + TABLE - 2) - low + 1).long()  # symbols before the escape
+        edges = low.view(-1, 1, 1) + torch.arange(TABLE, dtype=torch.float32) - 0.5  # (C, 1, TABLE)
+        cdf = torch.sigmoid(self.logits(edges))[:, 0].double()
+        self.frequencies.zero_()
+        for c, n in enumerate(counts.tolist()):
+            inside = cdf[c, 1 : n + 1] - cdf[c, :n]
+            p = torch.cat([inside, 1 - inside.sum().view(1)]).clamp_min(0)
+            weights = (p / p.sum() * 2.0**40).round().long().clamp_min(1).numpy()  # every symbol at least 1
+            self.frequencies[c, : n + 1] = torch.from_numpy(normalize(weights)).int()
+        self.offset.copy_(low.int())
+        self.count.copy_(counts.int() + 1)
+
+    def _quantile(self, p: float) -> torch.Tensor:
+        """Each channel's x where the cumulative is p: (C,), by bisection on its logits."""
+        target = math.log(p / (1 - p))
+        lo = torch.full((self.channels, 1, 1), -1.0)
+        hi = torch.full((self.channels, 1, 1), 1.0)
+        for _ in range(60):  # widen until the bracket holds the quantile
+            below = self.logits(lo) > target
+            above = self.logits(hi) < target
+            if not (below.any() or above.any()):
+                break
+            lo = torch.where(below, lo * 2, lo)
+            hi = torch.where(above, hi * 2, hi)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            up = self.logits(mid) < target
+            lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
+        return ((lo + hi) / 2).view(-1)
+
+    @property
+    def has_tables(self) -> bool:
+        return bool((self.count > 0).all())
