@@ -39,9 +39,9 @@ def normalize(counts: np.ndarray) -> np.ndarray:
     excess = int(freqs.sum()) - PROB_SCALE
     while excess != 0:  # give the rounding error to (or take it from) the most frequent symbols
         i = int(freqs.argmax())
-        change = -excess if excess < 0 else min(excess, int(freqs[i]) - 1)
+        change = -excess if excess < 0 else -min(excess, int(freqs[i]) - 1)  # a symbol keeps at least 1
         freqs[i] += change
-        excess += change if excess < 0 else -change
+        excess += change
     return freqs
 
 

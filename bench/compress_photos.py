@@ -1,0 +1,170 @@
+"""Learned compression of photos (issue 14): aekit's rate-distortion `ae` against JPEG and WebP, in one run.
+
+Training: the photo issue's training photos (bench/photos.py: astronaut, camera, brick, ... ; random crops),
+one `ae` on the resnet backbone per --lambdas value (`rate_lambda`: loss = bits + lambda * squared error), each
+for --minutes. Test: the whole held-out photos chelsea, coffee, rocket and retina (nothing of them seen in
+training or tuning), each compressed to an .aez file as `aekit compress RUN photo.png` does (one code map for
+the whole photo) and decoded back. JPEG (4:2:0, qualities 5 to 95) and WebP (qualities 0 to 100) through
+Pillow on the same photos. For each setting: bits per pixel of the real files, PSNR (over all values of all
+photos), SSIM, and encode and decode seconds per megapixel, averaged over the photos; aekit also prints the
+bits its entropy model expected beside the real file size. BD-rate (Bjontegaard: cubic fits of log rate against
+quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM. A
+negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
+
+    python bench/compress_photos.py [--minutes 30] [--lambdas 40,120,350,1000] [--figure rd.png]
+
+--tune holds astronaut and stereo_motorcycle out of training and tests on them instead (bench/photos.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aekit.apps import compress
+from aekit.metrics import image_psnr, mean_ssim
+from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
+
+RD = {"hidden": (32, 64, 128), "latent_channels": 64, "lr": 1e-3}  # the compressors' own options
+LAMBDAS = (40.0, 120.0, 350.0, 1000.0)
+JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def measure(photos: list[np.ndarray], code, decode) -> dict:
+    """A codec over the photos: code(image (H, W, 3) uint8) -> bytes, decode(bytes) -> (H, W, 3) uint8. Bits per
+    pixel over all photos, PSNR over all their values, mean SSIM, seconds per megapixel each way."""
+    sizes, outs, t_code, t_decode = [], [], 0.0, 0.0
+    for image in photos:
+        start = time.perf_counter()
+        blob = code(image)
+        t_code += time.perf_counter() - start
+        start = time.perf_counter()
+        outs.append(decode(blob))
+        t_decode += time.perf_counter() - start
+        sizes.append(len(blob))
+    pixels = sum(p.shape[0] * p.shape[1] for p in photos)
+    clean = [as_tensor(p).float() / 255 for p in photos]
+    back = [as_tensor(o).float() / 255 for o in outs]
+    return {
+        "bpp": 8 * sum(sizes) / pixels,
+        "psnr": image_psnr(clean, back),
+        "ssim": mean_ssim(clean, back),
+        "code_s_mp": t_code / pixels * 1e6,
+        "decode_s_mp": t_decode / pixels * 1e6,
+    }
+
+
+def pillow(fmt: str, quality: int):
+    def code(image: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, fmt, quality=quality)
+        return buf.getvalue()
+
+    return code, lambda blob: np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
+
+
+def aekit_codec(run, expected: list):
+    def code(image: np.ndarray) -> bytes:
+        blob, bits = compress._compress_learned(run, [as_tensor(image)], run.scaling)
+        expected.append((bits / 8, len(b"".join(compress._parse(blob)[2]))))
+        return blob
+
+    def decode(blob: bytes) -> np.ndarray:
+        image = compress.decompress(blob, run)[0][0]
+        return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    return code, decode
+
+
+def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float:
+    """Bjontegaard delta rate of test against anchor (a share: -0.2 is 20% fewer bits at equal quality)."""
+    fits, spans = [], []
+    for points in (anchor, test):
+        q = np.array([p[metric] for p in points])
+        r = np.log(np.array([p["bpp"] for p in points]))
+        fits.append(np.polyfit(q, r, 3))
+        spans.append((q.min(), q.max()))
+    lo, hi = max(s[0] for s in spans), min(s[1] for s in spans)
+    if lo >= hi:
+        return float("nan")
+    integrals = [np.diff(np.polyval(np.polyint(f), [lo, hi]))[0] for f in fits]
+    return float(np.exp((integrals[1] - integrals[0]) / (hi - lo)) - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time of each compressor (30)")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of filling --minutes")
+    parser.add_argument("--lambdas", default=",".join(f"{v:g}" for v in LAMBDAS), help="rate_lambda values")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="an option of the ae")
+    parser.add_argument("--figure", type=Path, help="write the rate-distortion figure there (PNG)")
+    parser.add_argument("--keep", type=Path, help="keep the run folders there")
+    parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
+    args = parser.parse_args()
+    tests = VALIDATION if args.tune else TEST
+    photos = [test_photo(n) for n in tests]
+    torch.manual_seed(0)
+    results = {"JPEG": [measure(photos, *pillow("JPEG", q)) for q in JPEG_QUALITIES]}
+    results["WebP"] = [measure(photos, *pillow("WEBP", q)) for q in WEBP_QUALITIES]
+    results["aekit"], labels, checks = [], [], []
+    with tempfile.TemporaryDirectory() as name:
+        root = args.keep or Path(name)
+        folder = root / "train"
+        folder.mkdir(parents=True, exist_ok=True)
+        for photo_name in (n for n in TRAIN if n not in tests):
+            Image.fromarray(photo(photo_name)).save(folder / f"{photo_name}.png")
+        for value in (float(v) for v in args.lambdas.split(",")):
+            opts = {**RD, **options(args.set), "rate_lambda": value}
+            run = train(folder, "ae", root / f"rd-{value:g}", args.minutes, args.epochs, **opts)
+            expected: list = []
+            results["aekit"].append(measure(photos, *aekit_codec(run, expected)))
+            labels.append(f"lambda {value:g}")
+            checks.append(sum(e for e, _ in expected) / sum(c for _, c in expected) - 1)
+    pixels = sum(p.shape[0] * p.shape[1] for p in photos)
+    print(f"\nheld-out photos: {', '.join(tests)} ({pixels / 1e6:.2f} megapixels)")
+    print(f"{'codec':24} {'bpp':>7} {'PSNR':>8} {'SSIM':>7} {'code s/MP':>10} {'decode s/MP':>12}")
+    for codec, points in results.items():
+        names = labels if codec == "aekit" else JPEG_QUALITIES if codec == "JPEG" else WEBP_QUALITIES
+        for label, r in zip(names, points, strict=True):
+            name = f"{codec} {label if codec == 'aekit' else f'q{label}'}"
+            print(
+                f"{name:24} {r['bpp']:7.3f} {r['psnr']:6.2f}dB {r['ssim']:7.4f} {r['code_s_mp']:10.3f}"
+                f" {r['decode_s_mp']:12.3f}"
+            )
+    print("aekit: the coded bytes against what the entropy model expected: "
+          + ", ".join(f"{label} {c:+.2%}" for label, c in zip(labels, checks, strict=True)))  # fmt: skip
+    for anchor in ("JPEG", "WebP"):
+        rates = [bd_rate(results[anchor], results["aekit"], m) for m in ("psnr", "ssim")]
+        print(f"BD-rate of aekit against {anchor}: {rates[0]:+.1%} (PSNR), {rates[1]:+.1%} (SSIM)")
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for codec, points in results.items():
+            ax.plot([p["bpp"] for p in points], [p["psnr"] for p in points], "o-", label=codec, markersize=4)
+        ax.set(xlabel="bits per pixel", ylabel="PSNR (dB)", xlim=(0, 2), title=f"held-out photos: {', '.join(tests)}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.figure, dpi=120)
+    print(f"\nreproduce: python {' '.join(sys.argv)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Learned compression (issue 14): the factorized entropy model, rate-distortion training, .aez version 2."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import aekit
+from aekit.apps import coding
+from aekit.apps.compress import LEARNED, _parse, compress, compress_file, decompress
+from aekit.models.entropy import TABLE, FactorizedDensity
+from conftest import assert_clean_error, run_cli
+from test_photos import RESNET, photo_folder
+
+
+def test_the_density_gives_each_channel_a_distribution_over_the_integers_and_tables_that_match_it():
+    torch.manual_seed(0)
+    density = FactorizedDensity(3)
+    with torch.no_grad():  # three different shapes: shifted, squeezed, skewed
+        density.biases[0][0] += 2.0
+        density.matrices[0][1] += 1.5
+        density.factors[0][2] += 1.0
+    k = torch.arange(-400, 401).float()
+    with torch.no_grad():
+        p = density.likelihood(k.view(1, 1, -1).expand(1, 3, -1))[0]
+    assert torch.allclose(p.sum(1), torch.ones(3), atol=1e-4)
+    x = torch.linspace(-30, 30, 601).view(1, 1, -1).expand(3, 1, -1)
+    assert (density.logits(x).detach().diff(dim=2) > 0).all()  # a cumulative: increasing everywhere
+    density.update_tables()
+    for c in range(3):
+        n = int(density.count[c])
+        freqs = density.frequencies[c].numpy()
+        assert 3 <= n <= TABLE and freqs.sum() == coding.PROB_SCALE and (freqs[:n] >= 1).all() and not freqs[n:].any()
+        symbols = torch.arange(n - 1) + int(density.offset[c])  # the table's range holds all but a sliver
+        inside = p[c, symbols + 400]
+        assert float(inside.sum()) > 1 - 1e-5
+        # coding with the table costs at most a hundredth of a bit a symbol more than the density says
+        table = freqs[: n - 1] / coding.PROB_SCALE
+        assert float((inside.numpy() * np.log2(inside.numpy() / table)).sum()) < 0.01
+
+
+def test_rate_lambda_trades_bits_for_error_and_training_lowers_the_cost(tmp_path):
+    runs = {
+        lam: aekit.train(
+            "digits",
+            "ae",
+            out=tmp_path / f"r{lam}",
+            epochs=10,
+            rate_lambda=lam,
+            hidden=[32],
+            batch_size=16,
+            lr=3e-3,
+            quiet=True,
+        )  # fmt: skip
+        for lam in (10.0, 1000.0)
+    }
+    history = runs[10.0].metrics["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    cheap, good = (runs[lam].metrics["final"] for lam in (10.0, 1000.0))
+    assert cheap["test_bits"] < 0.5 * good["test_bits"] and good["test_mse"] < 0.7 * cheap["test_mse"]
+    assert cheap["test_bpp"] == pytest.approx(cheap["test_bits"] / 64)
+    model = runs[10.0].model
+    z = model.encode(torch.rand(5, 1, 8, 8))
+    assert torch.equal(z, z.round())  # outside training the code is whole numbers: what a file stores
+    assert_clean_error(run_cli("evaluate", runs[10.0].path, "--refine", "3"), "integers")
+    assert_clean_error(run_cli("train", "digits", "--rate-lambda", "-1", "-o", tmp_path / "x"), "rate_lambda")
+
+
+@pytest.fixture(scope="module")
+def photo_codec(tmp_path_factory):
+    """A small compressor trained on photos of several sizes (fully convolutional), and a photo of another size."""
+    root = tmp_path_factory.mktemp("codec")
+    photo_folder(root / "photos")
+    run = aekit.train(root / "photos", "ae", out=root / "run", epochs=3, crop=(16, 16), rate_lambda=300.0, **RESNET)
+    Image.fromarray(photo_folder(root / "new", [(37, 53)])["p0.png"]).save(root / "photo.png")
+    return run, root
+
+
+def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(photo_codec, tmp_path):
+    run, root = photo_codec
+    done = run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "p.aez")
+    assert done.returncode == 0, done.stderr
+    blob = (tmp_path / "p.aez").read_bytes()
+    assert blob[4] == LEARNED
+    report = compress_file(run, str(root / "photo.png"), tmp_path / "q.aez")
+    assert report["bytes"] == len(blob) and report["bits_per_pixel"] == pytest.approx(8 * len(blob) / (37 * 53))
+    assert report["coded_bytes"] + report["header_bytes"] == len(blob)
+    assert abs(report["coded_bytes"] / report["expected_bytes"] - 1) < 0.01  # the file is the truth
+    assert report["psnr_db"] > 10 and 0 < report["ssim"] <= 1
+    done = run_cli("decompress", tmp_path / "p.aez", "-o", tmp_path / "p.png")
+    assert done.returncode == 0, done.stderr
+    back = np.array(Image.open(tmp_path / "p.png"))
+    assert back.shape == (37, 53, 3)
+    image = torch.from_numpy(np.array(Image.open(root / "photo.png"))).permute(2, 0, 1)
+    decoded = decompress(compress(run, [image]), run)[0][0]
+    assert np.array_equal(back, (decoded * 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def test_decoding_is_the_same_in_another_process_and_with_other_thread_counts(photo_codec, tmp_path):
+    run, root = photo_codec
+    assert run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "p.aez").returncode == 0
+    outputs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.png"
+        done = run_cli("decompress", tmp_path / "p.aez", "-o", out, env={"OMP_NUM_THREADS": threads})
+        assert done.returncode == 0, done.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    again = tmp_path / "again.aez"
+    assert run_cli("compress", run.path, root / "photo.png", "-o", again, env={"OMP_NUM_THREADS": "1"}).returncode == 0
+    assert again.read_bytes() == (tmp_path / "p.aez").read_bytes()
+
+
+def test_codes_outside_the_tables_travel_as_escapes(photo_codec):
+    run, _ = photo_codec
+    model = run.model
+    x = torch.rand(4, *model.config.input_shape)
+    expected = model.decode(model.encode(x))
+    saved = model.entropy.offset.clone()
+    try:
+        model.entropy.offset += 1000  # every code now falls below its channel's table
+        blob = compress(run, x)
+        decoded, _ = decompress(blob, run)
+        escaped = _parse(blob)[2][1]  # the values outside the tables, as int32
+        assert len(escaped) == 4 * model.config.latent_dim * len(x)
+    finally:
+        model.entropy.offset.copy_(saved)
+    assert torch.equal(decoded, expected)
+
+
+def test_bad_aez_files_and_images_are_refused_in_one_line(photo_codec, tmp_path, digits_run):
+    run, root = photo_codec
+    good = tmp_path / "p.aez"
+    assert run_cli("compress", run.path, root / "photo.png", "-o", good).returncode == 0
+    blob = good.read_bytes()
+    cases = {
+        "truncated.aez": (blob[: len(blob) // 2], "truncated or corrupt"),
+        "flipped.aez": (blob[:60] + bytes([blob[60] ^ 4]) + blob[61:], "truncated or corrupt"),
+        "newer.aez": (blob[:4] + bytes([LEARNED + 1]) + blob[5:], f"format version {LEARNED + 1}"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        out = tmp_path / f"{name}.png"
+        assert_clean_error(run_cli("decompress", tmp_path / name, "-o", out), message)
+        assert not out.exists()
+    out = tmp_path / "other.png"
+    assert_clean_error(run_cli("decompress", good, "--run", digits_run.path, "-o", out), "another model")
+    assert not out.exists()
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gray.png")
+    done = run_cli("compress", run.path, tmp_path / "gray.png", "-o", tmp_path / "gray.aez")
+    assert_clean_error(done, "expects [3]")  # a grey photo for a colour model
+    assert not (tmp_path / "gray.aez").exists()
+
+
+def test_the_coder_takes_learned_tables_whose_unused_symbols_have_no_frequency():
+    rng = np.random.default_rng(0)
+    density = FactorizedDensity(8)
+    with torch.no_grad():
+        density.matrices[0][4:] += 2.0  # half the channels narrower
+    density.update_tables()
+    freqs = density.frequencies.numpy().astype(np.int64)
+    assert (freqs[4:] == 0).any() and (density.count[4:] < TABLE).all()  # tables of TABLE symbols, some using fewer
+    symbols = np.minimum(np.abs(rng.laplace(0, 3, (5000, 8))).astype(np.int64), density.count.numpy() - 1)
+    stream = coding.encode(symbols, freqs)
+    assert np.array_equal(coding.decode(stream, len(symbols), freqs), symbols)
+
+
+def test_fitted_tables_sum_to_the_coders_scale_when_many_symbols_are_rare():
+    q = np.concatenate([np.zeros(100_000, np.int64), np.arange(4096)])[:, None]  # one common symbol, 4095 rare
+    freqs = coding.frequency_tables(q, 4096)
+    assert freqs.sum() == coding.PROB_SCALE and (freqs >= 1).all()
+    assert np.array_equal(coding.decode(coding.encode(q, freqs), len(q), freqs), q)
