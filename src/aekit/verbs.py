@@ -255,18 +255,21 @@ def _compress(p):
     from .apps.compress import compress_file
 
     _add_use(p, ".aez file to write")
-    p.add_argument("--bits", type=int, default=8, help="bits per code dimension (1-12, default 8)")
+    p.add_argument(
+        "--bits", type=int, default=8, help="bits per code dimension (1-12, default 8); a compressor (--rate-lambda) "
+        "codes its integer codes with its own tables instead"
+    )  # fmt: skip
     return lambda args: compress_file(
         args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir
     )
 
 
-@verb("decompress", ".aez file -> the decoded items (.npz, .npy or a folder of PNGs)")
+@verb("decompress", ".aez file -> the decoded items (.npz, .npy, a folder of PNGs, or a PNG for one image)")
 def _decompress(p):
     from .apps.compress import decompress_file
 
     p.add_argument("file", help=".aez file made by aekit compress")
-    p.add_argument("-o", "--output", required=True, help=".npz, .npy, or a folder name for PNG images")
+    p.add_argument("-o", "--output", required=True, help=".npz, .npy, .png (one image), or a folder for PNG images")
     p.add_argument("--run", help="run folder of the model (default: the one named in the file)")
     p.add_argument("--force", action="store_true", help="replace an existing output (only what aekit wrote)")
     return lambda args: decompress_file(args.file, args.output, run=args.run, force=args.force)

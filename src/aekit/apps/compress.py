@@ -212,6 +212,11 @@ def _tables(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @torch.no_grad()
 def whole_code(model, image: torch.Tensor) -> torch.Tensor:
     """The integer code map (C, h, w) of a whole image (C, H, W) of any size, in one pass (fully convolutional)."""
+    shape = list(model.config.input_shape)
+    check(
+        image.dim() == 3 and image.shape[0] == shape[0],
+        f"an image {list(image.shape)}: the model takes {shape[0]} channels",
+    )
     check_whole(model, image.shape[1:])
     z = model.encoder(tiles.floats(image)[None].to(model.device))
     return torch.round(z).reshape(model.code_channels, *code_size(*image.shape[1:], len(model.config.hidden))).cpu()
@@ -431,17 +436,19 @@ def decompress_file(
     except OSError as e:
         raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
     version, header, _ = _parse(data)
-    check(output.kind != ".png" or header.items == 1, f"{out}: one PNG file holds one image; name a folder")
-    mixed = header.sizes is not None if version == LEARNED else False
-    check(not (mixed and output.kind in (".npy", ".npz")) or len({tuple(s) for s in header.sizes}) == 1,
-          f"{out}: images of several sizes are written as PNGs; name a folder")  # fmt: skip
+    png = output.kind == ".png"
+    check(not png or (header.items == 1 and len(header.item_shape) == 3), f"{out}: a PNG file holds one image")
+    sizes = header.item_sizes() if version == LEARNED else None
+    mixed = sizes is not None and len(set(sizes)) > 1 and output.kind in (".npy", ".npz")
+    check(not mixed, f"{out}: images of several sizes are written as PNGs; name a folder")
     x_hat, header = decompress(data, run)
     scaling = Scaling.from_dict(header["scaling"])
-    if output.kind == ".png":
+    if png:
         written = output.write(lambda f: png_image(to_raw(x_hat[0], scaling).transpose(1, 2, 0), f))
     elif isinstance(x_hat, list) and output.kind not in (".npy", ".npz"):
         pixels = [to_raw(image, UINT8).transpose(1, 2, 0) for image in x_hat]
         written = output.write_folder(lambda folder: write_images(folder, pixels))
     else:
         written = write_array(output, to_raw(torch.stack(x_hat) if isinstance(x_hat, list) else x_hat, scaling))
-    return {"output": str(written), "items": header["items"], "item_shape": header["item_shape"]}
+    sizes = {"sizes": header["sizes"]} if header.get("sizes") else {"item_shape": header["item_shape"]}
+    return {"output": str(written), "items": header["items"], **sizes}
