@@ -133,6 +133,7 @@ class Trainer:
             cb.on_train_end(self)
         return self.history
 
+    @torch.enable_grad()  # also when called under torch.no_grad() (a script that only meant its own code)
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training data in shuffled batches; returns mean loss and logs.
 

@@ -263,7 +263,7 @@ def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: S
     )
     escaped = rows[outside].astype("<i4").tobytes()
     with torch.no_grad():
-        expected = sum(float(model.entropy.bits(m[None].float()).sum()) for m in maps)
+        expected = sum(float(model.entropy.bits(m[None].float().to(model.device)).sum()) for m in maps)
     return _file(LEARNED, header, [coding.encode(symbols, freqs), escaped]), expected
 
 

@@ -48,7 +48,7 @@ class FactorizedDensity(nn.Module):
             self.biases.append(nn.Parameter(torch.rand(channels, n_out, 1) - 0.5))
             if k < len(widths) - 2:
                 self.factors.append(nn.Parameter(torch.zeros(channels, n_out, 1)))
-        # the integer tables (see tables()): each channel's lowest symbol value, its symbols' count (escape
+        # the integer tables (see update_tables): each channel's lowest symbol value, its symbols' count (escape
         # included), and frequencies in units of 2**PROB_BITS (zero beyond count)
         self.register_buffer("offset", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("count", torch.zeros(channels, dtype=torch.int32))
@@ -74,8 +74,10 @@ class FactorizedDensity(nn.Module):
         return p.clamp_min(LIKELIHOOD_FLOOR).reshape(c, n, length).transpose(0, 1)
 
     def bits(self, y: torch.Tensor) -> torch.Tensor:
-        """Each item's cost in bits under the density: (N,)."""
-        return -torch.log2(self.likelihood(y)).sum(dim=(1, 2))
+        """Each item's cost in bits under the density: (N,), in float32 even under bf16 autocast (the tails'
+        probabilities need it)."""
+        with torch.autocast(y.device.type, enabled=False):
+            return -torch.log2(self.likelihood(y.float())).sum(dim=(1, 2))
 
     @torch.no_grad()
     def update_tables(self) -> None:
@@ -86,22 +88,22 @@ class FactorizedDensity(nn.Module):
         low, median, high = (self._quantile(p).floor() for p in (TAIL, 0.5, 1 - TAIL))
         low = torch.maximum(low, median - (TABLE - 1) // 2)
         counts = (torch.minimum(high + 1, low + TABLE - 2) - low + 1).long()  # symbols before the escape
-        edges = low.view(-1, 1, 1) + torch.arange(TABLE, dtype=torch.float32) - 0.5  # (C, 1, TABLE)
-        cdf = torch.sigmoid(self.logits(edges))[:, 0].double()
+        edges = low.view(-1, 1, 1) + torch.arange(TABLE, device=low.device) - 0.5  # (C, 1, TABLE)
+        cdf = torch.sigmoid(self.logits(edges))[:, 0].double().cpu()
         self.frequencies.zero_()
         for c, n in enumerate(counts.tolist()):
             inside = cdf[c, 1 : n + 1] - cdf[c, :n]
             p = torch.cat([inside, 1 - inside.sum().view(1)]).clamp_min(0)
             weights = (p / p.sum() * 2.0**40).round().long().clamp_min(1).numpy()  # every symbol at least 1
-            self.frequencies[c, : n + 1] = torch.from_numpy(normalize(weights)).int()
+            self.frequencies[c, : n + 1] = torch.from_numpy(normalize(weights)).int().to(low.device)
         self.offset.copy_(low.int())
         self.count.copy_(counts.int() + 1)
 
     def _quantile(self, p: float) -> torch.Tensor:
         """Each channel's x where the cumulative is p: (C,), by bisection on its logits."""
         target = math.log(p / (1 - p))
-        lo = torch.full((self.channels, 1, 1), -1.0)
-        hi = torch.full((self.channels, 1, 1), 1.0)
+        lo = torch.full((self.channels, 1, 1), -1.0, device=self.offset.device)
+        hi = torch.full((self.channels, 1, 1), 1.0, device=self.offset.device)
         for _ in range(60):  # widen until the bracket holds the quantile
             below = self.logits(lo) > target
             above = self.logits(hi) < target
