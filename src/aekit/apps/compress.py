@@ -94,8 +94,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
-class Header:
-    """The JSON header of an .aez file (docs/formats.md), checked field by field when a file is read."""
+class _Identity:
+    """The header fields both .aez versions share (docs/formats.md): the model, the items, their scaling."""
 
     model: str
     model_sha256: str
@@ -103,6 +103,24 @@ class Header:
     items: int
     item_shape: tuple[int, ...]
     scaling: Scaling
+
+    def __post_init__(self) -> None:
+        where = "the .aez file's header"
+        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
+        check(self.items >= 1, f"{where}: items must be at least 1")
+        shape = self.item_shape
+        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
+        features = self.scaling.features
+        check(
+            features is None or (len(shape) == 1 and features == shape[0]),
+            f"{where}: a scaling of {features} features does not fit items of shape {list(shape)}",
+        )
+
+
+@dataclass(frozen=True)
+class Header(_Identity):
+    """The JSON header of a version 1 .aez file, checked field by field when a file is read."""
+
     latent_dim: int
     bits: int
     lo: tuple[float, ...]
@@ -110,11 +128,9 @@ class Header:
     coder: str = "rans"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         where = "the .aez file's header"
-        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
-        check(self.items >= 1 and self.latent_dim >= 1, f"{where}: items and latent_dim must be at least 1")
-        shape = self.item_shape
-        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
+        check(self.latent_dim >= 1, f"{where}: latent_dim must be at least 1")
         check(1 <= self.bits <= MAX_BITS, f"{where}: bits must be between 1 and {MAX_BITS}, got {self.bits}")
         check(self.coder == "rans", f"{where}: unknown coder {self.coder[:20]!r}")
         check(
@@ -128,37 +144,28 @@ class Header:
             and np.all(np.abs(top) <= FLOAT32_MAX)
         )
         check(bool(ok), f"{where}: lo and step give code values beyond float32 (or a step <= 0)")
-        features = self.scaling.features
-        check(
-            features is None or (len(shape) == 1 and features == shape[0]),
-            f"{where}: a scaling of {features} features does not fit items of shape {list(shape)}",
-        )
 
 
 @dataclass(frozen=True)
-class LearnedHeader:
-    """The JSON header of a version 2 .aez file (docs/formats.md), checked field by field when a file is read.
-    sizes: each item's (H, W) where the items are whole images (of any size; a fully convolutional model),
-    None where they all have item_shape."""
+class LearnedHeader(_Identity):
+    """The JSON header of a version 2 .aez file, checked field by field when a file is read. sizes: each item's
+    (H, W) where the items are whole images (of any size; a fully convolutional model), None where they all
+    have item_shape."""
 
-    model: str
-    model_sha256: str
-    run: str
-    items: int
-    item_shape: tuple[int, ...]
-    scaling: Scaling
     channels: int
     sizes: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         where = "the .aez file's header"
-        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
-        check(self.items >= 1 and self.channels >= 1, f"{where}: items and channels must be at least 1")
-        shape = self.item_shape
-        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
+        check(self.channels >= 1, f"{where}: channels must be at least 1")
         check(
             self.sizes is None
-            or (len(shape) == 3 and len(self.sizes) == self.items and all(h >= 1 and w >= 1 for h, w in self.sizes)),
+            or (
+                len(self.item_shape) == 3
+                and len(self.sizes) == self.items
+                and all(h >= 1 and w >= 1 for h, w in self.sizes)
+            ),
             f"{where}: sizes must give each of the {self.items} images' height and width",
         )
 
