@@ -1,16 +1,20 @@
 """The `aekit` command: the parser built from the table of verbs (verbs.py, one per public Python function),
-and the entry point. Bad input is one line on stderr and exit status 2; Ctrl-C is one line and status 130.
+and main(), which __main__.run() calls. Bad input is one line on stderr and exit status 2; Ctrl-C is one
+line and status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import typing
+from collections.abc import Iterator
 from typing import Any
 
+from .__main__ import EXIT_INTERRUPTED
+
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,15 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Interrupts:
     """While aekit runs: Ctrl-C raises KeyboardInterrupt as usual, and is also noted, because an interrupt that
-    lands inside a library's import can come out as another exception (a half-initialised module)."""
+    lands inside a library's import can come out as another exception (a half-initialised module).
+
+    Inside `deferred()` (start-up: PyTorch's import) a Ctrl-C is only noted and raised when the block ends: an
+    exception raised in Python code that PyTorch's C++ initialisation calls back into can abort the process
+    (std::terminate, status -6) instead of unwinding."""
 
     def __init__(self) -> None:
         self.seen = False
+        self.deferring = False
         self.previous = None
 
     def _handler(self, signum, frame):
         self.seen = True
-        raise KeyboardInterrupt
+        if not self.deferring:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.seen:
+            raise KeyboardInterrupt
 
     def __enter__(self) -> _Interrupts:
         import signal
@@ -86,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `aekit` command; returns the exit status."""
     with _Interrupts() as interrupts:
         try:
-            args = build_parser().parse_args(argv)
+            with interrupts.deferred():
+                args = build_parser().parse_args(argv)
             args.argv = list(sys.argv[1:] if argv is None else argv)
             from .errors import AekitError
 
@@ -112,29 +133,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"aekit: interrupted{hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
     return code or 0
-
-
-def run() -> None:
-    """The console script: main(), then exit.
-
-    Two exits skip the interpreter's shutdown once the output is flushed (os._exit): after Ctrl-C, because
-    CPython kills itself with SIGINT at shutdown (status -2, not 130) when an interrupt passed through a
-    library's exec() on its way to aekit's handler; and in a process of a multi-process job, because
-    destroying torch.distributed's threads late can abort shutdown (seen under load with gloo), after
-    everything was written.
-    """
-    import os
-
-    try:
-        code = main()
-    except KeyboardInterrupt:  # between main's end and here
-        code = EXIT_INTERRUPTED
-    if code == EXIT_INTERRUPTED or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    run()
