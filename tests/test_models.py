@@ -80,6 +80,26 @@ def test_resnet_code_is_a_map_and_its_options_are_its_own():
         aekit.create_model("ae", (3, 32, 32), backbone="conv", latent_channels=2)
 
 
+def test_resnet_patch_runs_the_stages_on_cells_of_pixels(name):
+    torch.manual_seed(0)
+    options = {"backbone": "resnet", "hidden": [8], "latent_channels": 1, "patch": 2}
+    model = aekit.create_model(name, (2, 13, 17), **options)
+    assert model.config.stages == 2 and model.config.latent_dim == 4 * 5  # 13x17 padded to 16x20, then / 4
+    assert isinstance(model.encoder.body[0], torch.nn.PixelUnshuffle) and model.encoder.body[1].in_channels == 8
+    x = torch.rand(3, 2, 13, 17)
+    out = model(x)
+    assert out.x_hat.shape == x.shape and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    assert model.decode(model.encode(x)).shape == x.shape
+    if name == "dae":  # U-Net skips at the stages' sizes
+        assert aekit.create_model(name, (2, 13, 17), skips=True, **options).eval().reconstruct(x).shape == x.shape
+    for bad, message in [({"patch": 3}, "power of 2"), ({"backbone": "conv", "latent_channels": None}, "applies")]:
+        with pytest.raises(AekitError, match=message):
+            aekit.create_model(name, (2, 13, 17), **{**options, **bad})
+
+
 def test_dae_skips_carry_detail_past_the_code_and_refuse_to_decode_codes_alone():
     torch.manual_seed(0)
     options = {"backbone": "resnet", "hidden": [8, 16], "latent_channels": 1}

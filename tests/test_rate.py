@@ -1,5 +1,7 @@
 """Learned compression (issue 14): the factorized entropy model, rate-distortion training, .aez version 2."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -67,12 +69,33 @@ def test_rate_lambda_trades_bits_for_error_and_training_lowers_the_cost(tmp_path
     assert_clean_error(run_cli("train", "digits", "--rate-lambda", "-1", "-o", tmp_path / "x"), "rate_lambda")
 
 
+def test_a_photo_compressor_starts_as_a_block_transform_coder_with_a_density_that_fits_its_codes():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(64, 3, 4, 4), size=(32, 32), mode="bilinear")  # smooth photos
+    options = {"backbone": "resnet", "hidden": [8], "latent_channels": 6, "patch": 2}
+    model = aekit.create_model("ae", (3, 32, 32), rate_lambda=300.0, **options)
+    before = model.eval().reconstruct(x)
+    unfitted = copy.deepcopy(model.entropy)
+    model.start(x)
+    after = model.reconstruct(x)  # 6 principal components of 4x4 blocks, quantized with a step of 0.17
+    assert float(((after - x) ** 2).mean()) < 0.1 * float(((before - x) ** 2).mean())
+    with torch.no_grad():
+        codes = model.code_map(model.encode(x))
+        assert float(model.entropy.bits(codes).mean()) < 0.8 * float(unfitted.bits(codes).mean())
+    plain = aekit.create_model("ae", (3, 32, 32), **options)
+    state = {k: v.clone() for k, v in plain.state_dict().items()}
+    plain.start(x)  # only a compressor starts from its data
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
+
+
 @pytest.fixture(scope="module")
 def photo_codec(tmp_path_factory):
-    """A small compressor trained on photos of several sizes (fully convolutional), and a photo of another size."""
+    """A small compressor trained on photos of several sizes (fully convolutional, its stages on 2x2 cells of
+    pixels), and a photo of another size."""
     root = tmp_path_factory.mktemp("codec")
     photo_folder(root / "photos")
-    run = aekit.train(root / "photos", "ae", out=root / "run", epochs=3, crop=(16, 16), rate_lambda=300.0, **RESNET)
+    options = {"epochs": 3, "crop": (16, 16), "rate_lambda": 300.0, "patch": 2, **RESNET}
+    run = aekit.train(root / "photos", "ae", out=root / "run", **options)
     Image.fromarray(photo_folder(root / "new", [(37, 53)])["p0.png"]).save(root / "photo.png")
     return run, root
 
@@ -86,7 +109,8 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
     report = compress_file(run, str(root / "photo.png"), tmp_path / "q.aez")
     assert report["bytes"] == len(blob) and report["bits_per_pixel"] == pytest.approx(8 * len(blob) / (37 * 53))
     assert report["coded_bytes"] + report["header_bytes"] == len(blob)
-    assert abs(report["coded_bytes"] / report["expected_bytes"] - 1) < 0.01  # the file is the truth
+    # the file is the truth: within 1% of the estimate, beside the coder's final state (4 bytes, any size of file)
+    assert abs(report["coded_bytes"] - report["expected_bytes"]) < 0.01 * report["expected_bytes"] + 4
     assert report["psnr_db"] > 10 and 0 < report["ssim"] <= 1
     done = run_cli("decompress", tmp_path / "p.aez", "-o", tmp_path / "p.png")
     assert done.returncode == 0, done.stderr

@@ -22,10 +22,11 @@ def csv_list(text: str) -> list[str]:
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """Help for each field from "name: text" lines of the class docstring."""
+    """Help for each field from "name: text" lines of the docstrings of the class and its bases."""
     helps: dict[str, str] = {}
     current = None
-    for line in (cls.__doc__ or "").splitlines():
+    lines = [line for klass in reversed(cls.__mro__) for line in (klass.__doc__ or "").splitlines() + [""]]
+    for line in lines:
         m = re.match(r"\s{4}(\w+): (.*)", line)
         if m:
             current = m.group(1)

@@ -27,6 +27,8 @@ from .limits import INFERENCE_BATCH, check_load_size
 from .registry import get_model_class, model_from_config
 from .run import CHECKPOINT, METRICS, Run, make_config
 
+START_ITEMS, START_VALUES = 2048, 2**24  # what Autoencoder.start sees: at most this many items and values
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """ "auto" -> CUDA if available, else MPS, else CPU; anything else is checked to exist."""
@@ -114,6 +116,8 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train from the current epoch to config.epochs; returns the per-epoch history."""
+        if self.epoch == 0:
+            self._start()
         for cb in self.callbacks:
             cb.on_train_start(self)
         while self.epoch < self.config.epochs:
@@ -132,6 +136,22 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
+
+    def _start(self) -> None:
+        """The model's data-dependent start (Autoencoder.start) on the first training items (START_ITEMS, fewer
+        where they would hold more than START_VALUES numbers), drawn
+        under the run's seed in a random stream of its own (training draws what it drew without it); every
+        process of a multi-process job then takes rank 0's weights."""
+        data = self.data.train
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.config.seed)
+            items = max(1, min(len(data), START_ITEMS, START_VALUES // math.prod(data.item_shape)))
+            idx = torch.arange(items, device=data.device)
+            self.model.start(data.training_batch(idx).to(self.device))
+        if self.world > 1:
+            for tensor in self.model.state_dict().values():
+                torch.distributed.broadcast(tensor, 0)
 
     @torch.enable_grad()  # also when called under torch.no_grad() (a script that only meant its own code)
     def train_epoch(self) -> dict[str, float]:

@@ -226,7 +226,7 @@ def whole_code(model, image: torch.Tensor) -> torch.Tensor:
     )
     check_whole(model, image.shape[1:])
     z = model.encoder(tiles.floats(image)[None].to(model.device))
-    return torch.round(z).reshape(model.code_channels, *code_size(*image.shape[1:], len(model.config.hidden))).cpu()
+    return torch.round(z).reshape(model.code_channels, *code_size(*image.shape[1:], model.config.stages)).cpu()
 
 
 @torch.no_grad()
@@ -278,7 +278,7 @@ def positions(header: LearnedHeader, model) -> list[int]:
     """Code positions of each item of a version 2 file."""
     if header.sizes is None:
         return [model.config.latent_dim // header.channels] * header.items
-    stages = len(model.config.hidden)
+    stages = model.config.stages
     return [math.prod(code_size(h, w, stages)) for h, w in header.item_sizes()]
 
 
@@ -357,7 +357,7 @@ def _decode_learned(model, header: LearnedHeader, stream: bytes, escaped: bytes)
     maps = torch.from_numpy(rows.T.astype(np.float32)).split(counts, dim=1)  # each item's (channels, positions)
     if sizes is None:
         return decode_all(model, torch.stack([m.flatten() for m in maps]))
-    stages = len(model.config.hidden)
+    stages = model.config.stages
     out = [whole_image(model, m.reshape(-1, *code_size(*hw, stages)), hw) for m, hw in zip(maps, sizes, strict=True)]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return out

@@ -33,8 +33,8 @@ def pooled_code(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     size = model.config.input_shape[1:]
 
     def code_map(batch: torch.Tensor) -> torch.Tensor:  # each code position spread over the pixels it stands for
-        z = model.encode(batch).unflatten(1, (channels, -1, code_size(*size, len(model.config.hidden))[1]))
-        return torch.nn.functional.interpolate(z, scale_factor=2 ** len(model.config.hidden))[..., : size[0], : size[1]]
+        z = model.encode(batch).unflatten(1, (channels, -1, code_size(*size, model.config.stages)[1]))
+        return torch.nn.functional.interpolate(z, scale_factor=2**model.config.stages)[..., : size[0], : size[1]]
 
     pooled = tiles.map_image(model, image, code_map).mean((1, 2))
     check_finite(pooled, "the model's codes for this input")

@@ -82,7 +82,7 @@ def _generate_at(model: torch.nn.Module, n: int, temperature: float, seed: int, 
     check(n >= 1, f"generate: ask for at least 1 item, got {n}")
     check_load_size(n * channels * height * width * 12, "generate", f"making {n} images of {height}x{width}")
     generator = torch.Generator().manual_seed(seed)
-    code = (model.config.latent_channels, *code_size(height, width, len(model.config.hidden)))
+    code = (model.config.latent_channels, *code_size(height, width, model.config.stages))
     out = []
     for _ in chunks(n, 1, "generating"):
         z = torch.randn(1, *code, generator=generator) * temperature

@@ -33,6 +33,10 @@ class ModelConfig:
         smaller than what it encodes). For resnet it follows from latent_channels and the image size.
     latent_channels: resnet: channels of the code map (default 4: an RGB image's code holds 1/12 of its
         numbers with two stages).
+    patch: resnet: cut the image into patch x patch cells, each a position of patch*patch*C channels (a pixel
+        unshuffle) before the first stage, and rebuild them after the last (a pixel shuffle): the stages run at
+        1/patch of the size, about patch^2 times fewer operations, and the code map is patch times smaller
+        again. A power of 2; default 1 (the stages start at full size).
     activation: nonlinearity between layers (default relu; silu for resnet).
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
         there, which switches code units off for good and costs reconstruction quality).
@@ -45,6 +49,7 @@ class ModelConfig:
     latent_channels: int | None = None
     activation: str | None = None
     latent_activation: str = "none"
+    patch: int = 1
 
     def __post_init__(self) -> None:
         check(
@@ -73,6 +78,7 @@ class ModelConfig:
             self._resnet_code()
         else:
             check(self.latent_channels is None, "model.latent_channels applies to the resnet backbone only")
+            check(self.patch == 1, "model.patch applies to the resnet backbone only")
         if self.latent_dim is None:
             object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
         check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
@@ -90,12 +96,21 @@ class ModelConfig:
         """Whether the model is fully convolutional: its uses take images of any size (in tiles of input_shape)."""
         return self.backbone == "resnet"
 
+    @property
+    def stages(self) -> int:
+        """resnet: halvings from the image to the code map (log2(patch) + one per stage; the code is H/2^s)."""
+        return self.patch.bit_length() - 1 + len(self.hidden)
+
     def _resnet_code(self) -> None:
         """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""
         if self.latent_channels is None:
             object.__setattr__(self, "latent_channels", 4)
         check(self.latent_channels >= 1, f"model.latent_channels must be positive, got {self.latent_channels}")
-        h, w = code_size(*self.input_shape[1:], len(self.hidden))
+        check(
+            self.patch >= 1 and self.patch & (self.patch - 1) == 0,
+            f"model.patch must be a power of 2 (1, 2, 4, ...), got {self.patch}",
+        )
+        h, w = code_size(*self.input_shape[1:], self.stages)
         size = self.latent_channels * h * w
         check(
             self.latent_dim in (None, size),
@@ -258,6 +273,10 @@ class Autoencoder(nn.Module):
         """How unusual each item is, (N,) float64, higher is more unusual: the squared reconstruction error
         summed over the item's features."""
         return torch.cat([squared_errors(xb, self.reconstruct(xb)) for xb in x.split(batch_size)])
+
+    def start(self, x: torch.Tensor) -> None:
+        """Called by the trainer once before a new run's first step (not on resume) with training items x (the
+        first ones, as a step sees them; train.START_ITEMS at most): a start from the data; nothing by default."""
 
     def after_epoch(self) -> None:
         """Called by the trainer after each epoch, before the run is saved: state derived from the weights is

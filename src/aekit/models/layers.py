@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+LOGIT_CLIP = 0.02  # start_from_pca: pixels clipped to [this, 1 - this] before their logits are fitted
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -128,16 +129,18 @@ class ResBlock(nn.Module):
 class ResnetEncoder(nn.Module):
     """x (N, C, H, W) -> a code map (N, out_channels, H/2^s, W/2^s), flattened to (N, out_channels*h*w).
 
-    A 3x3 stem to hidden[0] channels, then per entry of hidden a residual block and a stride-2 3x3 convolution
-    to the next width (s = len(hidden) stages), a last residual block and a 1x1 convolution to the code. Beside
-    them a linear path: each 2^s x 2^s block of pixels mapped linearly to its position of the code (what
+    With patch > 1 the image is first cut into patch x patch cells (pixel unshuffle). A 3x3 stem to hidden[0]
+    channels, then per entry of hidden a residual block and a stride-2 3x3 convolution
+    to the next width, a last residual block and a 1x1 convolution to the code (s = config.stages halvings in
+    all). Beside them a linear path: each 2^s x 2^s block of pixels mapped linearly to its position of the code (what
     block-wise PCA does), added to the residual stages' output, so that the code starts from a linear transform
     the stages refine. Sizes that are not multiples of 2^s are reflection-padded first (the decoder crops back)."""
 
     def __init__(self, config, out_channels: int) -> None:
         super().__init__()
-        widths, act = list(config.hidden), config.activation
-        layers: list[nn.Module] = [nn.Conv2d(config.input_shape[0], widths[0], 3, padding=1)]
+        widths, act, patch = list(config.hidden), config.activation, config.patch
+        layers: list[nn.Module] = [nn.PixelUnshuffle(patch)] if patch > 1 else []
+        layers.append(nn.Conv2d(config.input_shape[0] * patch**2, widths[0], 3, padding=1))
         self.downs = []  # where the stride-2 convolutions are: the stage features before them are the skips
         for i, width in enumerate(widths):
             nxt = widths[min(i + 1, len(widths) - 1)]
@@ -150,7 +153,7 @@ class ResnetEncoder(nn.Module):
             nn.Conv2d(widths[-1], out_channels, 1),
         ]
         self.body = nn.Sequential(*layers)
-        self.stages = len(widths)
+        self.stages = config.stages
         block = 2**self.stages
         self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
@@ -178,7 +181,8 @@ def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
 
 class ResnetDecoder(nn.Module):
     """A code (N, latent_channels*h*w) -> logits (N, C, H, W): the encoder mirrored, each stage upsampling by
-    nearest-neighbour resize and a 3x3 convolution (no transposed convolution: no checkerboard), plus the
+    nearest-neighbour resize and a 3x3 convolution (no transposed convolution: no checkerboard), the last one
+    to patch x patch cells (pixel shuffle) where the encoder cut them, plus the
     encoder's linear path mirrored (each code position to its 2^s x 2^s block of pixels: a 1x1 convolution and
     a pixel shuffle), then cropped to the input's size."""
 
@@ -186,7 +190,7 @@ class ResnetDecoder(nn.Module):
         super().__init__()
         c_img, self.height, self.width = config.input_shape
         widths, act = list(config.hidden), config.activation
-        self.code_shape = (config.latent_channels, *code_size(self.height, self.width, len(widths)))
+        self.code_shape = (config.latent_channels, *code_size(self.height, self.width, config.stages))
         layers: list[nn.Module] = [
             nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1),
             ResBlock(widths[-1], act),
@@ -197,9 +201,11 @@ class ResnetDecoder(nn.Module):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(prev, widths[i], 3, padding=1)]
             self.ups.append(len(layers) - 1)
             layers.append(ResBlock(widths[i], act))
-        layers += [_norm(widths[0]), ACTIVATIONS[act](), nn.Conv2d(widths[0], c_img, 3, padding=1)]
+        layers += [_norm(widths[0]), ACTIVATIONS[act](), nn.Conv2d(widths[0], c_img * config.patch**2, 3, padding=1)]
+        if config.patch > 1:
+            layers.append(nn.PixelShuffle(config.patch))
         self.body = nn.Sequential(*layers)
-        block = 2 ** len(widths)
+        block = 2**config.stages
         self.linear = nn.Sequential(nn.Conv2d(config.latent_channels, c_img * block**2, 1), nn.PixelShuffle(block))
         if getattr(config, "skips", False):  # U-Net skips: each encoder stage's features into the decoder's
             self.skips = nn.ModuleList(nn.Conv2d(w, w, 1) for w in reversed(widths))
@@ -221,8 +227,33 @@ class ResnetDecoder(nn.Module):
         return (h + self.linear(z))[..., :height, :width]
 
 
+@torch.no_grad()
+def start_from_pca(encoder: ResnetEncoder, decoder: ResnetDecoder, x: torch.Tensor, step: float) -> None:
+    """Start a resnet as a block transform coder: its linear paths from PCA of x's blocks (items (N, C, H, W) in
+    [0, 1], padded as the encoder pads them), the residual stages' last convolutions at zero. The encoder's path
+    gives each block's first latent_channels principal components divided by step (rounding them is uniform
+    quantization with that step); the decoder's path is the least-squares map from those coefficients to the
+    blocks' logits (the decoder ends in a sigmoid), with pixels clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]."""
+    linear, back = encoder.linear, decoder.linear[0]
+    channels, c_in, block, _ = linear.weight.shape
+    blocks = F.unfold(pad_to_stages(x, encoder.stages).cpu().double(), block, stride=block)  # CPU: any rank
+    blocks = blocks.transpose(1, 2).reshape(-1, c_in * block * block)
+    mean = blocks.mean(0)
+    basis = torch.linalg.svd(blocks - mean, full_matrices=False).Vh[:channels] / step
+    basis = torch.cat([basis, basis.new_zeros(channels - len(basis), basis.shape[1])])  # more channels than values
+    coefficients = (blocks - mean) @ basis.T
+    target = torch.logit(blocks.clamp(LOGIT_CLIP, 1 - LOGIT_CLIP))
+    fit = torch.linalg.lstsq(F.pad(coefficients, (0, 1), value=1.0), target).solution  # (channels + 1, values)
+    linear.weight.copy_(basis.reshape(linear.weight.shape))
+    linear.bias.copy_(-(basis @ mean))
+    back.weight.copy_(fit[:channels].T.reshape(back.weight.shape))
+    back.bias.copy_(fit[channels])
+    for conv in (encoder.body[-1], [m for m in decoder.body if isinstance(m, nn.Conv2d)][-1]):
+        nn.init.zeros_(conv.weight), nn.init.zeros_(conv.bias)
+
+
 def resnet_encoder(config, out_features: int) -> nn.Module:
-    h, w = code_size(*config.input_shape[1:], len(config.hidden))
+    h, w = code_size(*config.input_shape[1:], config.stages)
     return ResnetEncoder(config, out_features // (h * w))  # the VAE asks for two maps: mean and log-variance
 
 
