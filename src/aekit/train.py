@@ -139,9 +139,9 @@ class Trainer:
 
     def _start(self) -> None:
         """The model's data-dependent start (Autoencoder.start) on the first training items (START_ITEMS, fewer
-        where they would hold more than START_VALUES numbers), drawn
-        under the run's seed in a random stream of its own (training draws what it drew without it); every
-        process of a multi-process job then takes rank 0's weights."""
+        where they would hold more than START_VALUES numbers), drawn under the run's seed in a random stream of
+        its own (training draws what it drew without it); every process of a multi-process job then takes rank
+        0's weights."""
         data = self.data.train
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
