@@ -9,8 +9,8 @@ from PIL import Image
 
 import aekit
 from aekit.apps import coding
-from aekit.apps.compress import LEARNED, _parse, compress, compress_file, decompress
-from aekit.models.entropy import TABLE, FactorizedDensity
+from aekit.apps.compress import SECTIONS, _parse, compress, compress_file, decompress
+from aekit.models.entropy import TABLE, FactorizedDensity, ScaleHyperprior
 from conftest import assert_clean_error, run_cli
 from test_photos import RESNET, photo_folder
 
@@ -67,6 +67,9 @@ def test_rate_lambda_trades_bits_for_error_and_training_lowers_the_cost(tmp_path
     assert torch.equal(z, z.round())  # outside training the code is whole numbers: what a file stores
     assert_clean_error(run_cli("evaluate", runs[10.0].path, "--refine", "3"), "integers")
     assert_clean_error(run_cli("train", "digits", "--rate-lambda", "-1", "-o", tmp_path / "x"), "rate_lambda")
+    for entropy, message in (("hyperprior", "use --backbone resnet"), ("tables", "must be one of")):
+        done = run_cli("train", "digits", "--rate-lambda", "10", "--entropy", entropy, "--out", tmp_path / "x")
+        assert_clean_error(done, message)
 
 
 def test_a_photo_compressor_starts_as_a_block_transform_coder_with_a_density_that_fits_its_codes():
@@ -88,13 +91,34 @@ def test_a_photo_compressor_starts_as_a_block_transform_coder_with_a_density_tha
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
 
 
-@pytest.fixture(scope="module")
-def photo_codec(tmp_path_factory):
-    """A small compressor trained on photos of several sizes (fully convolutional, its stages on 2x2 cells of
-    pixels), and a photo of another size."""
+def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_and_decodes_them_exactly():
+    torch.manual_seed(0)
+    wide, narrow = torch.distributions.Laplace(0, 8.0), torch.distributions.Laplace(0, 0.3)
+    y = torch.cat([wide.sample((64, 16, 8, 4)), narrow.sample((64, 16, 8, 4))], dim=3).round()  # two regions
+    hyper, factorized = ScaleHyperprior(16), FactorizedDensity(16)
+    for model in (hyper, factorized):
+        model.fit(y)
+        model.update_tables()
+    with torch.no_grad():
+        assert float(hyper.bits(y).mean()) < 0.9 * float(factorized.bits(y).mean())
+        maps = [y[0], y[1, :, :5, :7]]  # code maps of any size (not multiples of the side information's 4)
+        sections = hyper.encode(maps)
+        expected = sum(float(hyper.bits(m[None])) for m in maps) / 8
+    back = hyper.decode(sections, [tuple(m.shape[1:]) for m in maps])
+    assert all(torch.equal(a, b) for a, b in zip(maps, back, strict=True))
+    coded = sum(len(part) for part in sections)
+    assert abs(coded - expected) < 0.03 * expected + 8  # each stream's final state: 4 bytes
+    freqs = hyper.frequencies.numpy()
+    assert (freqs.sum(1) == coding.PROB_SCALE).all() and (freqs[:, : int(hyper.count.min())] >= 1).all()
+
+
+@pytest.fixture(scope="module", params=["factorized", "hyperprior"])
+def photo_codec(tmp_path_factory, request):
+    """A small compressor (each entropy model) trained on photos of several sizes (fully convolutional, its
+    stages on 2x2 cells of pixels), and a photo of another size."""
     root = tmp_path_factory.mktemp("codec")
     photo_folder(root / "photos")
-    options = {"epochs": 3, "crop": (16, 16), "rate_lambda": 300.0, "patch": 2, **RESNET}
+    options = {"epochs": 3, "crop": (16, 16), "rate_lambda": 300.0, "patch": 2, "entropy": request.param, **RESNET}
     run = aekit.train(root / "photos", "ae", out=root / "run", **options)
     Image.fromarray(photo_folder(root / "new", [(37, 53)])["p0.png"]).save(root / "photo.png")
     return run, root
@@ -105,12 +129,12 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
     done = run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "p.aez")
     assert done.returncode == 0, done.stderr
     blob = (tmp_path / "p.aez").read_bytes()
-    assert blob[4] == LEARNED
+    assert blob[4] == run.model.entropy.VERSION == (2 if run.config["model"]["entropy"] == "factorized" else 3)
     report = compress_file(run, str(root / "photo.png"), tmp_path / "q.aez")
     assert report["bytes"] == len(blob) and report["bits_per_pixel"] == pytest.approx(8 * len(blob) / (37 * 53))
     assert report["coded_bytes"] + report["header_bytes"] == len(blob)
-    # the file is the truth: within 1% of the estimate, beside the coder's final state (4 bytes, any size of file)
-    assert abs(report["coded_bytes"] - report["expected_bytes"]) < 0.01 * report["expected_bytes"] + 4
+    # the file is the truth: within 1% of the estimate, beside the coder's final states (4 bytes a stream)
+    assert abs(report["coded_bytes"] - report["expected_bytes"]) < 0.01 * report["expected_bytes"] + 8
     assert report["psnr_db"] > 10 and 0 < report["ssim"] <= 1
     done = run_cli("decompress", tmp_path / "p.aez", "-o", tmp_path / "p.png")
     assert done.returncode == 0, done.stderr
@@ -146,7 +170,7 @@ def test_codes_outside_the_tables_travel_as_escapes(photo_codec):
         model.entropy.offset += 1000  # every code now falls below its channel's table
         blob = compress(run, x)
         decoded, _ = decompress(blob, run)
-        escaped = _parse(blob)[2][1]  # the values outside the tables, as int32
+        escaped = _parse(blob)[2][-1]  # the code values outside the tables, as int32
         assert len(escaped) == 4 * model.config.latent_dim * len(x)
     finally:
         model.entropy.offset.copy_(saved)
@@ -161,7 +185,7 @@ def test_bad_aez_files_and_images_are_refused_in_one_line(photo_codec, tmp_path,
     cases = {
         "truncated.aez": (blob[: len(blob) // 2], "truncated or corrupt"),
         "flipped.aez": (blob[:60] + bytes([blob[60] ^ 4]) + blob[61:], "truncated or corrupt"),
-        "newer.aez": (blob[:4] + bytes([LEARNED + 1]) + blob[5:], f"format version {LEARNED + 1}"),
+        "newer.aez": (blob[:4] + bytes([max(SECTIONS) + 1]) + blob[5:], f"format version {max(SECTIONS) + 1}"),
     }
     for name, (data, message) in cases.items():
         (tmp_path / name).write_bytes(data)

@@ -1,8 +1,10 @@
 """Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with one table per dimension.
 
-Symbols are coded item by item, dimension by dimension; dimension j uses frequency table freqs[j]. Format
-version 1 fits the tables to the codes themselves and stores them in the file; version 2 (a compressor trained
-with rate_lambda) takes them from the model's entropy model (models.entropy: one per code channel, the code
+Symbols are coded in order, each with its own table: item by item and dimension by dimension where dimension j
+uses frequency table freqs[j] (format versions 1 and 2), or a table chosen per symbol (version 3: the scales a
+hyperprior gives each code value). Format
+version 1 fits the tables to the codes themselves and stores them in the file; versions 2 and 3 (a compressor
+trained with rate_lambda) take them from the model's entropy model (models.entropy: one per code channel, the code
 map's positions as the items), fixed integers in the run. State: 32 bits, renormalized a byte at a time;
 probabilities in units of 2**PROB_BITS. Written in plain Python, it codes about 6 million symbols a second
 (docs/benchmarks.md), below the time of the networks around it.
@@ -45,23 +47,18 @@ def normalize(counts: np.ndarray) -> np.ndarray:
     return freqs
 
 
-def _coded(freqs: np.ndarray) -> list[int]:
-    """The dimensions that cost bits: a dimension whose one symbol has all of PROB_SCALE leaves the rANS state
-    unchanged in both directions, so it is skipped (its value is that symbol)."""
-    return [j for j in range(freqs.shape[0]) if freqs[j].max() < PROB_SCALE]
-
-
-def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
-    """rANS-encode symbols q (N, D) with tables freqs (D, S); returns the byte stream."""
-    coded = _coded(freqs)
-    f = freqs[coded].tolist()
-    c = _cumulative(freqs[coded]).tolist()
-    symbols = q[:, coded].reshape(-1).tolist()
-    d = len(coded)
+def encode(q: np.ndarray, freqs: np.ndarray, tables: np.ndarray | None = None) -> bytes:
+    """rANS-encode symbols with tables freqs (T, S): q (N, D) with table j for column j (tables None), or q (M,)
+    with table tables[i] for symbol i. Returns the byte stream."""
+    q, tables = _per_symbol(q, freqs, tables)
+    coded = freqs.max(axis=1) < PROB_SCALE  # a table whose one symbol has all of PROB_SCALE costs nothing
+    keep = coded[tables]
+    symbols, which = q[keep].tolist(), tables[keep].tolist()
+    f, c = freqs.tolist(), _cumulative(freqs).tolist()
     out = bytearray()
     x = RANS_L
     for i in range(len(symbols) - 1, -1, -1):  # rANS codes backwards so that the decoder reads forwards
-        j, s = i % d, symbols[i]
+        j, s = which[i], symbols[i]
         fs = f[j][s]
         x_max = ((RANS_L >> PROB_BITS) << 8) * fs
         while x >= x_max:
@@ -73,46 +70,57 @@ def encode(q: np.ndarray, freqs: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def decode(data: bytes, n: int, freqs: np.ndarray) -> np.ndarray:
-    """Inverse of encode: the (n, D) symbols (int16). AekitError if data is not a stream of exactly that.
+def decode(data: bytes, n: int, freqs: np.ndarray, tables: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of encode: the (n, D) symbols (int16) with a table per column, or, given tables (n,), the n
+    symbols. AekitError if data is not a stream of exactly that.
 
-    Memory: 2 bytes a symbol. Time: proportional to n times the dimensions that cost bits, shown on a
-    terminal for long streams.
+    Memory: 2 bytes a symbol. Time: proportional to the symbols whose table costs bits, shown on a terminal
+    for long streams.
     """
-    coded = _coded(freqs)
-    out = np.empty((n, freqs.shape[0]), np.int16)
-    out[:] = freqs.argmax(axis=1)  # the dimensions that cost nothing hold their one symbol
-    # Each item costs at least this many bits, however likely its symbols: a stream too short for n items
-    # is refused before any work (a small file claiming billions of items would otherwise run for hours).
-    min_bits = float(np.log2(PROB_SCALE / freqs[coded].max(axis=1)).sum()) if coded else 0.0
-    if n * min_bits * 0.99 > 8 * len(data) + 64:
+    columns = tables is None
+    tables = np.tile(np.arange(freqs.shape[0]), n) if columns else tables
+    coded = freqs.max(axis=1) < PROB_SCALE
+    out = freqs.argmax(axis=1)[tables].astype(np.int16)  # symbols whose table costs nothing are its one symbol
+    keep = np.flatnonzero(coded[tables])
+    # Each symbol costs at least this many bits, however likely: a stream too short for the symbols is refused
+    # before any work (a small file claiming billions of items would otherwise run for hours).
+    least = np.log2(PROB_SCALE / np.maximum(freqs.max(axis=1), 1))
+    if float(least[tables].sum()) * 0.99 > 8 * len(data) + 64:
         raise AekitError(f"the coded latents are too short for the {n} items the file claims: it is corrupt")
-    tables = [
-        (row.tolist(), cum.tolist(), np.repeat(np.arange(len(row)), row).tolist())  # slot -> symbol
-        for row, cum in zip(freqs[coded], _cumulative(freqs[coded]), strict=True)
-    ]
-    symbols = array.array("h", bytes(2 * n * len(coded)))
+    used = np.unique(tables[keep])
+    lookup = {  # table -> (frequencies, cumulative, slot -> symbol)
+        j: (freqs[j].tolist(), cum.tolist(), np.repeat(np.arange(freqs.shape[1]), freqs[j]).tolist())
+        for j, cum in zip(used.tolist(), _cumulative(freqs[used]), strict=True)
+    }
+    which = [lookup[j] for j in tables[keep].tolist()]
+    symbols = array.array("h", bytes(2 * len(which)))
     mask = PROB_SCALE - 1
     k = 0
     try:
         x, pos = int.from_bytes(data[:4], "big"), 4
-        for part in chunks(n if tables else 0, 1 << 14, "decoding latents"):
-            for _ in range(part.start, part.stop):
-                for f, c, lookup in tables:
-                    slot = x & mask
-                    s = lookup[slot]
-                    symbols[k] = s
-                    k += 1
-                    x = f[s] * (x >> PROB_BITS) + slot - c[s]
-                    while x < RANS_L:
-                        x = (x << 8) | data[pos]
-                        pos += 1
+        for part in chunks(len(which), 1 << 18, "decoding latents"):
+            for f, c, slots in which[part.start : part.stop]:
+                slot = x & mask
+                s = slots[slot]
+                symbols[k] = s
+                k += 1
+                x = f[s] * (x >> PROB_BITS) + slot - c[s]
+                while x < RANS_L:
+                    x = (x << 8) | data[pos]
+                    pos += 1
     except IndexError:
         raise AekitError("the coded latents end early: the file is truncated or corrupt") from None
     if x != RANS_L or pos != len(data):
         raise AekitError("the coded latents do not decode cleanly: the file is corrupt")
-    out[:, coded] = np.frombuffer(symbols, np.int16).reshape(n, len(coded))
-    return out
+    out[keep] = np.frombuffer(symbols, np.int16)
+    return out.reshape(n, -1) if columns else out
+
+
+def _per_symbol(q: np.ndarray, freqs: np.ndarray, tables: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symbols q and their tables, flat: a table per column of q (N, D) where tables is None."""
+    if tables is None:
+        return q.reshape(-1), np.tile(np.arange(freqs.shape[0]), len(q))
+    return q.reshape(-1), tables.reshape(-1)
 
 
 def _cumulative(freqs: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ Two formats (docs/formats.md), chosen by the model:
   tables travel in the file.
 - version 2, an ae trained for rate and distortion (rate_lambda): its codes are integers already, coded with
   the integer tables of its learned entropy model, which the run holds (nothing of them travels in the file).
+- version 3, the same with a hyperprior (entropy "hyperprior"): the side information first, then each code
+  value with the table of its scale level (models.entropy.ScaleHyperprior).
   A fully convolutional model codes photos of any size whole: one code map per photo.
 Decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of the model's weights
 (tables included) before it trusts anything else.
@@ -48,7 +50,8 @@ from . import (
     write_array,
 )
 
-MAGIC, VERSION, LEARNED = b"AEKZ", 1, 2  # VERSION: fitted tables; LEARNED: the model's tables
+MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 and 3: the model's tables (its entropy's VERSION)
+SECTIONS = {1: 2, 2: 2, 3: 4}  # coded sections after the header, by format version
 _U32 = struct.Struct("<I")
 MAX_BITS = 12
 WHOLE_ACTIVATIONS = 8  # float32 maps of the widest stage's channels at the image's size, alive at once (a bound)
@@ -174,7 +177,7 @@ class LearnedHeader(_Identity):
 
 
 def is_learned(model: torch.nn.Module) -> bool:
-    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2."""
+    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2 or 3."""
     return getattr(model, "entropy", None) is not None
 
 
@@ -209,13 +212,6 @@ def _file(version: int, header, sections: list[bytes]) -> bytes:
     return body + _U32.pack(zlib.crc32(body))
 
 
-def _tables(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's integer coding tables: each channel's offset, symbol count and frequencies (numpy int64)."""
-    e = model.entropy
-    check(e.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
-    return tuple(t.cpu().numpy().astype(np.int64) for t in (e.offset, e.count, e.frequencies))
-
-
 @torch.no_grad()
 def whole_code(model, image: torch.Tensor) -> torch.Tensor:
     """The integer code map (C, h, w) of a whole image (C, H, W) of any size, in one pass (fully convolutional)."""
@@ -244,20 +240,17 @@ def check_whole(model, size: tuple[int, int]) -> None:
 
 
 def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling) -> tuple[bytes, float]:
-    """Version 2: the model's integer code maps, all items' positions in order, coded with its tables; and
-    the bits the entropy model expects them to take."""
+    """Versions 2 and 3: the model's integer code maps coded by its entropy model with its tables; and the bits
+    the entropy model expects them to take."""
     model = run.model
+    check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
     if isinstance(x, list):
-        maps, sizes = [whole_code(model, image).flatten(1) for image in x], [tuple(im.shape[1:]) for im in x]
-        check_finite(torch.cat([m.flatten() for m in maps]), "the model's codes for this input")
+        maps, sizes = [whole_code(model, image) for image in x], [tuple(im.shape[1:]) for im in x]
     else:
         maps, sizes = list(model.code_map(encode_all(model, x))), None
-    rows = torch.cat([m.T for m in maps]).double().numpy()  # (positions, channels)
-    check(bool(np.abs(rows).max() < 2**31), "the model's codes for this input are beyond 32-bit integers")
-    offset, count, freqs = _tables(model)
-    symbols = rows.astype(np.int64) - offset
-    outside = (symbols < 0) | (symbols >= count - 1)
-    symbols = np.where(outside, count - 1, symbols)  # the escape, its value stored beside the stream
+    values = torch.cat([m.flatten() for m in maps])
+    check_finite(values, "the model's codes for this input")
+    check(bool(values.abs().max() < 2**31), "the model's codes for this input are beyond 32-bit integers")
     header = LearnedHeader(
         model=model.name,
         model_sha256=weights_sha256(model),
@@ -265,21 +258,20 @@ def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: S
         items=len(x),
         item_shape=tuple(model.config.input_shape),
         scaling=scaling,
-        channels=rows.shape[1],
+        channels=model.code_channels,
         sizes=sizes and tuple(sizes),
     )
-    escaped = rows[outside].astype("<i4").tobytes()
     with torch.no_grad():
         expected = sum(float(model.entropy.bits(m[None].float().to(model.device)).sum()) for m in maps)
-    return _file(LEARNED, header, [coding.encode(symbols, freqs), escaped]), expected
+    return _file(model.entropy.VERSION, header, model.entropy.encode(maps)), expected
 
 
-def positions(header: LearnedHeader, model) -> list[int]:
-    """Code positions of each item of a version 2 file."""
+def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
+    """The size of each item's code map in a version 2 or 3 file."""
     if header.sizes is None:
-        return [model.config.latent_dim // header.channels] * header.items
+        return [tuple(model.code_map(torch.zeros(1, model.config.latent_dim)).shape[2:])] * header.items
     stages = model.config.stages
-    return [math.prod(code_size(h, w, stages)) for h, w in header.item_sizes()]
+    return [code_size(h, w, stages) for h, w in header.item_sizes()]
 
 
 def _parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
@@ -288,22 +280,22 @@ def _parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
     check(len(data) >= 5 + 4 and data[:4] == MAGIC, "not an .aez file (no AEKZ magic)")
     version = data[4]
     check(
-        version in (VERSION, LEARNED),
-        f"an .aez file of format version {version}; this aekit reads versions {VERSION} and {LEARNED}",
+        version in SECTIONS,
+        f"an .aez file of format version {version}; this aekit reads versions {min(SECTIONS)} to {max(SECTIONS)}",
     )
     check(
         len(data) >= 5 + 3 * 4 + 4 and _U32.unpack(data[-4:])[0] == zlib.crc32(data[:-4]),
         "the .aez file is truncated or corrupt (checksum mismatch)",
     )
     parts, pos = [], 5
-    for _ in range(3):
+    for _ in range(1 + SECTIONS[version]):
         check(pos + 4 <= len(data) - 4, "the .aez file is malformed (sections overrun it)")
         (n,) = _U32.unpack_from(data, pos)
         check(pos + 4 + n <= len(data) - 4, "the .aez file is malformed (sections overrun it)")
         parts.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    kind = LearnedHeader if version == LEARNED else Header
+    kind = Header if version == VERSION else LearnedHeader
     header = from_dict(kind, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
     return version, header, parts[1:]
 
@@ -312,7 +304,7 @@ def read_aez(data: bytes) -> tuple[Header, Quantized]:
     """Parse and check a version 1 .aez file's bytes: (its header, its quantized codes). AekitError if anything
     is off."""
     version, header, sections = _parse(data)
-    check(version == VERSION, "this .aez file codes with its model's own tables (version 2): use decompress")
+    check(version == VERSION, f"this .aez file codes with its model's own tables (version {version}): use decompress")
     return header, _fitted_codes(header, *sections)
 
 
@@ -337,28 +329,27 @@ def _fitted_codes(header: Header, tables: bytes, stream: bytes) -> Quantized:
     return Quantized(q, lo, step, header.bits)
 
 
-def _decode_learned(model, header: LearnedHeader, stream: bytes, escaped: bytes) -> torch.Tensor | list[torch.Tensor]:
-    """The items of a version 2 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
+def _decode_learned(
+    model, version: int, header: LearnedHeader, sections: list[bytes]
+) -> torch.Tensor | list[torch.Tensor]:
+    """The items of a version 2 or 3 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
     check(is_learned(model), "the .aez file codes with a learned entropy model; this model has none")
-    check(header.channels == model.code_channels, "the .aez file does not match this model's code channels")
-    counts = positions(header, model)
-    sizes = header.item_sizes()
-    values = (
-        header.item_shape[0] * sum(h * w for h, w in sizes) if sizes else header.items * math.prod(header.item_shape)
+    check(
+        version == model.entropy.VERSION and header.channels == model.code_channels,
+        "the .aez file does not match this model's entropy model",
     )
-    need = sum(counts) * header.channels * 10 + 8 * values  # symbols and codes, the items and their raw copy
-    check_load_size(need, "the .aez file", f"decoding {header.items:,} items")
-    offset, count, freqs = _tables(model)
-    symbols = coding.decode(stream, sum(counts), freqs).astype(np.int64)
-    outside = symbols == count - 1
-    check(len(escaped) == 4 * int(outside.sum()), "the .aez file's escaped values do not match its codes: corrupt")
-    rows = symbols + offset
-    rows[outside] = np.frombuffer(escaped, "<i4")
-    maps = torch.from_numpy(rows.T.astype(np.float32)).split(counts, dim=1)  # each item's (channels, positions)
-    if sizes is None:
+    check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
+    sizes, images = map_sizes(header, model), header.item_sizes()
+    values = (
+        header.item_shape[0] * sum(h * w for h, w in images) if images else header.items * math.prod(header.item_shape)
+    )
+    codes = sum(math.prod(size) for size in sizes) * header.channels
+    # the coder's symbols, tables and lists (about 64 bytes a code value), the items and their raw copy
+    check_load_size(codes * 64 + 8 * values, "the .aez file", f"decoding {header.items:,} items")
+    maps = model.entropy.decode(sections, sizes)
+    if images is None:
         return decode_all(model, torch.stack([m.flatten() for m in maps]))
-    stages = model.config.stages
-    out = [whole_image(model, m.reshape(-1, *code_size(*hw, stages)), hw) for m, hw in zip(maps, sizes, strict=True)]
+    out = [whole_image(model, m, hw) for m, hw in zip(maps, images, strict=True)]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return out
 
@@ -377,8 +368,8 @@ def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple
         f"the .aez file was made with another model than the one in {run.path} (weights hash differs)",
     )
     check(tuple(run.model.config.input_shape) == header.item_shape, "the .aez file does not match this model's shapes")
-    if version == LEARNED:
-        return _decode_learned(run.model, header, *sections), to_dict(header)
+    if version != VERSION:
+        return _decode_learned(run.model, version, header, sections), to_dict(header)
     check(run.model.config.latent_dim == header.latent_dim, "the .aez file does not match this model's shapes")
     return decode_all(run.model, dequantize(_fitted_codes(header, *sections))), to_dict(header)
 
@@ -426,7 +417,7 @@ def compress_file(
 
 
 def _payload(blob: bytes) -> bytes:
-    """The coded sections of a version 2 file (what the entropy model's estimate is of)."""
+    """The coded sections of a version 2 or 3 file (what the entropy model's estimate is of)."""
     return b"".join(_parse(blob)[2])
 
 
@@ -445,7 +436,7 @@ def decompress_file(
     version, header, _ = _parse(data)
     png = output.kind == ".png"
     check(not png or (header.items == 1 and len(header.item_shape) == 3), f"{out}: a PNG file holds one image")
-    sizes = header.item_sizes() if version == LEARNED else None
+    sizes = header.item_sizes() if version != VERSION else None
     mixed = sizes is not None and len(set(sizes)) > 1 and output.kind in (".npy", ".npz")
     check(not mixed, f"{out}: images of several sizes are written as PNGs; name a folder")
     x_hat, header = decompress(data, run)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..apps import coding
 from ..apps.coding import normalize
+from ..errors import check
 
 FILTERS = (3, 3, 3)  # hidden widths of each channel's cumulative network (the paper's choice)
 INIT_SCALE = 10.0  # the initial density's spread, in code units
@@ -32,7 +35,69 @@ TAIL = 1e-6  # probability mass left outside a channel's table range on each sid
 FIT_STEPS = 300  # steps of fit(): about 1.3 bits per pixel from 5.4 on photo codes after 100 (docs/benchmarks.md)
 
 
-class FactorizedDensity(nn.Module):
+class EntropyModel(nn.Module):
+    """What a compressor's entropy models share: bits(y, noisy) of codes y (N, C, ...) per item (noisy: as in
+    training, with y + uniform noise in [-1/2, 1/2) standing in for round(y)), fit to a first
+    set of codes, integer tables (update_tables, has_tables; buffers offset, count and frequencies: each
+    table's lowest value, its symbols' count with the escape last, and their frequencies), and encode/decode
+    of integer code maps to the sections of an .aez file of format VERSION."""
+
+    VERSION = 2
+
+    def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _noise(y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        return y + torch.empty_like(y).uniform_(-0.5, 0.5) if noisy else y
+
+    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
+        """Integer code maps (C, *size) -> the file's sections."""
+        raise NotImplementedError
+
+    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """The file's sections -> the code maps (C, *size) of the given sizes. AekitError if they are not that."""
+        raise NotImplementedError
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(t.cpu().numpy().astype(np.int64) for t in (self.offset, self.count, self.frequencies))
+
+    def _stream(self, values: np.ndarray, tables: np.ndarray) -> list[bytes]:
+        """Integers (M,), each coded with table tables[i]: the rANS stream of their symbols, and the values
+        outside their tables' range (the escape symbol's) as int32."""
+        offset, count, freqs = self._tables()
+        symbols = values - offset[tables]
+        outside = (symbols < 0) | (symbols >= count[tables] - 1)
+        symbols = np.where(outside, count[tables] - 1, symbols)
+        return [coding.encode(symbols, freqs, tables), values[outside].astype("<i4").tobytes()]
+
+    def _unstream(self, sections: list[bytes], tables: np.ndarray) -> np.ndarray:
+        """Inverse of _stream: the integers (M,) of the given tables."""
+        offset, count, freqs = self._tables()
+        stream, escaped = sections
+        symbols = coding.decode(stream, len(tables), freqs, tables).astype(np.int64)
+        outside = symbols == count[tables] - 1
+        check(len(escaped) == 4 * int(outside.sum()), "the .aez file's escaped values do not match its codes: corrupt")
+        values = symbols + offset[tables]
+        values[outside] = np.frombuffer(escaped, "<i4")
+        return values
+
+    @torch.enable_grad()
+    def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
+        """Fit the model alone to codes (N, C, ...), with noise as in training: Adam, lr 1e-2, steps of batch
+        items. A compressor's first codes are far from the initial density (several bits per value too many),
+        and its parameters learn slowest at the training rate. Draws from torch's global generator."""
+        optimizer = torch.optim.Adam(self.parameters(), lr=1e-2)
+        device = next(self.parameters()).device
+        for _ in range(steps):
+            y = codes[torch.randint(len(codes), (batch,))].to(device)
+            loss = self.bits(y, noisy=True).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+class FactorizedDensity(EntropyModel):
     """One learned density per code channel (see the module docstring). likelihood(y) of codes (N, C, L): N
     items, C channels, L positions per channel (the code map's pixels for resnet; 1 for a vector code, each
     dimension its own channel)."""
@@ -63,19 +128,6 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[k]) * torch.tanh(x)  # slope 1 + tanh(a)(1 - tanh^2 x) > 0
         return x
 
-    @torch.enable_grad()
-    def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
-        """Fit the density alone to codes (N, C, L), with noise as in training: Adam, lr 1e-2, steps of batch
-        items. A compressor's first codes are far from the initial density (several bits per value too many),
-        and its parameters learn slowest at the training rate. Draws from torch's global generator."""
-        optimizer = torch.optim.Adam(self.parameters(), lr=1e-2)
-        for _ in range(steps):
-            y = codes[torch.randint(len(codes), (batch,))].to(self.offset.device)
-            loss = self.bits(y + torch.empty_like(y).uniform_(-0.5, 0.5)).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
     def likelihood(self, y: torch.Tensor) -> torch.Tensor:
         """P(round(y) == y) for integer y, or the density of y + noise for noisy y: (N, C, L), at least
         LIKELIHOOD_FLOOR."""
@@ -87,11 +139,22 @@ class FactorizedDensity(nn.Module):
         p = (torch.sigmoid(flip * upper) - torch.sigmoid(flip * lower)).abs()
         return p.clamp_min(LIKELIHOOD_FLOOR).reshape(c, n, length).transpose(0, 1)
 
-    def bits(self, y: torch.Tensor) -> torch.Tensor:
-        """Each item's cost in bits under the density: (N,), in float32 even under bf16 autocast (the tails'
-        probabilities need it)."""
+    def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+        """Each item's cost in bits under the density, y (N, C, ...): (N,), in float32 even under bf16 autocast
+        (the tails' probabilities need it)."""
         with torch.autocast(y.device.type, enabled=False):
-            return -torch.log2(self.likelihood(y.float())).sum(dim=(1, 2))
+            return -torch.log2(self.likelihood(self._noise(y.flatten(2).float(), noisy))).sum(dim=(1, 2))
+
+    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
+        """Position by position, a table per channel (format version 2): the stream and the escaped values."""
+        rows = torch.cat([m.reshape(self.channels, -1).T for m in maps]).long().numpy()
+        return self._stream(rows.reshape(-1), np.tile(np.arange(self.channels), len(rows)))
+
+    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        positions = [math.prod(size) for size in sizes]
+        values = self._unstream(sections, np.tile(np.arange(self.channels), sum(positions)))
+        rows = torch.from_numpy(values.reshape(-1, self.channels).T.astype(np.float32)).split(positions, dim=1)
+        return [r.reshape(self.channels, *size) for r, size in zip(rows, sizes, strict=True)]
 
     @torch.no_grad()
     def update_tables(self) -> None:
@@ -106,10 +169,7 @@ class FactorizedDensity(nn.Module):
         cdf = torch.sigmoid(self.logits(edges))[:, 0].double().cpu()
         self.frequencies.zero_()
         for c, n in enumerate(counts.tolist()):
-            inside = cdf[c, 1 : n + 1] - cdf[c, :n]
-            p = torch.cat([inside, 1 - inside.sum().view(1)]).clamp_min(0)
-            weights = (p / p.sum() * 2.0**40).round().long().clamp_min(1).numpy()  # every symbol at least 1
-            self.frequencies[c, : n + 1] = torch.from_numpy(normalize(weights)).int().to(low.device)
+            self.frequencies[c, : n + 1] = torch.from_numpy(_frequencies(cdf[c, 1 : n + 1] - cdf[c, :n])).to(low.device)
         self.offset.copy_(low.int())
         self.count.copy_(counts.int() + 1)
 
@@ -134,3 +194,147 @@ class FactorizedDensity(nn.Module):
     @property
     def has_tables(self) -> bool:
         return bool((self.count > 0).all())
+
+
+def _frequencies(inside: torch.Tensor) -> np.ndarray:
+    """A table from the probabilities (float64) of a range of symbols: theirs, then the escape's (the mass
+    outside), in units of 2**PROB_BITS summing to the coder's scale, every symbol at least 1 (int32)."""
+    p = torch.cat([inside, 1 - inside.sum().view(1)]).clamp_min(0)
+    weights = (p / p.sum() * 2.0**40).round().long().clamp_min(1).numpy()
+    return normalize(weights).astype(np.int32)
+
+
+SCALE_MIN = 0.11  # the narrowest Gaussian a code value is coded with (in code units: almost always 0)
+SCALE_STEPS = 4  # scale levels per octave
+SCALES = 40  # scale levels: SCALE_MIN * 2 ** (k / SCALE_STEPS) for k < SCALES, 0.11 to 95
+GROUPS = 8  # channels of the side information: code channel c takes its scale from group c * GROUPS // C
+HYPER_WIDTH = 64  # channels of the hyper-analysis network
+HYPER_TABLE = 1024  # symbols per scale level's table, the escape last (enough for +-4.9 of the widest scale)
+SIDE_SCALE = 4  # side information per 4x4 block of code positions
+
+
+class ScaleHyperprior(EntropyModel):
+    """A scale hyperprior (Balle, Minnen, Singh, Hwang, Johnston, ICLR 2018) whose synthesis is integer:
+    each code value y[c, i, j] is a zero-mean Gaussian (convolved with a unit box, as in FactorizedDensity)
+    whose scale level is
+
+        k = base[c] + z[group(c), i // 4, j // 4],   scale = SCALE_MIN * 2 ** (k / SCALE_STEPS), k in [0, SCALES)
+
+    where z is side information: a small network of each 4x4 block of |y| (GROUPS channels; a block alone, so
+    a network trained on crops' code maps sees the same on a whole photo's: with 3x3 convolutions it saw mostly
+    zero padding on crops and gave 3x the bits on photos), rounded and coded first with its own factorized
+    density. The decoder needs only integer additions to find
+    each value's table (one of SCALES fixed Gaussian tables): no floating-point network runs before the
+    entropy decoder, so files decode the same on any machine, thread count or device (the cross-device failures
+    of learned hyperpriors come from a float synthesis network computing the scales). base is learned as a
+    float and used rounded (straight through) so training sees the same levels files are coded with. The side
+    information lets the scales follow an image's regions (flat sky, texture, edges) and each image's own
+    statistics, which one density per channel cannot."""
+
+    VERSION = 3
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels, groups = channels, min(GROUPS, channels)
+        self.analysis = nn.Sequential(  # each 4x4 block of |y| alone: the same on a crop's map and a photo's
+            nn.Conv2d(channels, HYPER_WIDTH, SIDE_SCALE, stride=SIDE_SCALE),
+            nn.SiLU(),
+            nn.Conv2d(HYPER_WIDTH, HYPER_WIDTH, 1),
+            nn.SiLU(),
+            nn.Conv2d(HYPER_WIDTH, groups, 1),
+        )
+        self.base = nn.Parameter(torch.full((channels,), SCALES / 2))
+        self.side = FactorizedDensity(groups)
+        self.register_buffer("group", torch.arange(channels) * groups // channels, persistent=False)
+        # the integer tables: each channel's base level, and for each scale level its lowest symbol value, its
+        # symbols' count (escape included) and frequencies in units of 2**PROB_BITS
+        self.register_buffer("base_level", torch.zeros(channels, dtype=torch.int32))
+        self.register_buffer("offset", torch.zeros(SCALES, dtype=torch.int32))
+        self.register_buffer("count", torch.zeros(SCALES, dtype=torch.int32))
+        self.register_buffer("frequencies", torch.zeros(SCALES, HYPER_TABLE, dtype=torch.int32))
+
+    def side_code(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+        """The side information of code maps y (N, C, h, w): (N, GROUPS, ceil(h/4), ceil(w/4)), whole numbers
+        (or with noise in training)."""
+        h, w = y.shape[2:]
+        z = self.analysis(F.pad(y.abs(), (0, -w % SIDE_SCALE, 0, -h % SIDE_SCALE)))
+        return self._noise(z, noisy) if noisy else torch.round(z)
+
+    def levels(self, z: torch.Tensor, size: tuple[int, int], base: torch.Tensor) -> torch.Tensor:
+        """Each code value's scale level (N, C, h, w) from side information z and per-channel base levels."""
+        spread = z[:, self.group.to(z.device)].repeat_interleave(SIDE_SCALE, 2).repeat_interleave(SIDE_SCALE, 3)
+        return (base.view(1, -1, 1, 1) + spread[..., : size[0], : size[1]]).clamp(0, SCALES - 1)
+
+    def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+        with torch.autocast(y.device.type, enabled=False):
+            y = y.float()
+            z = self.side_code(_rounded(y), noisy)  # from what a file holds (the code rounded), in training too
+            base = _rounded(self.base)
+            scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], base) / SCALE_STEPS)
+            p = _gaussian_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
+            return -torch.log2(p).sum(dim=(1, 2, 3)) + self.side.bits(z)
+
+    def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
+        """As EntropyModel.fit, from base levels at each channel's spread in codes (N, C, h, w)."""
+        spread = codes.transpose(0, 1).flatten(1).std(dim=1).clamp_min(SCALE_MIN)
+        with torch.no_grad():
+            self.base.copy_((SCALE_STEPS * torch.log2(spread / SCALE_MIN)).clamp(0, SCALES - 1))
+        super().fit(codes, steps, batch)
+
+    @torch.no_grad()
+    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
+        """The side information (the side density's stream and escapes), then the code values in channel-major
+        order, each with its scale level's table (format version 3)."""
+        device = self.base.device
+        sides = [self.side_code(m[None].float().to(device))[0].cpu() for m in maps]
+        levels = [self._levels(z, m.shape[1:]) for z, m in zip(sides, maps, strict=True)]
+        values = torch.cat([m.flatten() for m in maps]).long().numpy()
+        return self.side.encode(sides) + self._stream(values, torch.cat([k.flatten() for k in levels]).numpy())
+
+    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        sides = self.side.decode(sections[:2], [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
+        levels = [self._levels(z, size) for z, size in zip(sides, sizes, strict=True)]
+        values = self._unstream(sections[2:], torch.cat([k.flatten() for k in levels]).numpy())
+        maps = torch.from_numpy(values.astype(np.float32)).split([k.numel() for k in levels])
+        return [m.reshape(k.shape) for m, k in zip(maps, levels, strict=True)]
+
+    def _levels(self, z: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        """The integer scale levels (C, h, w) of a code map of size (h, w) from its side information (GROUPS, ...):
+        integer arithmetic only."""
+        return self.levels(z[None].long(), size, self.base_level.cpu().long())[0]
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """The side density's tables, the base levels as integers, and a table per scale level: the integers
+        within +-4.9 scales (at most HYPER_TABLE - 1 of them), then the escape."""
+        self.side.update_tables()
+        self.base_level.copy_(torch.round(self.base).clamp(0, SCALES - 1).int())
+        scales = SCALE_MIN * 2 ** (torch.arange(SCALES, dtype=torch.float64) / SCALE_STEPS)
+        reach = torch.minimum(torch.ceil(4.9 * scales), torch.tensor((HYPER_TABLE - 2) // 2)).long()
+        self.frequencies.zero_()
+        for k, r in enumerate(reach.tolist()):
+            values = torch.arange(-r, r + 1, dtype=torch.float64)
+            table = _frequencies(_gaussian_mass(values, scales[k]))
+            self.frequencies[k, : len(table)] = torch.from_numpy(table).int()
+        self.offset.copy_(-reach.int())
+        self.count.copy_((2 * reach + 2).int())
+
+    @property
+    def has_tables(self) -> bool:
+        return bool((self.count > 0).all()) and self.side.has_tables
+
+
+def _rounded(x: torch.Tensor) -> torch.Tensor:
+    """round(x), its gradient passed straight through."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _gaussian_mass(y: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """P(Y + U == y) for Y ~ N(0, scale^2), U ~ U(-1/2, 1/2): the Gaussian's mass on [y - 1/2, y + 1/2],
+    taken on the side of zero where it does not round away."""
+    v = y.abs()
+    root = math.sqrt(2.0)
+    return 0.5 * (torch.erfc((v - 0.5) / (scale * root)) - torch.erfc((v + 0.5) / (scale * root)))
+
+
+ENTROPY_MODELS = {"factorized": FactorizedDensity, "hyperprior": ScaleHyperprior}  # a compressor's `entropy` option

@@ -11,8 +11,8 @@ import torch
 from ..errors import check
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
-from .entropy import FactorizedDensity
-from .layers import start_from_pca
+from .entropy import ENTROPY_MODELS
+from .layers import code_size, start_from_pca
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,13 @@ class VanillaConfig(ModelConfig):
         error (summed over an item's values in [0, 1]); codes are rounded to integers, which is what
         `aekit compress` stores. Larger values buy quality with bits. On the resnet backbone training starts
         from block PCA (see start). Unset (default): plain reconstruction.
+    entropy: a compressor's entropy model: "factorized" (one learned density per code channel) or
+        "hyperprior" (resnet only: a Gaussian per code value whose scale follows side information coded
+        first, ScaleHyperprior in models.entropy; fewer bits where an image's regions differ, .aez version 3).
     """
 
     rate_lambda: float | None = None
+    entropy: str = "factorized"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,6 +41,18 @@ class VanillaConfig(ModelConfig):
         check(
             self.rate_lambda is None or self.latent_activation == "none",
             "model.rate_lambda: a compressor's code is rounded to integers; leave latent_activation none",
+        )
+        check(
+            self.entropy in ENTROPY_MODELS,
+            f"model.entropy must be one of {', '.join(ENTROPY_MODELS)}, got {self.entropy!r}",
+        )
+        check(
+            self.entropy == "factorized" or self.rate_lambda is not None,
+            "model.entropy: only a compressor has an entropy model; give rate_lambda too",
+        )
+        check(
+            self.entropy == "factorized" or self.backbone == "resnet",
+            "model.entropy hyperprior: side information over a code map; use --backbone resnet",
         )
 
 
@@ -63,7 +79,7 @@ class VanillaAutoencoder(Autoencoder):
         super().__init__(config)
         self.entropy = None
         if config.rate_lambda is not None:
-            self.entropy = FactorizedDensity(self.code_channels)
+            self.entropy = ENTROPY_MODELS[config.entropy](self.code_channels)
 
     @property
     def code_channels(self) -> int:
@@ -73,8 +89,11 @@ class VanillaAutoencoder(Autoencoder):
         return c.latent_channels if c.backbone == "resnet" else c.latent_dim
 
     def code_map(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (N, latent_dim) as (N, channels, positions), the layout of models.entropy."""
-        return z.reshape(len(z), self.code_channels, -1)
+        """Codes (N, latent_dim) as the layout of models.entropy: (N, channels, h, w) maps for resnet, else
+        (N, dimensions, 1)."""
+        c = self.config
+        size = code_size(*c.input_shape[1:], c.stages) if c.backbone == "resnet" else (1,)
+        return z.reshape(len(z), self.code_channels, *size)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         z = super().encode(x)
@@ -106,8 +125,7 @@ class VanillaAutoencoder(Autoencoder):
         if self.entropy is None:
             loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
             return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
-        noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else z
-        bits = self.entropy.bits(self.code_map(noisy))
+        bits = self.entropy.bits(self.code_map(z), noisy=self.training)
         rounded = z + (torch.round(z) - z).detach()  # straight through; z is already whole outside training
         error, x_hat = sigmoid_squared_error(self.decode_logits(rounded), x)
         loss = bits.mean() + self.config.rate_lambda * error
