@@ -204,19 +204,19 @@ def _frequencies(inside: torch.Tensor) -> np.ndarray:
     return normalize(weights).astype(np.int32)
 
 
-SCALE_MIN = 0.11  # the narrowest Gaussian a code value is coded with (in code units: almost always 0)
+SCALE_MIN = 0.11  # the narrowest distribution a code value is coded with (in code units: almost always 0)
 SCALE_STEPS = 4  # scale levels per octave
-SCALES = 40  # scale levels: SCALE_MIN * 2 ** (k / SCALE_STEPS) for k < SCALES, 0.11 to 95
+SCALES = 36  # scale levels: SCALE_MIN * 2 ** (k / SCALE_STEPS) for k < SCALES, 0.11 to 47
 GROUPS = 8  # channels of the side information: code channel c takes its scale from group c * GROUPS // C
 HYPER_WIDTH = 64  # channels of the hyper-analysis network
-HYPER_TABLE = 1024  # symbols per scale level's table, the escape last (enough for +-4.9 of the widest scale)
+HYPER_TABLE = 1024  # symbols per scale level's table, the escape last (enough for +-9.8 of the widest scale)
 SIDE_SCALE = 4  # side information per 4x4 block of code positions
 
 
 class ScaleHyperprior(EntropyModel):
     """A scale hyperprior (Balle, Minnen, Singh, Hwang, Johnston, ICLR 2018) whose synthesis is integer:
-    each code value y[c, i, j] is a zero-mean Gaussian (convolved with a unit box, as in FactorizedDensity)
-    whose scale level is
+    each code value y[c, i, j] is a zero-mean Laplace distribution (convolved with a unit box, as in
+    FactorizedDensity) whose standard deviation (scale) has the level
 
         k = base[c] + z[group(c), i // 4, j // 4],   scale = SCALE_MIN * 2 ** (k / SCALE_STEPS), k in [0, SCALES)
 
@@ -224,12 +224,14 @@ class ScaleHyperprior(EntropyModel):
     a network trained on crops' code maps sees the same on a whole photo's: with 3x3 convolutions it saw mostly
     zero padding on crops and gave 3x the bits on photos), rounded and coded first with its own factorized
     density. The decoder needs only integer additions to find
-    each value's table (one of SCALES fixed Gaussian tables): no floating-point network runs before the
+    each value's table (one of SCALES fixed tables): no floating-point network runs before the
     entropy decoder, so files decode the same on any machine, thread count or device (the cross-device failures
     of learned hyperpriors come from a float synthesis network computing the scales). base is learned as a
     float and used rounded (straight through) so training sees the same levels files are coded with. The side
     information lets the scales follow an image's regions (flat sky, texture, edges) and each image's own
-    statistics, which one density per channel cannot."""
+    statistics, which one density per channel cannot. (Laplace, not the paper's Gaussian: with side information
+    per 4x4 block and group of channels the codes stay heavy-tailed; on a validation photo's codes the best
+    single scale per channel costs 1.18 bits per pixel as a Gaussian and 1.04 as a Laplace.)"""
 
     VERSION = 3
 
@@ -271,7 +273,7 @@ class ScaleHyperprior(EntropyModel):
             z = self.side_code(_rounded(y), noisy)  # from what a file holds (the code rounded), in training too
             base = _rounded(self.base)
             scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], base) / SCALE_STEPS)
-            p = _gaussian_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
+            p = _laplace_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
             return -torch.log2(p).sum(dim=(1, 2, 3)) + self.side.bits(z)
 
     def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
@@ -306,15 +308,15 @@ class ScaleHyperprior(EntropyModel):
     @torch.no_grad()
     def update_tables(self) -> None:
         """The side density's tables, the base levels as integers, and a table per scale level: the integers
-        within +-4.9 scales (at most HYPER_TABLE - 1 of them), then the escape."""
+        within +-9.8 scales (a tail of 1e-6; at most HYPER_TABLE - 1 of them), then the escape."""
         self.side.update_tables()
         self.base_level.copy_(torch.round(self.base).clamp(0, SCALES - 1).int())
         scales = SCALE_MIN * 2 ** (torch.arange(SCALES, dtype=torch.float64) / SCALE_STEPS)
-        reach = torch.minimum(torch.ceil(4.9 * scales), torch.tensor((HYPER_TABLE - 2) // 2)).long()
+        reach = torch.minimum(torch.ceil(9.8 * scales), torch.tensor((HYPER_TABLE - 2) // 2)).long()
         self.frequencies.zero_()
         for k, r in enumerate(reach.tolist()):
             values = torch.arange(-r, r + 1, dtype=torch.float64)
-            table = _frequencies(_gaussian_mass(values, scales[k]))
+            table = _frequencies(_laplace_mass(values, scales[k]))
             self.frequencies[k, : len(table)] = torch.from_numpy(table).int()
         self.offset.copy_(-reach.int())
         self.count.copy_((2 * reach + 2).int())
@@ -329,12 +331,15 @@ def _rounded(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _gaussian_mass(y: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    """P(Y + U == y) for Y ~ N(0, scale^2), U ~ U(-1/2, 1/2): the Gaussian's mass on [y - 1/2, y + 1/2],
-    taken on the side of zero where it does not round away."""
-    v = y.abs()
-    root = math.sqrt(2.0)
-    return 0.5 * (torch.erfc((v - 0.5) / (scale * root)) - torch.erfc((v + 0.5) / (scale * root)))
+def _laplace_mass(y: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """P(Y + U == y) for Y Laplace with mean 0 and standard deviation scale, U ~ U(-1/2, 1/2): the Laplace's
+    mass on [|y| - 1/2, |y| + 1/2], from its upper tail 0.5 exp(-x / b), b = scale / sqrt(2)."""
+    v, b = y.abs(), scale / math.sqrt(2.0)
+    upper = 0.5 * torch.exp(-(v + 0.5) / b)
+    lower = torch.where(
+        v >= 0.5, 0.5 * torch.exp(-(v - 0.5).clamp_min(0) / b), 1 - 0.5 * torch.exp((v - 0.5).clamp_max(0) / b)
+    )
+    return lower - upper
 
 
 ENTROPY_MODELS = {"factorized": FactorizedDensity, "hyperprior": ScaleHyperprior}  # a compressor's `entropy` option
