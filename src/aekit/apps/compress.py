@@ -239,11 +239,15 @@ def check_whole(model, size: tuple[int, int]) -> None:
     check_load_size(need, f"a {h}x{w} image", "coding it whole")
 
 
+def _check_tables(model) -> None:
+    check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
+
+
 def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling) -> tuple[bytes, float]:
     """Versions 2 and 3: the model's integer code maps coded by its entropy model with its tables; and the bits
     the entropy model expects them to take."""
     model = run.model
-    check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
+    _check_tables(model)
     if isinstance(x, list):
         maps, sizes = [whole_code(model, image) for image in x], [tuple(im.shape[1:]) for im in x]
     else:
@@ -338,7 +342,7 @@ def _decode_learned(
         version == model.entropy.VERSION and header.channels == model.code_channels,
         "the .aez file does not match this model's entropy model",
     )
-    check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
+    _check_tables(model)
     sizes, images = map_sizes(header, model), header.item_sizes()
     values = (
         header.item_shape[0] * sum(h * w for h, w in images) if images else header.items * math.prod(header.item_shape)
