@@ -36,8 +36,8 @@ from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 # the compressors' own options: the stages on 4x4 cells of pixels, the code at 1/8, the hyperprior, colour jitter of
 # the crops (validation photos, 5 minutes at lambda 300, each started from block PCA: 30.82 dB at 1.08 bpp, JPEG
 # 31.70 dB at that rate; without the jitter 29.48 dB at 1.13 bpp; docs/benchmarks.md)
-RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3, "entropy": "hyperprior"}
-RD |= {"color_jitter": 0.5}
+RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3}
+RD.update(entropy="hyperprior", color_jitter=0.5)
 LAMBDAS = (40.0, 120.0, 350.0, 1000.0)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
