@@ -11,7 +11,7 @@ bits its entropy model expected beside the real file size. BD-rate (Bjontegaard:
 quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM. A
 negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
 
-    python bench/compress_photos.py [--minutes 30] [--lambdas 40,120,350,1000] [--figure rd.png]
+    python bench/compress_photos.py [--minutes 30] [--lambdas 10,40,150,600] [--figure rd.png]
 
 --tune holds astronaut and stereo_motorcycle out of training and tests on them instead (bench/photos.py).
 """
@@ -38,7 +38,7 @@ from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 # 31.70 dB at that rate; without the jitter 29.48 dB at 1.13 bpp; docs/benchmarks.md)
 RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3}
 RD.update(entropy="hyperprior", color_jitter=0.5)
-LAMBDAS = (40.0, 120.0, 350.0, 1000.0)
+LAMBDAS = (10.0, 40.0, 150.0, 600.0)  # 0.17 to 1.40 bpp on the validation photos (docs/benchmarks.md)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
