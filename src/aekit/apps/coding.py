@@ -1,13 +1,12 @@
-"""Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with one table per dimension.
+"""Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with integer frequency tables.
 
 Symbols are coded in order, each with its own table: item by item and dimension by dimension where dimension j
-uses frequency table freqs[j] (format versions 1 and 2), or a table chosen per symbol (version 3: the scales a
-hyperprior gives each code value). Format
-version 1 fits the tables to the codes themselves and stores them in the file; versions 2 and 3 (a compressor
-trained with rate_lambda) take them from the model's entropy model (models.entropy: one per code channel, the code
-map's positions as the items), fixed integers in the run. State: 32 bits, renormalized a byte at a time;
-probabilities in units of 2**PROB_BITS. Written in plain Python, it codes about 6 million symbols a second
-(docs/benchmarks.md), below the time of the networks around it.
+uses table freqs[j] (format versions 1 and 2), or a table chosen per symbol (version 3: the scale level a
+hyperprior gives each code value). Format version 1 fits the tables to the codes themselves and stores them in
+the file; versions 2 and 3 (a compressor trained with rate_lambda) take them from the model's entropy model
+(models.entropy), fixed integers in the run. State: 32 bits, renormalized a byte at a time; probabilities in
+units of 2**PROB_BITS. Written in plain Python, it codes about 6 million symbols a second (docs/benchmarks.md),
+below the time of the networks around it.
 """
 
 from __future__ import annotations
