@@ -223,10 +223,10 @@ class ScaleHyperprior(EntropyModel):
     where z is side information: a small network of each 4x4 block of |y| (GROUPS channels; a block alone, so
     a network trained on crops' code maps sees the same on a whole photo's: with 3x3 convolutions it saw mostly
     zero padding on crops and gave 3x the bits on photos), rounded and coded first with its own factorized
-    density. The decoder needs only integer additions to find
-    each value's table (one of SCALES fixed tables): no floating-point network runs before the
-    entropy decoder, so files decode the same on any machine, thread count or device (the cross-device failures
-    of learned hyperpriors come from a float synthesis network computing the scales). base is learned as a
+    density. The decoder needs only integer additions to find each value's table (one of SCALES fixed tables):
+    no floating-point network runs before the entropy decoder, so files decode the same on any machine, thread
+    count or device (the cross-device failures of learned hyperpriors come from a float synthesis network
+    computing the scales). base is learned as a
     float and used rounded (straight through) so training sees the same levels files are coded with. The side
     information lets the scales follow an image's regions (flat sky, texture, edges) and each image's own
     statistics, which one density per channel cannot. (Laplace, not the paper's Gaussian: with side information
@@ -260,7 +260,7 @@ class ScaleHyperprior(EntropyModel):
         (or with noise in training)."""
         h, w = y.shape[2:]
         z = self.analysis(F.pad(y.abs(), (0, -w % SIDE_SCALE, 0, -h % SIDE_SCALE)))
-        return self._noise(z, noisy) if noisy else torch.round(z)
+        return self._noise(z, True) if noisy else torch.round(z)
 
     def levels(self, z: torch.Tensor, size: tuple[int, int], base: torch.Tensor) -> torch.Tensor:
         """Each code value's scale level (N, C, h, w) from side information z and per-channel base levels."""
