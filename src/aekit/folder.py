@@ -23,7 +23,7 @@ from typing import Any
 
 from . import checkpoint, disk
 from .errors import AekitError, check
-from .run import CHECKPOINT, CONFIG, WEIGHTS, save_tensors, update_metrics
+from .run import CHECKPOINT, CONFIG, WEIGHTS, save_tensors, update_metrics, write_history
 
 
 class RunFolder:
@@ -63,11 +63,12 @@ class RunFolder:
         return cls(run_dir, lock)
 
     def save(self, trainer) -> None:
-        """The resume point (checkpoint.safetensors, atomic), then model.safetensors and metrics.json."""
+        """The resume point (checkpoint.safetensors, atomic), then model.safetensors, metrics.json and history.csv."""
         checkpoint.save(self.path / CHECKPOINT, trainer)
         save_tensors(self.path / WEIGHTS, trainer.model.state_dict(), {"epoch": str(trainer.epoch)})
         history = trainer.history
         update_metrics(self.path, history=history, **({"final": history[-1]} if history else {}))
+        write_history(self.path, history)
 
     def write_config(self, config: dict[str, Any]) -> None:
         disk.write_json(self.path / CONFIG, config)

@@ -5,6 +5,7 @@ A run folder holds
   model.safetensors       the weights
   checkpoint.safetensors  weights + optimizer + RNG state + history of the last finished epoch (for --resume)
   metrics.json            {"history": [...per epoch...], "final": {...}, "evaluation": {...}}
+  history.csv             the same history, a row per epoch (for a spreadsheet or pandas)
   loss_curve.png, reconstructions.png
 """
 
@@ -35,6 +36,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
+HISTORY = "history.csv"
 CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
@@ -284,6 +286,15 @@ def update_metrics(folder: Path, **sections: Any) -> dict[str, Any]:
     metrics.update(sections)
     disk.write_json(path, metrics)
     return metrics
+
+
+def write_history(folder: Path, history: list[dict[str, float]]) -> None:
+    """FOLDER/history.csv, written atomically: a row per epoch, a column per key of any epoch's record (in the order
+    they first appear; empty where an epoch lacks one)."""
+    columns = list(dict.fromkeys(key for record in history for key in record))
+    lines = [",".join(columns)]
+    lines += [",".join(format(record[k], ".10g") if k in record else "" for k in columns) for record in history]
+    disk.write_bytes(folder / HISTORY, ("\n".join(lines) + "\n").encode())
 
 
 def open_run(run: Run | str | os.PathLike) -> Run:

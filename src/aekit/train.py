@@ -357,6 +357,7 @@ def train(
     data_dir: str | os.PathLike | None = None,
     callbacks: Iterable[Callback] = (),
     config: Mapping[str, Any] | None = None,
+    tensorboard: str | os.PathLike | None = None,
     **options: Any,
 ) -> Run | None:
     """Train an autoencoder and return its Run (folder, model in eval mode, metrics).
@@ -367,6 +368,7 @@ def train(
         continue (its config is reused; only epochs, device and quiet may change).
     config: options by section, as a run's config.json holds them: {"model": {...}, "train": {...},
         "data": {...}}.
+    tensorboard: a folder to log the run to for TensorBoard (aekit.board; needs the tensorboard package).
     options: the same by name, each put in its section: training options (epochs, batch_size, lr, ...), data
         options (test_split, size, label_column, ...) and the model type's options (latent_dim, hidden, ...).
 
@@ -377,6 +379,10 @@ def train(
     sections = option_sections(None if resume else model, config, options)
     started = distributed.setup()  # under torchrun or --nproc: join the other processes
     try:
+        if tensorboard is not None and distributed.world()[0] == 0:
+            from .board import TensorBoard
+
+            callbacks = [TensorBoard(tensorboard), *callbacks]
         if resume:
             run = _resume(out, sections, quiet, data_dir, callbacks)
         else:

@@ -155,6 +155,7 @@ def _train(p):
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--tensorboard", metavar="DIR", help="log the run for TensorBoard here (pip install aekit[tensorboard])")
     p.add_argument(
         "--nproc",
         type=int,
@@ -183,7 +184,7 @@ def _train(p):
         model, source, sections = config_file(args.config) if args.config else (None, None, {})
         for section, given in sections_given(args).items():
             sections[section] = {**sections.get(section, {}), **given}
-        common = {"quiet": args.quiet, "data_dir": args.data_dir, "config": sections}
+        common = {"quiet": args.quiet, "data_dir": args.data_dir, "config": sections, "tensorboard": args.tensorboard}
         data = _source(args)
         if args.resume:
             given = [f"--{flag}" for flag in ("model", "out", "config", "force") if getattr(args, flag)]
