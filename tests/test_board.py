@@ -5,11 +5,11 @@ import math
 import sys
 
 import pytest
-from conftest import assert_clean_error, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import aekit
 from aekit.errors import AekitError
+from conftest import assert_clean_error, run_cli
 
 TINY = {"hidden": [16], "latent_dim": 4, "batch_size": 128, "quiet": True, "device": "cpu"}
 

@@ -155,7 +155,7 @@ def _train(p):
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run folder at --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--tensorboard", metavar="DIR", help="log the run for TensorBoard here (pip install aekit[tensorboard])")
+    p.add_argument("--tensorboard", metavar="DIR", help="log the run for TensorBoard in DIR")
     p.add_argument(
         "--nproc",
         type=int,
