@@ -37,6 +37,7 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "decompress": ("apps.compress", "decompress"),
     "denoise": ("apps.denoise", "denoise"),
     "evaluate": ("evaluate", "evaluate"),
+    "export": ("export", "export"),
     "features": ("apps.features", "features"),
     "generate": ("apps.generate", "generate"),
     "interpolate": ("apps.generate", "interpolate"),

@@ -271,6 +271,7 @@ _SIGNATURES = {  # how a file of each kind begins: --force replaces only files t
     ".npy": (b"\x93NUMPY",),
     ".npz": (b"PK\x03\x04", b"PK\x05\x06"),
     ".aez": (b"AEKZ",),
+    ".onnx": (b"\x08",),  # a ModelProto's first field, its IR version
 }
 
 
@@ -289,6 +290,7 @@ _KIND_NAMES = {
     ".npz": ".npz",
     ".aez": ".aez",
     ".csv": ".csv",
+    ".onnx": ".onnx",
     FOLDER: "a name without a suffix (a folder of PNG images)",
 }
 

@@ -251,6 +251,26 @@ def _reconstruct(p):
     )
 
 
+@verb("export", "a part of the model as an ONNX file (any batch size; a resnet's any image size)")
+def _export(p):
+    from .export import PARTS, export
+
+    p.add_argument("run", help="run folder")
+    p.add_argument("-o", "--output", required=True, help=".onnx file to write")
+    parts = "; ".join(f"{k}: {v}" for k, v in PARTS.items())
+    p.add_argument("--part", choices=list(PARTS), default="reconstruct", help=f"{parts} (default reconstruct)")
+    p.add_argument("--threshold", type=float, help="scorer: flag scores above this (default: see --percentile)")
+    p.add_argument(
+        "--percentile", type=float, default=99.0, help="scorer: the threshold at this percentile of the training "
+        "data's scores (default 99)"
+    )  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace an existing .onnx file")
+    _add_data_dir(p)
+    return lambda args: export(
+        args.run, args.output, args.part, args.threshold, args.percentile, args.force, args.data_dir
+    )
+
+
 @verb("compress", "items -> an .aez file of entropy-coded latent codes")
 def _compress(p):
     from .apps.compress import compress_file

@@ -61,14 +61,14 @@ class Scaling:
             return cls(raw.min(axis=0).tolist(), raw.max(axis=0).tolist())
         return cls(float(raw.min()), float(raw.max()))
 
-    def _lo_span(self) -> tuple[np.ndarray, np.ndarray]:
+    def lo_span(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.asarray(self.lo, np.float64), np.asarray(self.hi, np.float64)
         return lo, np.where(hi > lo, hi - lo, 1.0)  # a constant feature maps to 0, never to a division by 0
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """Raw values (N, ...) -> float32 in [0, 1] (values beyond the fitted range fall outside it), a chunk
         of items at a time (no float64 copy of the whole array)."""
-        lo, span = self._lo_span()
+        lo, span = self.lo_span()
         out = np.empty(raw.shape, np.float32)
         step = max(1, (16 << 20) // max(1, math.prod(raw.shape[1:])))
         with np.errstate(over="ignore"):
@@ -82,7 +82,7 @@ class Scaling:
 
     def invert(self, x: np.ndarray) -> np.ndarray:
         """Values in the model's [0, 1] space (N, ...) back to raw units, float64 (inf where they overflow)."""
-        lo, span = self._lo_span()
+        lo, span = self.lo_span()
         with np.errstate(over="ignore"):
             return x.astype(np.float64) * span + lo
 

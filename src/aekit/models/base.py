@@ -221,9 +221,19 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *input_shape) -> (N, latent_dim) code; outside training (eval mode) without gradients."""
+        return self.code_of(self.encoder_output(x))
+
+    def encoder_output(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder makes of x (N, *input_shape): (N, code_features()), checked, without gradients outside
+        training."""
         self.check_input(x)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
             return self.encoder(x)
+
+    def code_of(self, h: torch.Tensor) -> torch.Tensor:
+        """The code from the encoder's output h: (N, code_features()), or a resnet's map (N, channels, h, w) of any
+        size (aekit.export); each type's own step (rounding, sparsity, the posterior's mean); h itself here."""
+        return h
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent_dim) -> (N, *input_shape) pre-sigmoid outputs."""

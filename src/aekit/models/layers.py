@@ -157,26 +157,46 @@ class ResnetEncoder(nn.Module):
         block = 2**self.stages
         self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """The code (N, out_channels*h*w); with a list as skips, each stage's features are appended to it (at
-        H/2^i, for the decoder's U-Net skips)."""
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None, flat: bool = True) -> torch.Tensor:
+        """The code (N, out_channels*h*w), or with flat False the map (N, out_channels, h, w); with a list as
+        skips, each stage's features are appended to it (at H/2^i, for the decoder's U-Net skips)."""
         x = pad_to_stages(x, self.stages)
         h = x
         for i, layer in enumerate(self.body):
             if skips is not None and i in self.downs:
                 skips.append(h)
             h = layer(h)
-        return (h + self.linear(x)).flatten(1)
+        h = h + self.linear(x)
+        return h.flatten(1) if flat else h
 
 
 def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
     """x padded at the bottom and right to a multiple of 2**stages (reflection; replication where too small)."""
     h, w = x.shape[-2:]
+    if torch.compiler.is_exporting():
+        return _pad_exported(x, stages)
     hp, wp = code_size(h, w, stages)
     ph, pw = hp * 2**stages - h, wp * 2**stages - w
     if ph == 0 and pw == 0:
         return x
     return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
+
+
+def _pad_exported(x: torch.Tensor, stages: int) -> torch.Tensor:
+    """pad_to_stages as one graph for every size of at least 2**stages (aekit.export): the padded size as a value
+    computed from the input's (so the exporter's shape reasoning need not prove that it is a multiple of 2**stages)
+    and reflection by slices (empty for no padding)."""
+    block = 2**stages
+    h, w = x.shape[-2:]
+    ph, pw = (
+        (torch.scalar_tensor(n, dtype=torch.int64) + block - 1).div(block, rounding_mode="floor").item() * block - n
+        for n in (h, w)
+    )
+    for pad, n in ((ph, h), (pw, w)):
+        torch._check(pad >= 0)
+        torch._check(pad < n)
+    x = torch.cat([x, x.narrow(-2, h - 1 - ph, ph).flip(-2)], dim=-2)
+    return torch.cat([x, x.narrow(-1, w - 1 - pw, pw).flip(-1)], dim=-1)
 
 
 class ResnetDecoder(nn.Module):
@@ -215,9 +235,10 @@ class ResnetDecoder(nn.Module):
     ) -> torch.Tensor:
         """Logits from the code; skips (the encoder's stage features, see ResnetEncoder) are added, through a 1x1
         convolution each, after each upsampling to their size. z may also be a code map (N, latent_channels, h, w)
-        of any size, decoded to (N, C, *size): an image of any size, from a code drawn for it."""
-        z = z.unflatten(1, self.code_shape) if z.dim() == 2 else z
-        height, width = size or (self.height, self.width)
+        of any size, decoded to (N, C, *size) (without size: h and w times 2^s): an image of any size."""
+        if z.dim() == 2:
+            z, size = z.unflatten(1, self.code_shape), size or (self.height, self.width)
+        height, width = size or (None, None)
         h, added = z, dict(zip(self.ups, zip(self.skips, reversed(skips), strict=True), strict=True)) if skips else {}
         for i, layer in enumerate(self.body):
             h = layer(h)

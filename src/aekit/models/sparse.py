@@ -62,15 +62,15 @@ class SparseAutoencoder(Autoencoder):
 
     Config = SparseConfig
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = super().encode(x)
+    def code_of(self, h: torch.Tensor) -> torch.Tensor:
         c = self.config
         if c.sparsity == "kl":
             return torch.sigmoid(h)
         if c.sparsity == "l1":
             return torch.relu(h)
-        top = h.topk(c.k, dim=1)
-        return torch.zeros_like(h).scatter(1, top.indices, top.values)
+        flat = h.flatten(1)  # top-k over the whole code, a map's too
+        top = flat.topk(c.k, dim=1)
+        return torch.zeros_like(flat).scatter(1, top.indices, top.values).view_as(h)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         # Sigmoid codes average rho; the decoder sees them divided by rho, so its weights need not grow

@@ -95,9 +95,8 @@ class VanillaAutoencoder(Autoencoder):
         size = code_size(*c.input_shape[1:], c.stages) if c.backbone == "resnet" else (1,)
         return z.reshape(len(z), self.code_channels, *size)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        z = super().encode(x)
-        return torch.round(z) if self.entropy is not None and not self.training else z
+    def code_of(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.round(h) if self.entropy is not None and not self.training else h
 
     def check_refine(self, steps: int) -> None:
         super().check_refine(steps)

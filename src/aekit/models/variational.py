@@ -93,11 +93,11 @@ class VariationalAutoencoder(Autoencoder):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z | x), each (N, latent_dim)."""
-        mu, logvar = super().encode(x).chunk(2, dim=1)
+        mu, logvar = self.encoder_output(x).chunk(2, dim=1)
         return mu, logvar.clamp(-20, 10)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior(x)[0]
+    def code_of(self, h: torch.Tensor) -> torch.Tensor:
+        return h.chunk(2, dim=1)[0]  # the posterior's mean (a resnet's map: its first half of channels)
 
     def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x | z) per item, (N,), from decoder logits."""
