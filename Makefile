@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := runs/classic
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup browser demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The report's test opens it in a real browser: Debian's chromium, installed where it is missing (as root).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium (apt-get install chromium, as root): the report's browser tests will fail"
+
 demo: setup
 	$(BIN)/aekit data fetch mnist
 	$(BIN)/aekit train --data mnist --model ae --hidden 128,64 --latent-dim 32 --epochs 20 --batch-size 256 \
@@ -28,7 +33,7 @@ demo: setup
 	$(BIN)/aekit reconstruct $(RUN) -o $(RUN)/reconstructions.png -n 10 --force
 	@echo "figure: $(RUN)/reconstructions.png  loss curve: $(RUN)/loss_curve.png  metrics: $(RUN)/metrics.json"
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
 
 # Every benchmark in docs/benchmarks.md, one after another (about 4.5 hours on 2 cores). The peer libraries they

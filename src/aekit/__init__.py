@@ -47,6 +47,7 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "reconstruct": ("apps.denoise", "reconstruct"),
     "reconstruction_figure": ("evaluate", "reconstruction_figure"),
     "register_model": ("registry", "register_model"),
+    "report": ("report", "report"),
     "train": ("train", "train"),
 }
 __all__ = ["__version__", *sorted(_PUBLIC)]

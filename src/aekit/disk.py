@@ -291,6 +291,7 @@ _KIND_NAMES = {
     ".aez": ".aez",
     ".csv": ".csv",
     ".onnx": ".onnx",
+    ".html": ".html",
     FOLDER: "a name without a suffix (a folder of PNG images)",
 }
 

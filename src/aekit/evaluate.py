@@ -146,6 +146,18 @@ def reconstruction_figure(
     is replaced only with force). data and split as for evaluate: by default the run's held-out items."""
     check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
     output = Output(out, (".png",), force)
+    return output.write_bytes(reconstruction_png(run, n, data, data_dir, split))
+
+
+@torch.no_grad()
+def reconstruction_png(
+    run: Run | str | os.PathLike,
+    n: int = 8,
+    data: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    split: str | None = None,
+) -> bytes:
+    """The figure of reconstruction_figure, as PNG bytes."""
     run = open_run(run)
     test, split = run.read(data, split, data_dir)
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
@@ -155,6 +167,5 @@ def reconstruction_figure(
     if isinstance(images, list):  # whole images of any size
         x, x_hat = [tiles.floats(image) for image in images], reconstruct(run, images)
         check(all(bool(torch.isfinite(r).all()) for r in x_hat), "the model's reconstructions hold NaN or infinity")
-        return output.write_bytes(plots.rows_of_images([x, x_hat], ["original", "rebuilt"], title=title))
-    x_hat = reconstruct(run, images)
-    return output.write_bytes(plots.reconstructions(images, x_hat, title=title))
+        return plots.rows_of_images([x, x_hat], ["original", "rebuilt"], title=title)
+    return plots.reconstructions(images, reconstruct(run, images), title=title)

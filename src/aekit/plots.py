@@ -189,3 +189,22 @@ def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], title=Non
     if title:
         fig.suptitle(title)
     return _png(fig)
+
+
+def code_histogram(z: torch.Tensor, active: torch.Tensor, title: str | None = None) -> bytes:
+    """A sparse code at a glance: the histogram of all code values (N, D) (log count), and for each unit the
+    share of items on which it is active (active: (N, D) booleans), sorted."""
+    fig = _figure(9, 3.2)
+    left, right = fig.subplots(1, 2)
+    left.hist(z.flatten().double().numpy(), bins=60, color="tab:blue")
+    left.set_yscale("log")
+    left.set_xlabel("code value")
+    left.set_ylabel("values")
+    share = active.double().mean(0).sort(descending=True).values.numpy()
+    right.bar(np.arange(len(share)), share, width=1.0, color="tab:green")
+    right.set_xlabel("code unit (sorted)")
+    right.set_ylabel("share of items it is active on")
+    right.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    return _png(fig)

@@ -251,6 +251,17 @@ def _reconstruct(p):
     )
 
 
+@verb("report", "the run as one self-contained HTML page: metrics, figures, config, environment")
+def _report(p):
+    from .report import report
+
+    p.add_argument("run", help="run folder")
+    p.add_argument("-o", "--output", required=True, help=".html file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing report")
+    _add_data_dir(p)
+    return lambda args: report(args.run, args.output, args.force, args.data_dir)
+
+
 @verb("export", "a part of the model as an ONNX file (any batch size; a resnet's any image size)")
 def _export(p):
     from .export import PARTS, export
