@@ -42,9 +42,11 @@ def check_in_browser(page, tmp_path, figures: int) -> None:
 )  # fmt: skip
 def test_report_of_each_type_opens_in_a_browser_with_every_figure_and_nothing_fetched(tmp_path, model):
     run = aekit.train("digits", model, out=tmp_path / "run", quiet=True, batch_size=64, **RUNS[model])
-    report = aekit.report(run, tmp_path / "report.html")
-    own = {"ae": 0, "dae": 1, "sae": 1, "vae": 2}[model]  # samples and the 2-d manifold; the code; noisy/denoised
-    assert report["figures"] == 3 + own  # loss curves, reconstructions, anomaly scores, the type's own
+    report = aekit.report(run, tmp_path / "report.html", figures=tmp_path / "figures")
+    own = {"ae": [], "dae": ["denoising"], "sae": ["sparse-code-histogram"], "vae": ["samples", "manifold"]}[model]
+    names = ["loss-curves", "reconstructions", *own, "anomaly-scores"]
+    assert report["figure_files"] == [str(tmp_path / "figures" / f"{name}.png") for name in names]
+    assert report["figures"] == len(names)
     assert report["bytes"] < 5_000_000
     text = (tmp_path / "report.html").read_text()
     for heading in ("Metrics beside the baselines", "Reconstructions", "Anomaly scores", "Environment"):

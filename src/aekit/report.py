@@ -15,9 +15,11 @@ import base64
 import html
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ import torch
 
 from . import __version__, plots
 from .disk import Output, dumps
+from .errors import check
 from .run import Run, open_run
 
 SHOWN = 8  # held-out items in the item figures
@@ -49,14 +52,25 @@ def report(
     out: str | os.PathLike,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
+    figures: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write the run's report (see the module's docstring) to out, an .html file; returns what it holds."""
+    """Write the run's report (see the module's docstring) to out, an .html file; returns what it holds. figures:
+    also write each figure as a PNG into this folder (created if missing), named after it (loss-curves.png,
+    reconstructions.png, ...)."""
     output = Output(out, (".html",), force)
-    run = open_run(run)
-    page = Page(run, data_dir)
-    text = page.html()
-    output.write_bytes(text.encode())
-    return {"output": str(output.path), "figures": page.figures, "bytes": len(text.encode())}
+    folder = Path(figures) if figures is not None else None
+    check(folder is None or not folder.exists() or folder.is_dir(), f"{folder}: not a folder")
+    page = Page(open_run(run), data_dir)
+    text = page.html().encode()
+    result = {"output": str(output.path), "figures": len(page.pngs), "bytes": len(text)}
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        pngs = [Output(folder / f"{name}.png", (".png",), force) for name, _ in page.pngs]  # all checked, then written
+        for png, (_, data) in zip(pngs, page.pngs, strict=True):
+            png.write_bytes(data)
+        result["figure_files"] = [str(png.path) for png in pngs]
+    output.write_bytes(text)
+    return result
 
 
 class Page:
@@ -66,7 +80,7 @@ class Page:
         self.run, self.data_dir = run, data_dir
         self.model = run.model.eval()
         self.test, self.split = run.read(None, None, data_dir)
-        self.figures = 0
+        self.pngs: list[tuple[str, bytes]] = []  # (name, PNG) of each figure, in order
 
     def html(self) -> str:
         c, metrics = self.run.config, self.run.metrics
@@ -105,7 +119,7 @@ class Page:
         return f"<section><h2>{_e(heading)}</h2>{body}</section>"
 
     def figure(self, png: bytes, alt: str, caption: str) -> str:
-        self.figures += 1
+        self.pngs.append((re.sub(r"[^a-z0-9]+", "-", alt.lower()).strip("-"), png))
         data = base64.b64encode(png).decode()
         image = f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
         return f"<figure>{image}<figcaption>{_e(caption)}</figcaption></figure>"

@@ -257,9 +257,10 @@ def _report(p):
 
     p.add_argument("run", help="run folder")
     p.add_argument("-o", "--output", required=True, help=".html file to write")
-    p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--figures", metavar="DIR", help="also write each figure as a PNG into this folder")
+    p.add_argument("--force", action="store_true", help="replace an existing report (and figures)")
     _add_data_dir(p)
-    return lambda args: report(args.run, args.output, args.force, args.data_dir)
+    return lambda args: report(args.run, args.output, args.force, args.data_dir, args.figures)
 
 
 @verb("export", "a part of the model as an ONNX file (any batch size; a resnet's any image size)")
