@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    := runs/classic
 
-.PHONY: setup browser demo test bench lint clean
+.PHONY: setup browser demo test figures bench lint clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
+
+# Every figure of the guide (docs/guide.md, docs/guide.ko.md) from nothing: about FIGURES_MINUTES minutes on 2 cores.
+figures: setup
+	$(BIN)/python docs/figures.py
 
 # Every benchmark in docs/benchmarks.md, one after another (about 4.5 hours on 2 cores). The peer libraries they
 # compare with (Pythae, PyOD) and BM3D are installed here only, next to torch 2.13.0 (scikit-image comes with dev).

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import warnings
 from typing import Any
@@ -142,11 +143,13 @@ def export(
     run = open_run(run)
     out = Output(output, (".onnx",), force)
     check(part in PARTS, f"unknown part {part!r}; choose from {', '.join(PARTS)}")
+    check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
+    check(threshold is None or math.isfinite(threshold), f"the threshold must be a finite number, got {threshold}")
     basis = None
     if part == "scorer" and threshold is None:
-        from .apps.anomaly import _threshold
+        from .apps.anomaly import threshold_of
 
-        threshold, basis = _threshold(run, None, None, percentile, data_dir)
+        threshold, basis = threshold_of(run, None, None, percentile, data_dir)
     graph = Graph(run, part, threshold)
     inputs, outputs = graph.names()
     try:

@@ -156,13 +156,14 @@ class Page:
 
     def anomalies(self) -> str:
         from .apps import inputs_of, tiles
-        from .apps.anomaly import _maps, _threshold, scores
+        from .apps.anomaly import maps as anomaly_maps
+        from .apps.anomaly import scores, threshold_of
 
         test = self.test.subset(torch.arange(min(len(self.test), SCORED)))
         x = inputs_of(self.run, test)
-        maps = _maps(self.run, x) if self.model.config.any_size else None
+        maps = anomaly_maps(self.run, x) if self.model.config.any_size else None
         s = np.array([float(m.max()) for m in maps]) if maps is not None else scores(self.run, x).numpy()
-        threshold, basis = _threshold(self.run, s, None, 99.0, self.data_dir)
+        threshold, basis = threshold_of(self.run, s, None, 99.0, self.data_dir)
         top = np.argsort(-s, kind="stable")[:SHOWN].tolist()
         shown = [tiles.floats(x[i]) for i in top] if self.test.is_image else []
         overlays = [maps[i] for i in top] if maps is not None else None

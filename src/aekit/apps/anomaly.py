@@ -152,7 +152,7 @@ def anomaly_file(
     truth = _masks(items, x, source, masks) if any_size else None
     found = _maps(run, x) if any_size else None
     s = np.array([float(m.max()) for m in found]) if any_size else scores(run, x).numpy()
-    threshold, basis = _threshold(run, s, contamination, percentile, data_dir)
+    threshold, basis = threshold_of(run, s, contamination, percentile, data_dir)
     flagged = s > threshold
     report = {
         "items": len(s),
@@ -224,8 +224,9 @@ def _masks(items, x, source, masks) -> list[np.ndarray] | None:
     return out
 
 
-def _threshold(run: Run, s: np.ndarray, contamination, percentile: float, data_dir) -> tuple[float, str]:
-    """(the score above which items are flagged, where it comes from)."""
+def threshold_of(run: Run, s: np.ndarray | None, contamination, percentile: float, data_dir) -> tuple[float, str]:
+    """(the score above which items are flagged, where it comes from): the top contamination share of the scores s
+    of the input, or without contamination the percentile of the scores of the run's training data."""
     if contamination is not None:
         return float(np.quantile(s, 1 - contamination)), f"top {contamination:g} of the input"
     train = run.load_data(data_dir=data_dir).train
