@@ -72,7 +72,7 @@ class Graph(torch.nn.Module):
             return self.unscale(torch.sigmoid(self.model.decode_logits(x)))
         x = (x - self.lo) / self.span
         if self.part == "encoder":
-            return self.model.code_of(self.model.encoder(x, flat=False)) if self.any_size else self.model.encode(x)
+            return self.code(x)
         x_hat = self.rebuild(x)
         if self.part == "reconstruct":
             return self.unscale(x_hat)
@@ -85,15 +85,21 @@ class Graph(torch.nn.Module):
         score = found.flatten(1).amax(1)
         return score, score > self.threshold, found
 
-    def rebuild(self, x: torch.Tensor) -> torch.Tensor:
-        """The reconstruction of x (scaled) in [0, 1]; a resnet's of any size, through its code map (and skips)."""
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of x (scaled); a resnet's map, of an image of any size."""
         model = self.model
-        if not self.any_size:
-            return torch.sigmoid(model.decode_logits(model.encode(x)))
-        skips = [] if self.skips else None
-        code = model.encoder(x, skips, flat=False)
-        logits = model.decoder(code, skips) if self.skips else model.decode_logits(model.code_of(code))
-        return torch.sigmoid(logits)[..., : x.shape[-2], : x.shape[-1]]
+        return model.code_of(model.encoder(x, flat=False)) if self.any_size else model.encode(x)
+
+    def rebuild(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of x (scaled) in [0, 1] through its code (and a resnet dae's U-Net skips)."""
+        model = self.model
+        if self.skips:
+            skips = []
+            logits = model.decoder(model.encoder(x, skips, flat=False), skips)
+        else:
+            logits = model.decode_logits(self.code(x))
+        x_hat = torch.sigmoid(logits)
+        return x_hat[..., : x.shape[-2], : x.shape[-1]] if self.any_size else x_hat
 
     def unscale(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.span + self.lo
@@ -116,7 +122,7 @@ class Graph(torch.nn.Module):
         if self.part != "decoder":
             return x * self.span + self.lo
         with torch.no_grad():
-            return self.model.code_of(self.model.encoder(x, flat=False)) if self.any_size else self.model.encode(x)
+            return self.code(x)
 
     def dynamic_shapes(self) -> tuple[dict[int, Any]]:
         dims = {0: torch.export.Dim("batch", min=1)}

@@ -83,6 +83,8 @@ class Page:
         self.pngs: list[tuple[str, bytes]] = []  # (name, PNG) of each figure, in order
 
     def html(self) -> str:
+        from .evaluate import reconstruction_png
+
         c, metrics = self.run.config, self.run.metrics
         history = metrics.get("history", [])
         title = f"{self.model.name} on {c['data']['source']}"
@@ -97,7 +99,7 @@ class Page:
             curves = plots.loss_curves(history, title=title)
             caption = "Loss per epoch on the training items and on the held-out ones: they should fall together."
             parts.append(self.section("Training", self.figure(curves, "loss curves", caption)))
-        rebuilt = _reconstructions(self.run, self.data_dir)
+        rebuilt = reconstruction_png(self.run, SHOWN, None, self.data_dir)
         caption = "Held-out items (top) and what the model rebuilds from their codes (below)."
         parts.append(self.section("Reconstructions", self.figure(rebuilt, "reconstructions", caption)))
         for heading, make in SECTIONS.get(self.model.name, []):
@@ -245,12 +247,6 @@ SECTIONS: dict[str, list[tuple[str, Callable[[Page], str]]]] = {
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _reconstructions(run: Run, data_dir) -> bytes:
-    from .evaluate import reconstruction_png
-
-    return reconstruction_png(run, SHOWN, None, data_dir)
 
 
 def _e(text: str) -> str:
