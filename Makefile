@@ -36,7 +36,7 @@ demo: setup
 test: setup browser
 	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
 
-# Every figure of the guide (docs/guide.md, docs/guide.ko.md) from nothing: about FIGURES_MINUTES minutes on 2 cores.
+# Every figure of the guide (docs/guide.md, docs/guide.ko.md) from nothing: about 8 minutes on 2 cores.
 figures: setup
 	$(BIN)/python docs/figures.py
 

@@ -69,9 +69,9 @@ def run(command: str) -> None:
     result = subprocess.run(shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {command}")
-    shown = result.stdout.strip().splitlines()
+    shown = result.stdout.strip()
     if shown:
-        print("  " + "\n  ".join(shown[-3:]), flush=True)
+        print("  " + shown.replace("\n", "\n  "), flush=True)
 
 
 def main(names: list[str]) -> int:

@@ -142,8 +142,8 @@ def anomalies(
                 item_ax.imshow(heat, cmap="inferno", alpha=0.45, vmin=0, vmax=max(float(heat.max()), 1e-12))
             number = f"#{top_index[i]}  " if top_index is not None else ""
             item_ax.set_xlabel(f"{number}{top_scores[i]:.3g}", fontsize=8)
-        heading = "most anomalous (item number, score)" + (", anomaly map over each" if overlays is not None else "")
-        fig.text(0.55, 0.96, heading, fontsize=9)
+        heading = "right: the most anomalous (item number, score)" + (", anomaly map over each" if overlays else "")
+        title = f"{title}; {heading}" if title else heading  # in the title: a free text would overlap it
     if title:
         fig.suptitle(title)
     return _png(fig)
@@ -191,20 +191,25 @@ def rows_of_images(rows: Sequence[torch.Tensor], names: Sequence[str], title=Non
     return _png(fig)
 
 
-def code_histogram(z: torch.Tensor, active: torch.Tensor, title: str | None = None) -> bytes:
-    """A sparse code at a glance: the histogram of all code values (N, D) (log count), and for each unit the
-    share of items on which it is active (active: (N, D) booleans), sorted."""
+def code_histogram(
+    z: torch.Tensor, per_unit: torch.Tensor, label: str, target: float | None = None, title: str | None = None
+) -> bytes:
+    """A sparse code at a glance: the histogram of all code values z (N, D) (log count), and a number per unit
+    (per_unit (D,), named label: its mean activation, or the share of items it is on for), sorted, with the target
+    the training aimed at as a dashed line."""
     fig = _figure(9, 3.2)
     left, right = fig.subplots(1, 2)
     left.hist(z.flatten().double().numpy(), bins=60, color="tab:blue")
     left.set_yscale("log")
     left.set_xlabel("code value")
     left.set_ylabel("values")
-    share = active.double().mean(0).sort(descending=True).values.numpy()
-    right.bar(np.arange(len(share)), share, width=1.0, color="tab:green")
+    values = per_unit.double().sort(descending=True).values.numpy()
+    right.bar(np.arange(len(values)), values, width=1.0, color="tab:green")
+    if target is not None:
+        right.axhline(target, color="tab:red", ls="--", label=f"target {target:g}")
+        right.legend(fontsize=8)
     right.set_xlabel("code unit (sorted)")
-    right.set_ylabel("share of items it is active on")
-    right.set_ylim(0, 1)
+    right.set_ylabel(label)
     if title:
         fig.suptitle(title)
     return _png(fig)

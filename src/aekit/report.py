@@ -215,12 +215,16 @@ def _sparsity(page: Page) -> str:
 
     x = page.test.floats()[:SCORED]
     z = encode_all(page.model, x)
-    active = page.model.active(z)
+    c = page.model.config
+    if c.sparsity == "kl":  # sigmoid codes pulled to a mean activation of rho
+        per_unit, label, target = z.mean(0), "mean activation", c.rho
+    else:
+        per_unit, label, target = page.model.active(z).double().mean(0), "share of items it is on for", None
     caption = (
-        f"The codes of {len(x)} held-out items: most values sit at zero, and each unit is on for few items "
-        f"(mean share active {float(active.double().mean()):.3f})."
+        f"The codes of {len(x)} held-out items: nearly all values near zero (left), and for each unit its {label} "
+        f"(right; mean over the units {float(per_unit.mean()):.3f})."
     )
-    return page.figure(plots.code_histogram(z, active), "sparse code histogram", caption)
+    return page.figure(plots.code_histogram(z, per_unit, label, target), "sparse code histogram", caption)
 
 
 def _denoising(page: Page) -> str:
