@@ -42,7 +42,8 @@ def test_tensorboard_logs_every_epoch_as_metrics_json_and_goes_on_after_resume(t
         assert [e.step for e in logged] == [steps * r["epoch"] for r in history]
         for event, record in zip(logged, history, strict=True):
             assert math.isclose(event.value, record[key], rel_tol=1e-6), (key, event.value, record[key])
-    assert [e.step for e in events.Scalars("step/loss")] == list(range(1, 4 * steps + 1))
+    for key in ("loss", "mse"):  # the loss and the model's own numbers of every step
+        assert [e.step for e in events.Scalars(f"step/{key}")] == list(range(1, 4 * steps + 1))
     grids = events.Images("reconstructions")
     assert len(grids) == 4 and (grids[-1].width, grids[-1].height) == (8 * 8, 2 * 8)  # 8 digits over their rebuilds
     assert "config" in events.Tags()["tensors"][0]

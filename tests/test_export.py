@@ -16,7 +16,7 @@ from conftest import assert_clean_error, run_cli
 SIZES = {"mlp": {"hidden": [16]}, "conv": {"hidden": [8, 16]}, "resnet": {"hidden": [8], "latent_channels": 2}}
 OWN = {"ae": {}, "dae": {}, "sae": {"sparsity": "topk", "k": 3}, "vae": {}}
 SPAN = 16.0  # the digits' values run from 0 to 16: the graphs take and give them so
-FAST = {("ae", "mlp"), ("sae", "conv"), ("vae", "resnet")}  # an export takes seconds: the rest run with make test
+FAST = {("ae", "mlp"), ("sae", "conv")}  # an export takes seconds: the rest (resnet: below) run with make test
 EVERY = [
     pytest.param(model, backbone, {}, marks=() if (model, backbone) in FAST else pytest.mark.slow)
     for model in OWN
@@ -67,7 +67,7 @@ def test_reconstruct_graph_gives_pytorchs_reconstructions_of_held_out(trained, t
     assert np.abs(got - want).max() <= 1e-5 * SPAN
 
 
-@pytest.mark.parametrize("model", ["ae", pytest.param("vae", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", ["ae", *(pytest.param(m, marks=pytest.mark.slow) for m in ("dae", "sae", "vae"))])
 def test_resnet_graphs_take_any_image_size_whole(trained, tmp_path, model):
     """Every part of a fully convolutional run at a size it never saw (13x22, not a multiple of 2**stages), the
     batch of another size too, equal to the same modules run by PyTorch."""

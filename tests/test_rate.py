@@ -112,10 +112,10 @@ def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_a
     assert (freqs.sum(1) == coding.PROB_SCALE).all() and (freqs[:, : int(hyper.count.min())] >= 1).all()
 
 
-@pytest.fixture(scope="module", params=["factorized", "hyperprior"])
+@pytest.fixture(scope="module", params=[pytest.param("factorized", marks=pytest.mark.slow), "hyperprior"])
 def photo_codec(tmp_path_factory, request):
-    """A small compressor (each entropy model) trained on photos of several sizes (fully convolutional, its
-    stages on 2x2 cells of pixels), and a photo of another size."""
+    """A small compressor (each entropy model; the factorized one's tests under make test) trained on photos of
+    several sizes (fully convolutional, its stages on 2x2 cells of pixels), and a photo of another size."""
     root = tmp_path_factory.mktemp("codec")
     photo_folder(root / "photos")
     options = {"epochs": 3, "crop": (16, 16), "rate_lambda": 300.0, "patch": 2, "entropy": request.param, **RESNET}

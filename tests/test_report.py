@@ -55,6 +55,7 @@ def test_report_of_each_type_opens_in_a_browser_with_every_figure_and_nothing_fe
     check_in_browser(tmp_path / "report.html", tmp_path, report["figures"])
 
 
+@pytest.mark.slow
 def test_report_of_a_photo_run_shows_its_anomaly_maps_in_a_browser(tmp_path):
     photo_folder(tmp_path / "photos")
     run = aekit.train(tmp_path / "photos", "ae", out=tmp_path / "run", epochs=2, crop=(16, 16), **RESNET)

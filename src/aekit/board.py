@@ -2,7 +2,8 @@
 
 Written through torch's SummaryWriter (the `tensorboard` package: `pip install 'aekit[tensorboard]'`), every event
 at the optimizer step it belongs to (the x axis of every chart):
-  step/loss            the training loss of every step (read back once an epoch: no device sync a step)
+  step/loss, step/KEY  the training loss of every step and the model's other numbers (mse, kl, bits, ...), read
+                       back once an epoch (no device sync a step)
   epoch/KEY            each number of the epoch's record in metrics.json (epoch, train_loss, test_loss, time_s,
                        ...) at the epoch's last step
   reconstructions      for images, eight held-out items over their reconstructions, each epoch
@@ -46,7 +47,7 @@ class TensorBoard(Callback):
         except OSError as e:
             raise AekitError(f"--tensorboard {log_dir}: cannot write there ({e.strerror or e})") from None
         self.writer = None
-        self.losses: list[torch.Tensor] = []
+        self.steps: dict[str, list[torch.Tensor]] = {}  # this epoch's numbers of each step, by name
 
     def on_train_start(self, trainer: Trainer) -> None:
         step = trainer.epoch * trainer.steps_per_epoch
@@ -58,14 +59,16 @@ class TensorBoard(Callback):
         self.shown = sample.batch(slice(0, SHOWN)) if sample.is_image else None
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
-        self.losses.append(loss.detach())
+        for key, value in (("loss", loss), *trainer.step_logs.items()):
+            self.steps.setdefault(key, []).append(value.detach())
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None:
         last = trainer.epoch * trainer.steps_per_epoch
-        first = last - len(self.losses) + 1
-        for i, value in enumerate(torch.stack(self.losses).float().cpu().tolist()):
-            self.writer.add_scalar("step/loss", value, first + i)
-        self.losses.clear()
+        for key, values in self.steps.items():
+            first = last - len(values) + 1
+            for i, value in enumerate(torch.stack(values).float().cpu().tolist()):
+                self.writer.add_scalar(f"step/{key}", value, first + i)
+        self.steps.clear()
         for key, value in record.items():
             self.writer.add_scalar(f"epoch/{key}", value, last)
         if self.shown is not None:

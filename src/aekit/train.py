@@ -105,6 +105,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **fused)
         self.order = torch.Generator().manual_seed(config.seed)  # data order, saved with each checkpoint
         self.history: list[dict[str, float]] = []
+        self.step_logs: dict[str, torch.Tensor] = {}
         self.epoch = 0
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
         total = config.epochs * self.steps_per_epoch
@@ -190,6 +191,7 @@ class Trainer:
             if (step + 1) % check_every == 0 or start + bs >= len(data):
                 self._stop_if_diverged(int(first_bad), out.loss.detach())
             _accumulate(totals, out, len(x) if share else 0)
+            self.step_logs = out.logs  # the step's own numbers (mse, kl, bits, ...), for callbacks that log them
             for cb in self.callbacks:
                 cb.on_step(self, step, out.loss)
         sums = distributed.all_sum(totals, self.device)
