@@ -356,6 +356,7 @@ def test_info_summary():
     )
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_export_writes_files_aekit_reads_back_as_the_same_items(tmp_path, monkeypatch):
     from aekit.data.export import export
     from conftest import assert_clean_error, run_cli
@@ -484,6 +485,7 @@ def _photo_cases(tmp) -> dict:
     }
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_bad_photos_load_or_fail_in_one_line(tmp_path):
     from conftest import assert_clean_error, run_cli
 

@@ -67,7 +67,8 @@ def test_reconstruct_graph_gives_pytorchs_reconstructions_of_held_out(trained, t
     assert np.abs(got - want).max() <= 1e-5 * SPAN
 
 
-@pytest.mark.parametrize("model", ["ae", *(pytest.param(m, marks=pytest.mark.slow) for m in ("dae", "sae", "vae"))])
+@pytest.mark.slow  # an export of a resnet takes several seconds: under make test
+@pytest.mark.parametrize("model", ["ae", "dae", "sae", "vae"])
 def test_resnet_graphs_take_any_image_size_whole(trained, tmp_path, model):
     """Every part of a fully convolutional run at a size it never saw (13x22, not a multiple of 2**stages), the
     batch of another size too, equal to the same modules run by PyTorch."""
@@ -114,6 +115,7 @@ def test_parts_a_model_cannot_give_are_refused(trained, tmp_path):
     assert not (tmp_path / "v.onnx").exists() and not (tmp_path / "d.onnx").exists()
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_cli_export_and_its_errors(trained, tmp_path, monkeypatch):
     run = trained("ae", "mlp")
     out = tmp_path / "m.onnx"

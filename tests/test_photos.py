@@ -101,6 +101,7 @@ def test_codes_refined_for_each_photo_rebuild_it_closer(tmp_path):
     assert_clean_error(run_cli("evaluate", run.path, "--refine", "-3"), "refine steps must be a whole number >= 0")
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_crop_options_fail_in_one_line(tmp_path):
     photo_folder(tmp_path / "photos", sizes=[(40, 40), (30, 20), (50, 60)])
     np.save(tmp_path / "table.npy", np.zeros((5, 3), np.float32))
@@ -152,6 +153,7 @@ def test_tiles_cover_every_pixel_and_blend_back_to_the_image():
     assert tiles.starts(40, 16, 4) == [0, 12, 24] and tiles.starts(16, 16, 4) == [0]
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tmp_path):
     photo_folder(tmp_path / "photos")
     run = aekit.train(tmp_path / "photos", "dae", out=tmp_path / "run", epochs=1, crop=(16, 16), skips=True, **RESNET)
@@ -230,6 +232,7 @@ def defect_set(folder):
         Image.fromarray(mask).save(folder / "masks" / "abnormal" / f"p{k}_mask.png")
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_anomaly_maps_find_pasted_defects_and_masks_give_a_pixel_auroc(tmp_path):
     photo_folder(tmp_path / "train")
     run = aekit.train(tmp_path / "train", "ae", out=tmp_path / "run", epochs=40, lr=3e-3, crop=(16, 16), **RESNET)

@@ -145,6 +145,7 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
     assert np.array_equal(back, (decoded * 255).round().byte().permute(1, 2, 0).numpy())
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_decoding_is_the_same_in_another_process_and_with_other_thread_counts(photo_codec, tmp_path):
     run, root = photo_codec
     assert run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "p.aez").returncode == 0
@@ -177,6 +178,7 @@ def test_codes_outside_the_tables_travel_as_escapes(photo_codec):
     assert torch.equal(decoded, expected)
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_bad_aez_files_and_images_are_refused_in_one_line(photo_codec, tmp_path, digits_run):
     run, root = photo_codec
     good = tmp_path / "p.aez"

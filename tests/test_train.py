@@ -323,6 +323,7 @@ def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
     assert run.config["model"]["latent_dim"] == 2 and run.config["model"]["hidden"] == [24, 12]
 
 
+@pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_the_held_out_part_is_called_test_and_the_old_name_val_split_still_works(tmp_path):
     from conftest import assert_clean_error, run_cli
 
