@@ -80,9 +80,9 @@ def pillow(fmt: str, quality: int):
     return code, lambda blob: np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
 
 
-def aekit_codec(run, expected: list):
+def aekit_codec(run, expected: list, refine: int = 0):
     def code(image: np.ndarray) -> bytes:
-        blob, bits = compress._compress_learned(run, [as_tensor(image)], run.scaling)
+        blob, bits = compress._compress_learned(run, [as_tensor(image)], run.scaling, refine)
         expected.append((bits / 8, len(b"".join(compress._parse(blob)[2]))))
         return blob
 

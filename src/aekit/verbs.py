@@ -292,8 +292,16 @@ def _compress(p):
         "--bits", type=int, default=8, help="bits per code dimension (1-12, default 8); a compressor (--rate-lambda) "
         "codes its integer codes with its own tables instead"
     )  # fmt: skip
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="a compressor (--rate-lambda): fit each image's codes to it by STEPS steps first (100: about 1.5 dB "
+        "more at the same size on photos; slow: about 2 minutes per megapixel on 2 CPU cores)",
+    )
     return lambda args: compress_file(
-        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir
+        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir, args.refine
     )
 
 

@@ -34,13 +34,16 @@ from ..data.sources import png_image, write_images
 from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
+from ..models.base import REFINE_BATCH
 from ..models.layers import code_size
+from ..progress import chunks
 from ..run import Run, open_run
 from . import (
     IMAGE_KINDS,
     as_inputs,
     as_items,
     check_finite,
+    check_items,
     coding,
     decode_all,
     encode_all,
@@ -55,6 +58,7 @@ SECTIONS = {1: 2, 2: 2, 3: 4}  # coded sections after the header, by format vers
 _U32 = struct.Struct("<I")
 MAX_BITS = 12
 WHOLE_ACTIVATIONS = 8  # float32 maps of the widest stage's channels at the image's size, alive at once (a bound)
+REFINE_ACTIVATIONS = 24  # the same when codes are fitted (refine): activations kept for the backward pass
 
 
 @dataclass(frozen=True)
@@ -181,13 +185,16 @@ def is_learned(model: torch.nn.Module) -> bool:
     return getattr(model, "entropy", None) is not None
 
 
-def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | None = None) -> bytes:
+def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | None = None, refine: int = 0) -> bytes:
     """Items x -> the bytes of an .aez file. x: a tensor of items in [0, 1], or a numpy array, a dataset name or a
-    path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's)."""
+    path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's).
+    refine: a compressor (rate_lambda) fits each item's or image's codes to it for that many steps first
+    (VanillaAutoencoder.refine_rate: fewer bits and less error, the same decoder; slow, see the README)."""
     run = open_run(run)
     model = run.model
+    check_refine(model, refine)
     if is_learned(model):
-        return _compress_learned(run, as_inputs(run, x), scaling or run.scaling)[0]
+        return _compress_learned(run, as_inputs(run, x), scaling or run.scaling, refine)[0]
     code = quantize(encode_all(model, as_items(run, x)), bits)
     freqs = coding.frequency_tables(code.q, 1 << bits)
     header = Header(
@@ -213,16 +220,35 @@ def _file(version: int, header, sections: list[bytes]) -> bytes:
 
 
 @torch.no_grad()
-def whole_code(model, image: torch.Tensor) -> torch.Tensor:
-    """The integer code map (C, h, w) of a whole image (C, H, W) of any size, in one pass (fully convolutional)."""
+def whole_code(model, image: torch.Tensor, refine: int = 0) -> torch.Tensor:
+    """The integer code map (C, h, w) of a whole image (C, H, W) of any size, in one pass (fully convolutional);
+    with refine, fitted to the image for that many steps (VanillaAutoencoder.refine_rate)."""
     shape = list(model.config.input_shape)
     check(
         image.dim() == 3 and image.shape[0] == shape[0],
         f"an image {list(image.shape)}: the model takes {shape[0]} channels",
     )
-    check_whole(model, image.shape[1:])
-    z = model.encoder(tiles.floats(image)[None].to(model.device))
-    return torch.round(z).reshape(model.code_channels, *code_size(*image.shape[1:], model.config.stages)).cpu()
+    size = tuple(image.shape[1:])
+    check_whole(model, size, refine)
+    x = tiles.floats(image)[None].to(model.device)
+    y = model.encoder(x).reshape(1, model.code_channels, *code_size(*size, model.config.stages))
+    if refine:
+        y = model.refine_rate(x, y, lambda q: model.decoder(q, size=size), refine)
+    return torch.round(y)[0].cpu()
+
+
+def item_codes(model, x: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
+    """The integer code maps of items x (N, ...) of the model's input shape (see code_map); with refine, fitted to
+    each item for that many steps (VanillaAutoencoder.refine_rate)."""
+    if not refine:
+        return list(model.code_map(encode_all(model, x)))
+    check_items(model, x)
+    maps = []
+    for part in chunks(len(x), REFINE_BATCH, "fitting codes"):
+        xb = x[part].to(model.device)
+        y = model.code_map(model.encoder_output(xb))
+        maps.extend(model.refine_rate(xb, y, lambda q: model.decode_logits(q.flatten(1)), refine).cpu())
+    return maps
 
 
 @torch.no_grad()
@@ -232,26 +258,36 @@ def whole_image(model, code: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return torch.sigmoid(model.decoder(code[None].float().to(model.device), size=size))[0].cpu()
 
 
-def check_whole(model, size: tuple[int, int]) -> None:
-    """AekitError unless the activations of an image of size (H, W) through the model fit in memory."""
+def check_whole(model, size: tuple[int, int], refine: int = 0) -> None:
+    """AekitError unless the activations of an image of size (H, W) through the model (kept for the backward
+    passes of refine steps too) fit in memory."""
     h, w = size
-    need = WHOLE_ACTIVATIONS * max(model.config.hidden) * h * w * 4
-    check_load_size(need, f"a {h}x{w} image", "coding it whole")
+    need = (REFINE_ACTIVATIONS if refine else WHOLE_ACTIVATIONS) * max(model.config.hidden) * h * w * 4
+    check_load_size(need, f"a {h}x{w} image", "fitting its codes" if refine else "coding it whole")
+
+
+def check_refine(model, refine: int) -> None:
+    """AekitError unless compress can fit the model's codes for refine steps."""
+    check(isinstance(refine, int) and refine >= 0, f"refine steps must be a whole number >= 0, got {refine}")
+    check(not refine or is_learned(model), "refine: codes are fitted to bits and error by a compressor only "
+          "(train with --rate-lambda)")  # fmt: skip
 
 
 def _check_tables(model) -> None:
     check(model.entropy.has_tables, "this model has no coding tables yet (they are made after each epoch of training)")
 
 
-def _compress_learned(run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling) -> tuple[bytes, float]:
-    """Versions 2 and 3: the model's integer code maps coded by its entropy model with its tables; and the bits
-    the entropy model expects them to take."""
+def _compress_learned(
+    run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling, refine: int = 0
+) -> tuple[bytes, float]:
+    """Versions 2 and 3: the model's integer code maps (fitted for refine steps) coded by its entropy model with
+    its tables; and the bits the entropy model expects them to take."""
     model = run.model
     _check_tables(model)
     if isinstance(x, list):
-        maps, sizes = [whole_code(model, image) for image in x], [tuple(im.shape[1:]) for im in x]
+        maps, sizes = [whole_code(model, image, refine) for image in x], [tuple(im.shape[1:]) for im in x]
     else:
-        maps, sizes = list(model.code_map(encode_all(model, x))), None
+        maps, sizes = item_codes(model, x, refine), None
     values = torch.cat([m.flatten() for m in maps])
     check_finite(values, "the model's codes for this input")
     check(bool(values.abs().max() < 2**31), "the model's codes for this input are beyond 32-bit integers")
@@ -386,16 +422,18 @@ def compress_file(
     split: str | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
+    refine: int = 0,
 ) -> dict:
     """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report,
     measured on what the file decodes to. For a compressor (rate_lambda) also the bits its entropy model
-    expected, beside the file's own, and bits per pixel for images."""
+    expected, beside the file's own, and bits per pixel for images. refine: see compress."""
     run = open_run(run)
+    check_refine(run.model, refine)
     output = Output(out, (".aez",), force)
     items, _ = run.read(source, split, data_dir)
     x = inputs_of(run, items) if is_learned(run.model) else items.floats()
     if is_learned(run.model):
-        blob, expected = _compress_learned(run, x, items.scaling)
+        blob, expected = _compress_learned(run, x, items.scaling, refine)
     else:
         blob, expected = compress(run, x, bits, items.scaling), None
     x_hat = decompress(blob, run)[0]
