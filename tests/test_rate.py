@@ -145,6 +145,42 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
     assert np.array_equal(back, (decoded * 255).round().byte().permute(1, 2, 0).numpy())
 
 
+def _cost(run, report: dict, x: list[torch.Tensor] | torch.Tensor, blob: bytes) -> float:
+    """What a compressor minimises, measured on a file: its coded bits + rate_lambda * squared error."""
+    back = decompress(blob, run)[0]
+    error = sum(float((a - b).pow(2).sum()) for a, b in zip(x, back, strict=True))
+    return 8 * report["coded_bytes"] + run.model.config.rate_lambda * error
+
+
+def test_refined_codes_cost_less_in_bits_and_error_and_decode_as_they_code(photo_codec, tmp_path, digits_run):
+    run, root = photo_codec
+    image = torch.from_numpy(np.array(Image.open(root / "photo.png"))).permute(2, 0, 1)
+    costs = {}
+    for steps in (0, 30):
+        report = compress_file(run, str(root / "photo.png"), tmp_path / f"r{steps}.aez", refine=steps)
+        blob = (tmp_path / f"r{steps}.aez").read_bytes()
+        costs[steps] = _cost(run, report, [image.float() / 255], blob)
+        assert abs(report["coded_bytes"] - report["expected_bytes"]) < 0.01 * report["expected_bytes"] + 8
+    assert costs[30] < 0.95 * costs[0], costs
+    assert compress(run, [image], refine=30) == blob  # the same file again: the annealing's noise is seeded
+    done = run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "c.aez", "--refine", "30")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "c.aez").read_bytes() == blob
+    # items of a fixed size (codes per item, in batches) too
+    with torch.no_grad():
+        digits = aekit.train("digits", "ae", out=tmp_path / "d", epochs=3, rate_lambda=300.0, hidden=[32], quiet=True)
+    x = digits.read("digits", "test")[0].floats()
+    for steps in (0, 30):
+        report = compress_file(digits, "digits", tmp_path / f"d{steps}.aez", split="test", refine=steps)
+        costs[f"d{steps}"] = _cost(digits, report, x, (tmp_path / f"d{steps}.aez").read_bytes())
+    assert costs["d30"] < 0.95 * costs["d0"], costs
+    assert_clean_error(run_cli("compress", digits_run.path, "digits", "-o", tmp_path / "x.aez", "--refine", "5"),
+                       "--rate-lambda")  # fmt: skip
+    assert_clean_error(run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "y.aez", "--refine", "-1"),
+                       "whole number")  # fmt: skip
+    assert not (tmp_path / "x.aez").exists() and not (tmp_path / "y.aez").exists()
+
+
 @pytest.mark.slow  # real subprocesses or several trainings: under make test
 def test_decoding_is_the_same_in_another_process_and_with_other_thread_counts(photo_codec, tmp_path):
     run, root = photo_codec
