@@ -298,7 +298,7 @@ def _compress(p):
         default=0,
         metavar="STEPS",
         help="a compressor (--rate-lambda): fit each image's codes to it by STEPS steps first (100: about 1.5 dB "
-        "more at the same size on photos; slow: about 2 minutes per megapixel on 2 CPU cores)",
+        "more at the same size on photos; slow: about 70 s per megapixel on 2 CPU cores)",
     )
     return lambda args: compress_file(
         args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir, args.refine

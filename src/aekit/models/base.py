@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
+from ..progress import chunks
 from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
@@ -163,17 +164,22 @@ def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.
 
 
 def fit_codes(
-    z: torch.Tensor, gradient: Callable[[torch.Tensor], torch.Tensor], steps: int, lr: float = REFINE_LR
+    z: torch.Tensor,
+    gradient: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    lr: float = REFINE_LR,
+    what: str | None = None,
 ) -> torch.Tensor:
     """Codes z after steps of Adam (step size lr) down an error whose gradient with respect to the codes is
-    gradient(z) (z requires grad while it is called): what refining codes means, for items and whole images."""
+    gradient(z) (z requires grad while it is called): what refining codes means, for items and whole images.
+    what: shows the steps' progress so named (progress.chunks)."""
     z = z.detach().clone()
     if not steps:
         return z
     z.requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
-        for _ in range(steps):
+        for _ in chunks(steps, 1, what):
             z.grad = gradient(z)
             optimizer.step()
     return z.detach()

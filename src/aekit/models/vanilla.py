@@ -107,7 +107,12 @@ class VanillaAutoencoder(Autoencoder):
         check(not steps or self.entropy is None, "refining codes: a compressor's codes are integers; not refined")
 
     def refine_rate(
-        self, x: torch.Tensor, y: torch.Tensor, logits: Callable[[torch.Tensor], torch.Tensor], steps: int
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        logits: Callable[[torch.Tensor], torch.Tensor],
+        steps: int,
+        what: str | None = None,
     ) -> torch.Tensor:
         """A compressor's integer code maps for x, fitted to x itself: the encoder's code maps y (N, C, ...), then
         steps of Adam (step RATE_REFINE_LR) on the objective of training, bits + rate_lambda * squared error,
@@ -118,9 +123,8 @@ class VanillaAutoencoder(Autoencoder):
         sharpening to a choice as the temperature falls (ANNEALING); the noise comes from a fixed seed, so the
         same input gives the same file. An encoder trained on a few photos is far from the best code of a new
         one: on validation photos +1.5 dB at equal rate after 100 steps (docs/benchmarks.md). Each step is a
-        forward and backward pass of the decoder and the entropy model."""
+        forward and backward pass of the decoder and the entropy model. what: shows the steps' progress so named."""
         check(self.entropy is not None, "refining codes for rate: only a compressor (rate_lambda) has a rate")
-        check(isinstance(steps, int) and steps >= 0, f"refine steps must be a whole number >= 0, got {steps}")
         generator = torch.Generator(y.device).manual_seed(0)
         start, decay = ANNEALING
         temperatures = iter((start * torch.exp(-decay * torch.arange(steps) / max(steps, 1))).tolist())
@@ -131,7 +135,7 @@ class VanillaAutoencoder(Autoencoder):
             loss = self.entropy.bits(q).sum() + self.config.rate_lambda * error
             return torch.autograd.grad(loss, [y])[0]
 
-        return torch.round(fit_codes(y, gradient, steps, RATE_REFINE_LR))
+        return torch.round(fit_codes(y, gradient, steps, RATE_REFINE_LR, what))
 
     def start(self, x: torch.Tensor) -> None:
         """A compressor on the resnet backbone starts as a block transform coder (layers.start_from_pca, with the
