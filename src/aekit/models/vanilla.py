@@ -131,7 +131,7 @@ class VanillaAutoencoder(Autoencoder):
 
         def gradient(y: torch.Tensor) -> torch.Tensor:
             q = _annealed_round(y, next(temperatures), generator)
-            error = (torch.sigmoid(logits(q)) - x).pow(2).sum()
+            error = sigmoid_squared_error(logits(q), x)[0] * len(x)  # summed over the items
             loss = self.entropy.bits(q).sum() + self.config.rate_lambda * error
             return torch.autograd.grad(loss, [y])[0]
 
