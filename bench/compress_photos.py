@@ -14,6 +14,7 @@ negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR 
 
     python bench/compress_photos.py [--minutes 30] [--lambdas 10,40,150,600] [--figure rd.png]
 
+--keep DIR keeps the runs; a later run with the same --keep measures the finished ones again instead of training them.
 --tune holds astronaut and stereo_motorcycle out of training and tests on them instead (bench/photos.py).
 """
 
@@ -32,6 +33,7 @@ from PIL import Image
 
 from aekit.apps import compress
 from aekit.metrics import image_psnr, mean_ssim
+from aekit.run import open_run
 from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 
 # the compressors' own options: the stages on 4x4 cells of pixels, the code at 1/8, the hyperprior, colour jitter of
@@ -95,6 +97,19 @@ def aekit_codec(run, expected: list, refine: int = 0):
     return code, decode
 
 
+def kept(out: Path):
+    """The finished run in out, kept by an earlier bench with the same --keep (one that stopped after training some
+    lambdas): measured again rather than trained again; None if there is none."""
+    if not (out / "model.safetensors").exists():
+        return None
+    run = open_run(out)
+    history = run.metrics.get("history", [])
+    if len(history) != run.config["train"]["epochs"]:
+        return None
+    print(f"\nreused {out}: {len(history)} epochs, {sum(r['time_s'] for r in history) / 60:.1f} min of training")
+    return run
+
+
 def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float:
     """Bjontegaard delta rate of test against anchor (a share: -0.2 is 20% fewer bits at equal quality)."""
     fits, spans = [], []
@@ -136,7 +151,9 @@ def main() -> None:
             Image.fromarray(photo(photo_name)).save(folder / f"{photo_name}.png")
         for value in (float(v) for v in args.lambdas.split(",")):
             opts = {**RD, **options(args.set), "rate_lambda": value}
-            run = train(folder, "ae", root / f"rd-{value:g}", args.minutes, args.epochs, **opts)
+            run = kept(root / f"rd-{value:g}") or train(
+                folder, "ae", root / f"rd-{value:g}", args.minutes, args.epochs, **opts
+            )
             for codec, steps in (("aekit", 0), (refined, args.refine)):
                 expected: list = []
                 results[codec].append(measure(photos, *aekit_codec(run, expected, steps)))
