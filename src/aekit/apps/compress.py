@@ -34,7 +34,7 @@ from ..data.sources import png_image, write_images
 from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
-from ..models.base import REFINE_BATCH
+from ..models.base import REFINE_BATCH, check_steps
 from ..models.layers import code_size
 from ..progress import chunks
 from ..run import Run, open_run
@@ -272,7 +272,7 @@ def check_whole(model, size: tuple[int, int], refine: int = 0) -> None:
 
 def check_refine(model, refine: int) -> None:
     """AekitError unless compress can fit the model's codes for refine steps."""
-    check(isinstance(refine, int) and refine >= 0, f"refine steps must be a whole number >= 0, got {refine}")
+    check_steps(refine)
     check(not refine or is_learned(model), "refine: codes are fitted to bits and error by a compressor only "
           "(train with --rate-lambda)")  # fmt: skip
 

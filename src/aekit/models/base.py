@@ -163,6 +163,11 @@ def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.
     return total / x.shape[0], x_hat
 
 
+def check_steps(steps: int) -> None:
+    """AekitError unless steps is a step count for fitting codes (refine_codes, compress --refine)."""
+    check(isinstance(steps, int) and steps >= 0, f"refine steps must be a whole number >= 0, got {steps}")
+
+
 def fit_codes(
     z: torch.Tensor,
     gradient: Callable[[torch.Tensor], torch.Tensor],
@@ -261,7 +266,7 @@ class Autoencoder(nn.Module):
 
     def check_refine(self, steps: int) -> None:
         """AekitError unless refine_codes can take this many steps on this model."""
-        check(isinstance(steps, int) and steps >= 0, f"refine steps must be a whole number >= 0, got {steps}")
+        check_steps(steps)
         check(not steps or self.decodes_codes, "refining codes needs a model whose code alone rebuilds an item")
 
     def refine_codes(
