@@ -10,7 +10,7 @@ from PIL import Image
 import aekit
 from aekit.apps import coding
 from aekit.apps.compress import SECTIONS, _parse, compress, compress_file, decompress
-from aekit.models.entropy import TABLE, FactorizedDensity, ScaleHyperprior
+from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, ScaleHyperprior
 from conftest import assert_clean_error, run_cli
 from test_photos import RESNET, photo_folder
 
@@ -110,6 +110,23 @@ def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_a
     assert abs(coded - expected) < 0.03 * expected + 8  # each stream's final state: 4 bytes
     freqs = hyper.frequencies.numpy()
     assert (freqs.sum(1) == coding.PROB_SCALE).all() and (freqs[:, : int(hyper.count.min())] >= 1).all()
+
+
+def test_a_hyperprior_base_level_past_the_widest_table_is_counted_as_files_code_it():
+    torch.manual_seed(0)
+    y = torch.distributions.Laplace(0, 2.0).sample((8, 4, 8, 8)).round()
+    hyper = ScaleHyperprior(4)
+    hyper.fit(y, steps=20)
+    bits, files = [], []
+    with torch.no_grad():
+        hyper.analysis[-1].bias -= 10  # side information below 0: levels base + z below the widest
+        for base in (SCALES - 1, SCALES + 20):  # training can push a channel's base past the widest level
+            hyper.base[0] = base
+            hyper.update_tables()
+            bits.append(hyper.bits(y))
+            files.append(hyper.encode(list(y)))
+    assert files[0] == files[1]  # the files use the widest level
+    assert torch.equal(bits[0], bits[1])  # and so does the estimate
 
 
 @pytest.fixture(scope="module", params=[pytest.param("factorized", marks=pytest.mark.slow), "hyperprior"])

@@ -267,12 +267,18 @@ class ScaleHyperprior(EntropyModel):
         spread = z[:, self.group.to(z.device)].repeat_interleave(SIDE_SCALE, 2).repeat_interleave(SIDE_SCALE, 3)
         return (base.view(1, -1, 1, 1) + spread[..., : size[0], : size[1]]).clamp(0, SCALES - 1)
 
+    def _base(self) -> torch.Tensor:
+        """Each channel's base level as files use it: base rounded (straight through) into [0, SCALES). Training
+        can push a channel's base past the widest level; the bits must then be counted with the level its files
+        are coded with (counted unclamped, the estimate of a photo with large dark regions was 2% below its
+        file)."""
+        return _rounded(self.base).clamp(0, SCALES - 1)
+
     def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
         with torch.autocast(y.device.type, enabled=False):
             y = y.float()
             z = self.side_code(_rounded(y), noisy)  # from what a file holds (the code rounded), in training too
-            base = _rounded(self.base)
-            scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], base) / SCALE_STEPS)
+            scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], self._base()) / SCALE_STEPS)
             p = _laplace_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
             return -torch.log2(p).sum(dim=(1, 2, 3)) + self.side.bits(z)
 
@@ -310,7 +316,7 @@ class ScaleHyperprior(EntropyModel):
         """The side density's tables, the base levels as integers, and a table per scale level: the integers
         within +-9.8 scales (a tail of 1e-6; at most HYPER_TABLE - 1 of them), then the escape."""
         self.side.update_tables()
-        self.base_level.copy_(torch.round(self.base).clamp(0, SCALES - 1).int())
+        self.base_level.copy_(self._base().int())
         scales = SCALE_MIN * 2 ** (torch.arange(SCALES, dtype=torch.float64) / SCALE_STEPS)
         reach = torch.minimum(torch.ceil(9.8 * scales), torch.tensor((HYPER_TABLE - 2) // 2)).long()
         self.frequencies.zero_()
