@@ -8,6 +8,8 @@ Two formats (docs/formats.md), chosen by the model:
   the integer tables of its learned entropy model, which the run holds (nothing of them travels in the file).
 - version 3, the same with a hyperprior (entropy "hyperprior"): the side information first, then each code
   value with the table of its scale level (models.entropy.ScaleHyperprior).
+- version 4, the same with a mean-scale hyperprior (entropy "meanscale"): block means of the first code channels
+  first, then version 3's sections for the code less them (models.entropy.MeanScaleHyperprior).
   A fully convolutional model codes photos of any size whole: one code map per photo.
 Decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of the model's weights
 (tables included) before it trusts anything else.
@@ -53,8 +55,8 @@ from . import (
     write_array,
 )
 
-MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 and 3: the model's tables (its entropy's VERSION)
-SECTIONS = {1: 2, 2: 2, 3: 4}  # coded sections after the header, by format version
+MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 to 4: the model's tables (its entropy's VERSION)
+SECTIONS = {1: 2, 2: 2, 3: 4, 4: 6}  # coded sections after the header, by format version
 _U32 = struct.Struct("<I")
 MAX_BITS = 12
 # float32 maps of the widest stage's channels at the size the stages see (the image's over patch^2), alive at once:
@@ -184,7 +186,7 @@ class LearnedHeader(_Identity):
 
 
 def is_learned(model: torch.nn.Module) -> bool:
-    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2 or 3."""
+    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2, 3 or 4."""
     return getattr(model, "entropy", None) is not None
 
 
@@ -284,7 +286,7 @@ def _check_tables(model) -> None:
 def _compress_learned(
     run: Run, x: torch.Tensor | list[torch.Tensor], scaling: Scaling, refine: int = 0
 ) -> tuple[bytes, float]:
-    """Versions 2 and 3: the model's integer code maps (fitted for refine steps) coded by its entropy model with
+    """Versions 2 to 4: the model's integer code maps (fitted for refine steps) coded by its entropy model with
     its tables; and the bits the entropy model expects them to take."""
     model = run.model
     _check_tables(model)
@@ -311,7 +313,7 @@ def _compress_learned(
 
 
 def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
-    """The size of each item's code map in a version 2 or 3 file."""
+    """The size of each item's code map in a version 2, 3 or 4 file."""
     if header.sizes is None:
         return [tuple(model.code_map(torch.zeros(1, model.config.latent_dim)).shape[2:])] * header.items
     stages = model.config.stages
@@ -376,7 +378,7 @@ def _fitted_codes(header: Header, tables: bytes, stream: bytes) -> Quantized:
 def _decode_learned(
     model, version: int, header: LearnedHeader, sections: list[bytes]
 ) -> torch.Tensor | list[torch.Tensor]:
-    """The items of a version 2 or 3 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
+    """The items of a version 2, 3 or 4 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
     check(is_learned(model), "the .aez file codes with a learned entropy model; this model has none")
     check(
         version == model.entropy.VERSION and header.channels == model.code_channels,
@@ -463,7 +465,7 @@ def compress_file(
 
 
 def _payload(blob: bytes) -> bytes:
-    """The coded sections of a version 2 or 3 file (what the entropy model's estimate is of)."""
+    """The coded sections of a version 2, 3 or 4 file (what the entropy model's estimate is of)."""
     return b"".join(_parse(blob)[2])
 
 

@@ -264,8 +264,7 @@ class ScaleHyperprior(EntropyModel):
 
     def levels(self, z: torch.Tensor, size: tuple[int, int], base: torch.Tensor) -> torch.Tensor:
         """Each code value's scale level (N, C, h, w) from side information z and per-channel base levels."""
-        spread = z[:, self.group.to(z.device)].repeat_interleave(SIDE_SCALE, 2).repeat_interleave(SIDE_SCALE, 3)
-        return (base.view(1, -1, 1, 1) + spread[..., : size[0], : size[1]]).clamp(0, SCALES - 1)
+        return (base.view(1, -1, 1, 1) + _blocks_spread(z[:, self.group.to(z.device)], size)).clamp(0, SCALES - 1)
 
     def _base(self) -> torch.Tensor:
         """Each channel's base level as files use it: base rounded (straight through) into [0, SCALES). Training
@@ -276,15 +275,23 @@ class ScaleHyperprior(EntropyModel):
 
     def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
         with torch.autocast(y.device.type, enabled=False):
-            y = y.float()
-            z = self.side_code(_rounded(y), noisy)  # from what a file holds (the code rounded), in training too
-            scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], self._base()) / SCALE_STEPS)
-            p = _laplace_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
-            return -torch.log2(p).sum(dim=(1, 2, 3)) + self.side.bits(z)
+            return self._scale_bits(y.float(), noisy)
+
+    def _scale_bits(self, y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        """The bits of code maps y (N, C, h, w) (float32) and of their side information."""
+        z = self.side_code(_rounded(y), noisy)  # from what a file holds (the code rounded), in training too
+        scale = SCALE_MIN * 2 ** (self.levels(z, y.shape[2:], self._base()) / SCALE_STEPS)
+        p = _laplace_mass(self._noise(y, noisy), scale).clamp_min(LIKELIHOOD_FLOOR)
+        return -torch.log2(p).sum(dim=(1, 2, 3)) + self.side.bits(z)
+
+    def _centred(self, codes: torch.Tensor) -> torch.Tensor:
+        """What the scales describe of code maps (N, C, h, w): the codes themselves (MeanScaleHyperprior: less
+        their block means)."""
+        return codes
 
     def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
         """As EntropyModel.fit, from base levels at each channel's spread in codes (N, C, h, w)."""
-        spread = codes.transpose(0, 1).flatten(1).std(dim=1).clamp_min(SCALE_MIN)
+        spread = self._centred(codes).transpose(0, 1).flatten(1).std(dim=1).clamp_min(SCALE_MIN)
         with torch.no_grad():
             self.base.copy_((SCALE_STEPS * torch.log2(spread / SCALE_MIN)).clamp(0, SCALES - 1))
         super().fit(codes, steps, batch)
@@ -332,6 +339,76 @@ class ScaleHyperprior(EntropyModel):
         return bool((self.count > 0).all()) and self.side.has_tables
 
 
+MEANS = 4  # meanscale: the code channels with a mean per block, the first (from block PCA: brightness and colour)
+
+
+class MeanScaleHyperprior(ScaleHyperprior):
+    """A ScaleHyperprior whose first MEANS code channels also have a mean per 4x4 block of code positions: the
+    block's mean of the integer code, rounded, coded before the side information with a factorized density of its
+    own; those channels' values are coded less their block's mean (mean-scale: Minnen, Balle, Toderici, NeurIPS
+    2018, here with integer means a file carries rather than means a float network predicts, so decoding stays
+    integer arithmetic). A compressor that starts from block PCA keeps each block's brightness and colour in
+    its first channels: slowly varying values of a wide spread, which a zero-mean distribution codes at the
+    width of their whole range."""
+
+    VERSION = 4
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.means = min(MEANS, channels)
+        self.mean_density = FactorizedDensity(self.means)
+
+    def block_means(self, q: torch.Tensor) -> torch.Tensor:
+        """The rounded mean of each 4x4 block of the first MEANS channels of integer code maps q (N, C, h, w): (N,
+        MEANS, ceil(h/4), ceil(w/4)), over the block's positions within the map; the rounding's gradient passed
+        straight through."""
+        h, w = q.shape[2:]
+        pad = (0, -w % SIDE_SCALE, 0, -h % SIDE_SCALE)
+        ones = F.pad(torch.ones_like(q[:1, :1]), pad)
+        return _rounded(F.avg_pool2d(F.pad(q[:, : self.means], pad), SIDE_SCALE) / F.avg_pool2d(ones, SIDE_SCALE))
+
+    def _less(self, y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """Code maps y (N, C, h, w) less the block means of their first channels."""
+        spread = _blocks_spread(means, y.shape[2:])
+        return torch.cat([y[:, : self.means] - spread, y[:, self.means :]], dim=1)
+
+    def _centred(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._less(codes, self.block_means(codes))
+
+    def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+        with torch.autocast(y.device.type, enabled=False):
+            y = y.float()
+            means = self.block_means(_rounded(y))  # integers, from what a file holds
+            return self._scale_bits(self._less(y, means), noisy) + self.mean_density.bits(means)
+
+    @torch.no_grad()
+    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
+        """The block means (their density's stream and escapes), then the rest as ScaleHyperprior codes the
+        code maps less those means (format version 4)."""
+        means = [self.block_means(m[None].float())[0] for m in maps]
+        rest = [self._less(m[None].float(), u[None])[0] for m, u in zip(maps, means, strict=True)]
+        return self.mean_density.encode(means) + super().encode(rest)
+
+    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        means = self.mean_density.decode(sections[:2], [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
+        rest = super().decode(sections[2:], sizes)
+        return [self._less(m[None], -u[None])[0] for m, u in zip(rest, means, strict=True)]  # the means added back
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        super().update_tables()
+        self.mean_density.update_tables()
+
+    @property
+    def has_tables(self) -> bool:
+        return super().has_tables and self.mean_density.has_tables
+
+
+def _blocks_spread(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Values per 4x4 block (N, K, ceil(h/4), ceil(w/4)) at each position of maps of size (h, w): (N, K, h, w)."""
+    return values.repeat_interleave(SIDE_SCALE, 2).repeat_interleave(SIDE_SCALE, 3)[..., : size[0], : size[1]]
+
+
 def _rounded(x: torch.Tensor) -> torch.Tensor:
     """round(x), its gradient passed straight through."""
     return x + (torch.round(x) - x).detach()
@@ -348,4 +425,8 @@ def _laplace_mass(y: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
     return lower - upper
 
 
-ENTROPY_MODELS = {"factorized": FactorizedDensity, "hyperprior": ScaleHyperprior}  # a compressor's `entropy` option
+ENTROPY_MODELS = {
+    "factorized": FactorizedDensity,
+    "hyperprior": ScaleHyperprior,
+    "meanscale": MeanScaleHyperprior,
+}  # a compressor's `entropy` option
