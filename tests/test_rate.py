@@ -164,7 +164,7 @@ ENTROPY_VERSIONS = {"factorized": 2, "hyperprior": 3, "meanscale": 4}
     ],
 )
 def photo_codec(tmp_path_factory, request):
-    """A small compressor (each entropy model; the factorized one's tests under make test) trained on photos of
+    """A small compressor (each entropy model; the factorized and mean-scale ones' tests under make test) trained on photos of
     several sizes (fully convolutional, its stages on 2x2 cells of pixels), and a photo of another size."""
     root = tmp_path_factory.mktemp("codec")
     photo_folder(root / "photos")

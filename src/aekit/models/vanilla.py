@@ -29,7 +29,7 @@ class VanillaConfig(ModelConfig):
         `aekit compress` stores. Larger values buy quality with bits. On the resnet backbone training starts
         from block PCA (see start). Unset (default): plain reconstruction.
     entropy: a compressor's entropy model: "factorized" (one learned density per code channel) or
-        "hyperprior" (resnet only: a Gaussian per code value whose scale follows side information coded
+        "hyperprior" (resnet only: a Laplace per code value whose scale follows side information coded
         first, ScaleHyperprior in models.entropy; fewer bits where an image's regions differ, .aez version 3), or
         "meanscale" (the same, and the first channels coded less their mean over blocks of the code map, which the
         file carries: MeanScaleHyperprior, .aez version 4).
