@@ -1,16 +1,16 @@
 """Learned compression of photos (issue 14): aekit's rate-distortion `ae` against JPEG and WebP, in one run.
 
-Training: the photo issue's training photos (bench/photos.py: astronaut, camera, brick, ... ; random crops),
-one `ae` on the resnet backbone per --lambdas value (`rate_lambda`: loss = bits + lambda * squared error; a code of
-128 channels from lambda 600 on, else 64), each for --minutes. Test: the whole held-out photos chelsea, coffee, rocket and retina (nothing of them seen in
-training or tuning), each compressed to an .aez file as `aekit compress RUN photo.png` does (one code map for
-the whole photo) and decoded back, and again as `aekit compress --refine 100` does (each photo's code fitted to it
-first: the same model, decoder and format). JPEG (4:2:0, qualities 5 to 95) and WebP (qualities 0 to 100) through
-Pillow on the same photos. For each setting: bits per pixel of the real files, PSNR (over all values of all
-photos), SSIM, and encode and decode seconds per megapixel, averaged over the photos; aekit also prints the
-bits its entropy model expected beside the real file size. BD-rate (Bjontegaard: cubic fits of log rate against
-quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM. A
-negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
+Training: the photo issue's training photos (bench/photos.py: astronaut, camera, brick, ... ; random crops), one
+`ae` on the resnet backbone per --lambdas value (`rate_lambda`: loss = bits + lambda * squared error; a code of 128
+channels from lambda 600 on, else 64), each for --minutes. Test: the whole held-out photos chelsea, coffee, rocket
+and retina (nothing of them seen in training or tuning), each compressed to an .aez file as `aekit compress RUN
+photo.png` does (one code map for the whole photo) and decoded back, and again as `aekit compress --refine 100` does
+(each photo's code fitted to it first: the same model, decoder and format). JPEG (4:2:0, qualities 5 to 95) and WebP
+(qualities 0 to 100) through Pillow on the same photos. For each setting: bits per pixel of the real files, PSNR
+(over all values of all photos), SSIM, and encode and decode seconds per megapixel, averaged over the photos; aekit
+also prints the bits its entropy model expected beside the real file size. BD-rate (Bjontegaard: cubic fits of log
+rate against quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM.
+A negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
 
     python bench/compress_photos.py [--minutes 30] [--lambdas 10,60,400,3000] [--figure rd.png]
 
