@@ -133,10 +133,10 @@ def train(folder: Path, model: str, out: Path, minutes: float, epochs: int | Non
     start, cpu = time.perf_counter(), time.process_time()
     run = aekit.train(folder, model, out=out, epochs=epochs, **options)
     # the process's CPU time over its threads: below the wall time where other work or the host took the cores
-    busy = (time.process_time() - cpu) / 60 / torch.get_num_threads()
+    minutes, busy = (time.perf_counter() - start) / 60, (time.process_time() - cpu) / 60 / torch.get_num_threads()
     h, w = options["crop"]
     crops = len(aekit.data.load(folder, crop=(h, w), test_split=0.0).train)
-    minutes, shown = (time.perf_counter() - start) / 60, ", ".join(f"{k} {v}" for k, v in options.items())
+    shown = ", ".join(f"{k} {v}" for k, v in options.items())
     print(
         f"\n{model}: {crops} random {h}x{w} crops an epoch, {epochs} epochs, {minutes:.1f} min "
         f"({busy:.1f} min of CPU time a thread); {shown}"
