@@ -12,7 +12,7 @@ also prints the bits its entropy model expected beside the real file size. BD-ra
 rate against quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM.
 A negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
 
-    python bench/compress_photos.py [--minutes 30] [--lambdas 10,60,400,3000] [--figure rd.png]
+    python bench/compress_photos.py [--minutes 30] [--lambdas 10,60,400,3000,8000] [--figure rd.png]
 
 --keep DIR keeps the runs; a later run with the same --keep measures the finished ones again instead of training them.
 --tune holds astronaut and stereo_motorcycle out of training and tests on them instead (bench/photos.py).
@@ -44,9 +44,9 @@ from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3}
 RD.update(entropy="meanscale", color_jitter=0.5)
 REFINE = 100  # steps of compress --refine (validation, lambda 300: +1.03 dB over JPEG at its rate, -0.53 without)
-# 0.1 to 1.5 bpp on the test photos, the range: lambda 10 to 600 gave 0.10 to 0.64 there (the test run of
-# 2026-11-27), lambda 2400 2.1 bpp on the validation photos (1.40 at 600), so the top needs about 3000
-LAMBDAS = (10.0, 60.0, 400.0, 3000.0)
+# 0.1 to 1.5 bpp on the test photos, the range: lambda 10, 60, 400 and 3000 gave 0.06, 0.13, 0.37 and 1.05
+# there (the test run of 2026-11-27; rate about lambda^0.51 at the top), so the top needs about 6000 to 8000
+LAMBDAS = (10.0, 60.0, 400.0, 3000.0, 8000.0)
 WIDE_CODE = 600.0  # from this lambda on, a code of 128 channels: 64 bind the top of the range (docs/benchmarks.md)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)

@@ -254,6 +254,18 @@ def test_decoding_is_the_same_in_another_process_and_with_other_thread_counts(ph
     assert again.read_bytes() == (tmp_path / "p.aez").read_bytes()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_run_opened_on_a_gpu_codes_on_the_cpu_so_files_and_pixels_do_not_depend_on_the_device(photo_codec):
+    run, root = photo_codec
+    gpu = aekit.Run.open(run.path, device="cuda")
+    image = torch.from_numpy(np.array(Image.open(root / "photo.png"))).permute(2, 0, 1)
+    for steps in (0, 5):
+        blob = compress(run, [image], refine=steps)
+        assert compress(gpu, [image], refine=steps) == blob
+        assert torch.equal(decompress(blob, gpu)[0][0], decompress(blob, run)[0][0])
+    assert gpu.model.device.type == "cuda"  # the caller's run stays where it was opened
+
+
 def test_codes_outside_the_tables_travel_as_escapes(photo_codec):
     run, _ = photo_codec
     model = run.model
