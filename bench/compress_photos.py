@@ -12,9 +12,10 @@ also prints the bits its entropy model expected beside the real file size. BD-ra
 rate against quality, integrated over the shared quality range) of aekit against JPEG and WebP, on PSNR and on SSIM.
 A negative BD-rate is the share of bytes saved at equal quality. The figure: PSNR against bits per pixel.
 
-    python bench/compress_photos.py [--minutes 30] [--lambdas 10,60,400,3000,8000] [--figure rd.png]
+    python bench/compress_photos.py [--minutes 30] [--lambdas 10,80,800,8000] [--jobs 2] [--figure rd.png]
 
 --keep DIR keeps the runs; a later run with the same --keep measures the finished ones again instead of training them.
+--jobs N trains N compressors at a time (each still for --minutes, the threads shared), then measures them one by one.
 --tune holds astronaut and stereo_motorcycle out of training and tests on them instead (bench/photos.py).
 """
 
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +47,10 @@ from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3}
 RD.update(entropy="meanscale", color_jitter=0.5)
 REFINE = 100  # steps of compress --refine (validation, lambda 300: +1.03 dB over JPEG at its rate, -0.53 without)
-# 0.1 to 1.5 bpp on the test photos, the issue's range: lambda 10, 60, 400 and 3000 gave 0.06, 0.13, 0.37 and 1.05
-# there (the test run of 2026-11-27; rate about lambda^0.51 at the top), so the top needs about 6000 to 8000
-LAMBDAS = (10.0, 60.0, 400.0, 3000.0, 8000.0)
+# 0.1 to 1.5 bpp on the test photos, the issue's range: lambda 10, 60, 400, 3000 and 8000 gave 0.06, 0.13, 0.37, 1.05
+# and 1.57 there (the test runs of 2026-11-27; rate about lambda^0.5); four, a factor of 10 apart, fit two at a time
+# (--jobs 2) in an hour of training
+LAMBDAS = (10.0, 80.0, 800.0, 8000.0)
 WIDE_CODE = 600.0  # from this lambda on, a code of 128 channels: 64 bind the top of the range (docs/benchmarks.md)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -102,15 +106,42 @@ def aekit_codec(run, expected: list, refine: int = 0):
     return code, decode
 
 
+def settings(value: float, given: list[str]) -> dict:
+    """The ae's options for rate_lambda value (RD, a wider code from WIDE_CODE on, then --set's)."""
+    wide = {"latent_channels": 128} if value >= WIDE_CODE else {}
+    return {**RD, **wide, **options(given), "rate_lambda": value}
+
+
+def train_job(job: tuple):
+    folder, model, out, minutes, epochs, opts = job
+    return train(folder, model, out, minutes, epochs, **opts)
+
+
+def side_by_side(jobs: list[tuple], processes: int) -> None:
+    """train_job of each job, in that many processes at once, the threads divided among them. Each compressor
+    still trains for --minutes of wall time, on a share of the cores: fewer epochs than alone, but where one
+    process does not use its threads fully (small convolutions on 2 cores), more epochs in all."""
+    threads = max(1, torch.get_num_threads() // processes)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        list(pool.map(train_job, jobs))
+
+
+def finished(out: Path) -> bool:
+    """Whether out holds a run that trained all its epochs."""
+    if not (out / "model.safetensors").exists():
+        return False
+    run = open_run(out)
+    return len(run.metrics.get("history", [])) == run.config["train"]["epochs"]
+
+
 def kept(out: Path):
     """The finished run in out, kept by an earlier bench with the same --keep (one that stopped after training some
-    lambdas): measured again rather than trained again; None if there is none."""
-    if not (out / "model.safetensors").exists():
+    lambdas, or trained with --jobs): measured rather than trained again; None if there is none."""
+    if not finished(out):
         return None
     run = open_run(out)
-    history = run.metrics.get("history", [])
-    if len(history) != run.config["train"]["epochs"]:
-        return None
+    history = run.metrics["history"]
     print(f"\nreused {out}: {len(history)} epochs, {sum(r['time_s'] for r in history) / 60:.1f} min of training")
     return run
 
@@ -140,7 +171,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the run folders there")
     parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
     parser.add_argument("--refine", type=int, default=REFINE, help=f"steps of aekit compress --refine ({REFINE})")
+    parser.add_argument("--jobs", type=int, default=1, help="train this many compressors at once, the threads shared")
     args = parser.parse_args()
+    lambdas = [float(v) for v in args.lambdas.split(",")]
     tests = VALIDATION if args.tune else TEST
     photos = [test_photo(n) for n in tests]
     torch.manual_seed(0)
@@ -154,12 +187,11 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for photo_name in (n for n in TRAIN if n not in tests):
             Image.fromarray(photo(photo_name)).save(folder / f"{photo_name}.png")
-        for value in (float(v) for v in args.lambdas.split(",")):
-            wide = {"latent_channels": 128} if value >= WIDE_CODE else {}
-            opts = {**RD, **wide, **options(args.set), "rate_lambda": value}
-            run = kept(root / f"rd-{value:g}") or train(
-                folder, "ae", root / f"rd-{value:g}", args.minutes, args.epochs, **opts
-            )
+        jobs = [(folder, "ae", root / f"rd-{v:g}", args.minutes, args.epochs, settings(v, args.set)) for v in lambdas]
+        if args.jobs > 1:  # the unfinished ones trained side by side first, then measured below one at a time
+            side_by_side([job for job in jobs if not finished(job[2])], args.jobs)
+        for value, job in zip(lambdas, jobs, strict=True):
+            run = kept(job[2]) or train_job(job)
             for codec, steps in (("aekit", 0), (refined, args.refine)):
                 expected: list = []
                 results[codec].append(measure(photos, *aekit_codec(run, expected, steps)))
