@@ -127,20 +127,20 @@ def side_by_side(jobs: list[tuple], processes: int) -> None:
         list(pool.map(train_job, jobs))
 
 
-def finished(out: Path) -> bool:
-    """Whether out holds a run that trained all its epochs."""
+def finished(out: Path):
+    """The run in out if it trained all its epochs, else None."""
     if not (out / "model.safetensors").exists():
-        return False
+        return None
     run = open_run(out)
-    return len(run.metrics.get("history", [])) == run.config["train"]["epochs"]
+    return run if len(run.metrics.get("history", [])) == run.config["train"]["epochs"] else None
 
 
 def kept(out: Path):
     """The finished run in out, kept by an earlier bench with the same --keep (one that stopped after training some
     lambdas, or trained with --jobs): measured rather than trained again; None if there is none."""
-    if not finished(out):
+    run = finished(out)
+    if run is None:
         return None
-    run = open_run(out)
     history = run.metrics["history"]
     print(f"\nreused {out}: {len(history)} epochs, {sum(r['time_s'] for r in history) / 60:.1f} min of training")
     return run
