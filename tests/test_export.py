@@ -26,7 +26,8 @@ EVERY = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny run of each type on each backbone (one epoch on the digits), made when a test first asks."""
+    """A tiny run of each type on each backbone (one epoch on the digits), made when a test first asks; on the CPU
+    wherever the tests run (they compare with PyTorch on CPU tensors; a run on a GPU: its own test below)."""
     made = {}
 
     def get(model: str, backbone: str, **extra) -> Run:
@@ -37,7 +38,15 @@ def trained(tmp_path_factory):
             if backbone != "resnet":
                 options["latent_dim"] = 6
             made[key] = aekit.train(
-                "digits", model, out=out, backbone=backbone, epochs=1, batch_size=64, quiet=True, **options
+                "digits",
+                model,
+                out=out,
+                backbone=backbone,
+                epochs=1,
+                batch_size=64,
+                quiet=True,
+                device="cpu",
+                **options,
             )
         return made[key]
 
@@ -65,6 +74,20 @@ def test_reconstruct_graph_gives_pytorchs_reconstructions_of_held_out(trained, t
     want = run.model.reconstruct(x).numpy() * SPAN
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-5 * SPAN
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("part", ["reconstruct", "scorer"])
+def test_a_run_opened_on_a_gpu_exports_on_the_cpu(trained, tmp_path, part):
+    """The graph is traced on a CPU copy (the file does not depend on the device); the caller's run stays put."""
+    run = trained("ae", "mlp")
+    gpu = Run.open(run.path, device="cuda")
+    export(gpu, tmp_path / "gpu.onnx", part=part)
+    export(run, tmp_path / "cpu.onnx", part=part)
+    x = held_out(run) * SPAN
+    for got, want in zip(onnx_run(tmp_path / "gpu.onnx", x=x), onnx_run(tmp_path / "cpu.onnx", x=x), strict=True):
+        assert np.array_equal(got, want)
+    assert gpu.model.device.type == "cuda"
 
 
 @pytest.mark.slow  # an export of a resnet takes several seconds: under make test

@@ -32,7 +32,7 @@ from . import __version__
 from .disk import Output, dumps
 from .errors import AekitError, check
 from .metrics import squared_errors
-from .run import Run, open_run
+from .run import Run, cpu_run
 
 PARTS = {
     "reconstruct": "x -> reconstruction",
@@ -146,7 +146,7 @@ def export(
     largest difference found). threshold: the scorer's (default: the percentile of the run's training data's
     anomaly scores)."""
     onnx = _onnx()
-    run = open_run(run)
+    run = cpu_run(run)  # traced and checked on the CPU: the file does not depend on where the run was opened
     out = Output(output, (".onnx",), force)
     check(part in PARTS, f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")

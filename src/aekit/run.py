@@ -11,6 +11,7 @@ A run folder holds
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -300,6 +301,16 @@ def write_history(folder: Path, history: list[dict[str, float]]) -> None:
 def open_run(run: Run | str | os.PathLike) -> Run:
     """run itself if it is an opened Run, else the run folder at that path, opened."""
     return run if isinstance(run, Run) else Run.open(run)
+
+
+def cpu_run(run: Run | str | os.PathLike) -> Run:
+    """The run (opened if a path) with its model on the CPU: itself if it is there, else a copy, so that the
+    caller's run stays on its device. For what must not depend on the device (a codec's files and pixels) and
+    what is traced on CPU tensors (the ONNX export)."""
+    run = open_run(run)
+    if run.model.device.type == "cpu":
+        return run
+    return dataclasses.replace(run, model=copy.deepcopy(run.model).cpu())
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:

@@ -13,12 +13,12 @@ Two formats (docs/formats.md), chosen by the model:
   A fully convolutional model codes photos of any size whole: one code map per photo.
 Decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of the model's weights
 (tables included) before it trusts anything else. The codec runs on the CPU whatever device a run was opened on
-(codec_run), so that a photo gives the same file, and a file the same pixels, with or without a GPU.
+(run.cpu_run), so that a photo gives the same file, and a file the same pixels, with or without a GPU (a float
+network gives other low bits there: on an H100 about 1% of the decoded 8-bit values one level apart).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -26,7 +26,7 @@ import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from ..limits import check_load_size
 from ..models.base import REFINE_BATCH, check_steps
 from ..models.layers import code_size
 from ..progress import chunks
-from ..run import Run, open_run
+from ..run import Run, cpu_run
 from . import (
     IMAGE_KINDS,
     as_inputs,
@@ -187,16 +187,6 @@ class LearnedHeader(_Identity):
         return None if self.sizes is None else [tuple(hw) for hw in self.sizes]
 
 
-def codec_run(run: Run | str | os.PathLike) -> Run:
-    """The run (opened if a path) with its model on the CPU, where compress and decompress run: a float network
-    gives other low bits on a GPU (an H100: about 1% of the decoded 8-bit values one level apart, a few code values
-    in a million rounded the other way), and a codec's files and pixels must not depend on the device."""
-    run = open_run(run)
-    if run.model.device.type == "cpu":
-        return run
-    return replace(run, model=copy.deepcopy(run.model).cpu())
-
-
 def is_learned(model: torch.nn.Module) -> bool:
     """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2, 3 or 4."""
     return getattr(model, "entropy", None) is not None
@@ -207,7 +197,7 @@ def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | 
     path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's).
     refine: a compressor (rate_lambda) fits each item's or image's codes to it for that many steps first
     (VanillaAutoencoder.refine_rate: fewer bits and less error, the same decoder; slow, see the README)."""
-    run = codec_run(run)
+    run = cpu_run(run)
     model = run.model
     check_refine(model, refine)
     if is_learned(model):
@@ -420,7 +410,7 @@ def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple
     other weights is refused.
     """
     version, header, sections = _parse(data)
-    run = codec_run(run if run is not None else header.run)
+    run = cpu_run(run if run is not None else header.run)
     check(
         weights_sha256(run.model) == header.model_sha256,
         f"the .aez file was made with another model than the one in {run.path} (weights hash differs)",
@@ -445,7 +435,7 @@ def compress_file(
     """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report,
     measured on what the file decodes to. For a compressor (rate_lambda) also the bits its entropy model
     expected, beside the file's own, and bits per pixel for images. refine: see compress."""
-    run = codec_run(run)
+    run = cpu_run(run)
     check_refine(run.model, refine)
     output = Output(out, (".aez",), force)
     items, _ = run.read(source, split, data_dir)
