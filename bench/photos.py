@@ -20,9 +20,13 @@ them is seen in training or tuning. Parts (--parts, all by default):
                   512x512 photo and on a generated 12-megapixel one: wall time and the process's peak memory.
   anomaly         a defect set from the test photos: a `dae` with U-Net skips trained for the minutes to
                   remove pasted anomalies (noise "paste": blobs and thin curves of another crop or of a flat
-                  colour) from crops of the top half of each (normal data), scored by its reconstruction error
-                  on 96x96 crops of the bottom halves, half of them with a defect pasted in (a patch of a
-                  training photo, a scratch or a blotch; masks known): image and pixel AUROC.
+                  colour) from the normal data, scored by its reconstruction error on 96x96 test crops, half of
+                  them with a defect pasted in (a patch of a training photo, a scratch or a blotch; masks known):
+                  image and pixel AUROC, and the image AUROC of each photo's crops. Normal data and test crops
+                  (--anomaly-split): "cells" (the default) the two colours of a checkerboard of 96x96 cells of
+                  each photo, so that the test's normal content is drawn from the same parts of the photos as the
+                  normal data; "halves" the top half of each photo and crops of its bottom half (normal content
+                  the model never saw, such as a rocket's gantry, then counts against it too).
 
     python bench/photos.py [--minutes 30] [--parts reconstruction,denoising,whole,anomaly]
 
@@ -34,6 +38,7 @@ defect set from those two, immunohistochemistry and camera.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import subprocess
@@ -47,7 +52,7 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.apps.anomaly import anomaly_file
+from aekit.apps.anomaly import anomaly_file, label_metrics
 from aekit.metrics import ssim
 
 TRAIN = ["astronaut", "camera", "brick", "grass", "gravel", "coins", "hubble_deep_field", "immunohistochemistry"]
@@ -59,9 +64,10 @@ TILE = 64
 PARTS = ("reconstruction", "denoising", "whole", "anomaly")
 SIGMAS = (15, 25, 50)
 REFINE = 50  # steps of code refinement (aekit.reconstruct's refine) in the reconstruction part
-DEFECT_CROPS = 24  # crops of each photo's bottom half in the anomaly part's defect set, every other one defective
+DEFECT_CROPS = 24  # crops of each photo's test regions in the anomaly part's defect set, every other one defective
+DEFECT_SIZE = 96  # their size (and of the cells of --anomaly-split cells)
 # the anomaly part's dae: it learns to remove pasted anomalies (lr: 0.862 / 0.846 image / pixel AUROC on validation
-# photos at 470 epochs, against 0.828 / 0.832 at 2e-3)
+# photos split in halves at 470 epochs, against 0.828 / 0.832 at 2e-3)
 ANOMALY = {"noise": ("paste",), "skips": True, "lr": 4e-3}
 BASE = {"backbone": "resnet", "hidden": (32, 64), "latent_channels": 4, "batch_size": 8, "lr": 2e-3,
         "schedule": "cosine", "crop": (TILE, TILE), "test_split": 0.0, "quiet": True}  # fmt: skip
@@ -245,67 +251,93 @@ def whole(args, run_dir: Path, tmp: Path) -> None:
     print(f"  4000x3000 PNG (12 MP): {seconds:.1f} s, peak {peak:.0f} MB")
 
 
-def defects(images: list[np.ndarray], patches: list[np.ndarray], size: int, rng) -> tuple[list, list, list]:
-    """size x size crops of images, every other one with a defect: (crops, masks, is_defective)."""
+def defects(regions: list[np.ndarray], patches: list[np.ndarray], size: int, rng) -> tuple[list, list, list]:
+    """size x size crops of one photo's test regions, every other one with a defect: (crops, masks, is_defective).
+    One region (a half): DEFECT_CROPS crops anywhere in it; several (cells of size x size): up to DEFECT_CROPS
+    of them, each whole, in a random order."""
     crops, masks, bad = [], [], []
-    for image in images:
+    order = [0] * DEFECT_CROPS if len(regions) == 1 else rng.permutation(len(regions))[:DEFECT_CROPS]
+    for k, which in enumerate(order):
+        image = regions[which]
         h, w = image.shape[:2]
-        for k in range(DEFECT_CROPS):
-            top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-            crop = image[top : top + size, left : left + size].astype(np.float64).copy()
-            mask = np.zeros((size, size), bool)
-            if k % 2:
-                kind = (k // 2) % 3
-                rows, cols = np.mgrid[:size, :size]
-                if kind == 0:  # a foreign patch
-                    p = patches[rng.integers(len(patches))]
-                    s = rng.integers(12, 24)
-                    i, j, pi, pj = *rng.integers(0, size - s, 2), *rng.integers(0, p.shape[0] - s, 2)
-                    crop[i : i + s, j : j + s] = p[pi : pi + s, pj : pj + s]
-                    mask[i : i + s, j : j + s] = True
-                elif kind == 1:  # a scratch: a bright line two pixels wide
-                    a, b = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
-                    t = np.clip(((rows - a[0]) * (b[0] - a[0]) + (cols - a[1]) * (b[1] - a[1]))
-                                / ((b - a) ** 2).sum(), 0, 1)  # fmt: skip
-                    mask = np.hypot(rows - a[0] - t * (b[0] - a[0]), cols - a[1] - t * (b[1] - a[1])) < 1.0
-                    crop[mask] = 235
-                else:  # a blotch: a soft stain of one colour
-                    c, r = rng.uniform(20, size - 20, 2), rng.uniform(5, 10)
-                    alpha = np.exp(-((rows - c[0]) ** 2 + (cols - c[1]) ** 2) / (2 * r**2))[..., None]
-                    crop = crop * (1 - 0.8 * alpha) + 0.8 * alpha * rng.uniform(0, 255, 3)
-                    mask = alpha[..., 0] > 0.2
-            crops.append(np.round(crop).astype(np.uint8))
-            masks.append(mask)
-            bad.append(bool(k % 2))
+        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        crop = image[top : top + size, left : left + size].astype(np.float64).copy()
+        mask = np.zeros((size, size), bool)
+        if k % 2:
+            kind = (k // 2) % 3
+            rows, cols = np.mgrid[:size, :size]
+            if kind == 0:  # a foreign patch
+                p = patches[rng.integers(len(patches))]
+                s = rng.integers(12, 24)
+                i, j, pi, pj = *rng.integers(0, size - s, 2), *rng.integers(0, p.shape[0] - s, 2)
+                crop[i : i + s, j : j + s] = p[pi : pi + s, pj : pj + s]
+                mask[i : i + s, j : j + s] = True
+            elif kind == 1:  # a scratch: a bright line two pixels wide
+                a, b = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
+                t = np.clip(((rows - a[0]) * (b[0] - a[0]) + (cols - a[1]) * (b[1] - a[1]))
+                            / ((b - a) ** 2).sum(), 0, 1)  # fmt: skip
+                mask = np.hypot(rows - a[0] - t * (b[0] - a[0]), cols - a[1] - t * (b[1] - a[1])) < 1.0
+                crop[mask] = 235
+            else:  # a blotch: a soft stain of one colour
+                c, r = rng.uniform(20, size - 20, 2), rng.uniform(5, 10)
+                alpha = np.exp(-((rows - c[0]) ** 2 + (cols - c[1]) ** 2) / (2 * r**2))[..., None]
+                crop = crop * (1 - 0.8 * alpha) + 0.8 * alpha * rng.uniform(0, 255, 3)
+                mask = alpha[..., 0] > 0.2
+        crops.append(np.round(crop).astype(np.uint8))
+        masks.append(mask)
+        bad.append(bool(k % 2))
     return crops, masks, bad
 
 
-def anomaly(args, tmp: Path) -> None:
-    normal = tmp / "normal"
-    normal.mkdir()
-    bottoms = []
-    for name in ANOMALY_VALIDATION if args.tune else args.test:
-        image = test_photo(name)
+def split(image: np.ndarray, how: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A photo's normal images and its test regions: "halves" the top half and the bottom half; "cells" a
+    checkerboard of DEFECT_SIZE cells, the cells of one colour normal, of the other the test's (the test's normal
+    content then comes from the same parts of the photo as the normal data, interleaved)."""
+    if how == "halves":
         half = image.shape[0] // 2
-        Image.fromarray(image[:half]).save(normal / f"{name}.png")
-        bottoms.append(image[half:])
+        return [image[:half]], [image[half:]]
+    c = DEFECT_SIZE
+    cells = {(i, j): image[i * c : (i + 1) * c, j * c : (j + 1) * c]
+             for i in range(image.shape[0] // c) for j in range(image.shape[1] // c)}  # fmt: skip
+    normal = [cell for (i, j), cell in cells.items() if (i + j) % 2 == 0]
+    return normal, [cell for (i, j), cell in cells.items() if (i + j) % 2]
+
+
+def anomaly(args, tmp: Path) -> None:
+    normal, test = tmp / "normal", tmp / "defects"
+    normal.mkdir()
+    regions = {}
+    for name in ANOMALY_VALIDATION if args.tune else args.test:
+        images, regions[name] = split(test_photo(name), args.anomaly_split)
+        for k, image in enumerate(images):
+            Image.fromarray(image).save(normal / f"{name}-{k:03d}.png")
     options = {**ANOMALY, **args.anomaly_set}
     run = train(normal, "dae", tmp / "anomaly-dae", args.minutes, args.epochs, **options)
-    crops, masks, bad = defects(bottoms, [photo(n) for n in ("brick", "text", "coins")], 96, np.random.default_rng(0))
-    test = tmp / "defects"
-    for k, (crop, mask, is_bad) in enumerate(zip(crops, masks, bad, strict=True)):
-        kind = "abnormal" if is_bad else "good"
-        (test / kind).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop).save(test / kind / f"{k:03d}.png")
-        if is_bad:
-            (test / "masks" / kind).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(test / "masks" / kind / f"{k:03d}.png")
-    report = anomaly_file(run, str(test), normal=["good"], contamination=0.5)
-    print(f"anomaly maps: {len(crops)} crops of 96x96 from the bottom halves, {sum(bad)} with a defect")
+    patches, rng = [photo(n) for n in ("brick", "text", "coins")], np.random.default_rng(0)
+    of_photo = {}
+    for name, photo_regions in regions.items():
+        crops, masks, bad = defects(photo_regions, patches, DEFECT_SIZE, rng)
+        for k, (crop, mask, is_bad) in enumerate(zip(crops, masks, bad, strict=True)):
+            kind, file = "abnormal" if is_bad else "good", f"{name}-{k:03d}.png"
+            (test / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(crop).save(test / kind / file)
+            of_photo[file] = name
+            if is_bad:
+                (test / "masks" / kind).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask.astype(np.uint8) * 255).save(test / "masks" / kind / file)
+    report = anomaly_file(run, str(test), normal=["good"], contamination=0.5, out=tmp / "scores.csv")
+    where = "the bottom halves" if args.anomaly_split == "halves" else "the test cells"
+    bad = sum(1 for f in of_photo if (test / "abnormal" / f).exists())
+    print(f"anomaly maps ({args.anomaly_split}): {len(of_photo)} crops of 96x96 from {where}, {bad} with a defect")
     print(
         f"  image AUROC {report['auroc']:.3f}, pixel AUROC {report['pixel_auroc']:.3f} (pixel AUPRC "
         f"{report['pixel_auprc']:.3f}; {report['pixel_anomalous_share']:.1%} of the pixels are defective)"
     )
+    rows = list(csv.DictReader((tmp / "scores.csv").open()))
+    for name in regions:
+        mine = [r for r in rows if of_photo[Path(r["file"]).name] == name]
+        scores, labels = np.array([float(r["score"]) for r in mine]), np.array([r["label"] != "good" for r in mine])
+        print(f"  {name}: image AUROC {label_metrics(scores, labels)['auroc']:.3f} ({len(mine)} crops)")
 
 
 def options(given: list[str]) -> dict:
@@ -324,6 +356,8 @@ def main() -> None:
                         help="an option of the reconstruction ae (hidden=[16,32], lr=0.001, ...)")  # fmt: skip
     parser.add_argument("--anomaly-set", action="append", default=[], metavar="KEY=JSON",
                         help="an option of the anomaly part's dae (skips=false, ...)")  # fmt: skip
+    parser.add_argument("--anomaly-split", choices=("halves", "cells"), default="cells",
+                        help="the anomaly part's normal data and test regions of each photo (see split)")  # fmt: skip
     parser.add_argument("--refine", type=int, default=REFINE, help=f"steps of code refinement (default {REFINE})")
     parser.add_argument("--keep", type=Path, help="copy the run folders (and the defect set) there at the end")
     parser.add_argument("--reuse", type=Path, help="the reconstruction part measures this run (kept by --keep)")
