@@ -66,6 +66,7 @@ SIGMAS = (15, 25, 50)
 REFINE = 50  # steps of code refinement (aekit.reconstruct's refine) in the reconstruction part
 DEFECT_CROPS = 24  # crops of each photo's test regions in the anomaly part's defect set, every other one defective
 DEFECT_SIZE = 96  # their size (and of the cells of --anomaly-split cells)
+FIGURE_CROP = 96  # the reconstruction figure shows this much of each photo's centre
 # the anomaly part's dae: it learns to remove pasted anomalies (lr: 0.862 / 0.846 image / pixel AUROC on validation
 # photos split in halves at 470 epochs, against 0.828 / 0.832 at 2e-3)
 ANOMALY = {"noise": ("paste",), "skips": True, "lr": 4e-3}
@@ -117,14 +118,17 @@ def ssim_of(a: np.ndarray, b: np.ndarray) -> float:
     return float(ssim(x, y)[0])
 
 
-def pca_psnr(train_crops: np.ndarray, test: np.ndarray, block: int) -> float:
-    """PSNR of test (H, W, 3) rebuilt block by block by PCA with block*block*3/12 components."""
+def pca_rebuilt(train_crops: np.ndarray, test: np.ndarray, block: int) -> np.ndarray:
+    """test (H, W, 3), H and W multiples of block, rebuilt block by block by PCA with block*block*3/12 components
+    fitted on the blocks of train_crops: (H, W, 3) uint8."""
     x = np.concatenate([blocks(c, block) for c in train_crops]).astype(np.float64)
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
     basis = vt[: block * block * 3 // 12]
     t = blocks(test, block).astype(np.float64)
-    return psnr(t, np.round(np.clip((t - mean) @ basis.T @ basis + mean, 0, 255)))
+    t = np.round(np.clip((t - mean) @ basis.T @ basis + mean, 0, 255)).astype(np.uint8)
+    h, w = test.shape[0] // block, test.shape[1] // block
+    return t.reshape(h, w, block, block, 3).swapaxes(1, 2).reshape(test.shape)
 
 
 def train(folder: Path, model: str, out: Path, minutes: float, epochs: int | None, **options):
@@ -166,18 +170,28 @@ def reconstruction(args, folder: Path, tmp: Path) -> None:
     refined = f"refined {args.refine}"
     print(f"{'photo':10} {'size':>11} {'ae':>8} {refined:>11} {'PCA b=8':>8} {'PCA b=16':>9}   (PSNR, dB)")
     seconds = megapixels = 0.0
+    shown = [[] for _ in range(5)]
     for name in args.test:
         test = test_photo(name)
-        row = [psnr(test, np.round(rebuilt(run, test / 255.0) * 255))]
+        made = [np.round(rebuilt(run, test / 255.0) * 255)]
         start = time.perf_counter()
-        row.append(psnr(test, np.round(rebuilt(run, test / 255.0, args.refine) * 255)))
+        made.append(np.round(rebuilt(run, test / 255.0, args.refine) * 255))
         seconds, megapixels = seconds + time.perf_counter() - start, megapixels + test.shape[0] * test.shape[1] / 1e6
-        row += [pca_psnr(train_crops, test, 8), pca_psnr(train_crops, test, 16)]
-        shown = " ".join(f"{v:{width}.2f}" for v, width in zip(row, (8, 11, 8, 9), strict=True))
-        print(f"{name:10} {test.shape[0]:>5}x{test.shape[1]:<5} {shown}")
+        made += [pca_rebuilt(train_crops, test, 8), pca_rebuilt(train_crops, test, 16)]
+        row = [psnr(test, m) for m in made]
+        h, w = test.shape[0] // 2 - FIGURE_CROP // 2, test.shape[1] // 2 - FIGURE_CROP // 2
+        for k, image in enumerate([test, *made]):  # the figure: the photo's centre, each way
+            shown[k].append(torch.from_numpy(image[h : h + FIGURE_CROP, w : w + FIGURE_CROP] / 255.0).permute(2, 0, 1))
+        cells = " ".join(f"{v:{width}.2f}" for v, width in zip(row, (8, 11, 8, 9), strict=True))
+        print(f"{name:10} {test.shape[0]:>5}x{test.shape[1]:<5} {cells}")
     rate = seconds / megapixels
     print(f"refined: the codes of all tiles of a photo fitted together to it by {args.refine} steps of Adam, the "
           f"decoder fixed ({rate:.0f} s/MP)")  # fmt: skip
+    if args.figures:
+        names = ["photo", "ae", refined, "PCA b=8", "PCA b=16"]
+        title = "the held-out photos' centres, rebuilt from 1/12 of the numbers"
+        figure = aekit.plots.rows_of_images([torch.stack(r) for r in shown], names, title=title)
+        (args.figures / "photos_reconstruction.png").write_bytes(figure)
 
 
 def denoisers(run) -> dict:
@@ -325,7 +339,10 @@ def anomaly(args, tmp: Path) -> None:
             if is_bad:
                 (test / "masks" / kind).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(mask.astype(np.uint8) * 255).save(test / "masks" / kind / file)
-    report = anomaly_file(run, str(test), normal=["good"], contamination=0.5, out=tmp / "scores.csv")
+    figure = args.figures / "photos_anomaly.png" if args.figures else None
+    report = anomaly_file(
+        run, str(test), normal=["good"], contamination=0.5, out=tmp / "scores.csv", figure=figure, force=True
+    )
     where = "the bottom halves" if args.anomaly_split == "halves" else "the test cells"
     bad = sum(1 for f in of_photo if (test / "abnormal" / f).exists())
     print(f"anomaly maps ({args.anomaly_split}): {len(of_photo)} crops of 96x96 from {where}, {bad} with a defect")
@@ -359,6 +376,7 @@ def main() -> None:
     parser.add_argument("--anomaly-split", choices=("halves", "cells"), default="cells",
                         help="the anomaly part's normal data and test regions of each photo (see split)")  # fmt: skip
     parser.add_argument("--refine", type=int, default=REFINE, help=f"steps of code refinement (default {REFINE})")
+    parser.add_argument("--figures", type=Path, help="write the parts' figures there (photos_*.png)")
     parser.add_argument("--keep", type=Path, help="copy the run folders (and the defect set) there at the end")
     parser.add_argument("--reuse", type=Path, help="the reconstruction part measures this run (kept by --keep)")
     parser.add_argument("--tune", action="store_true", help="test on VALIDATION, held out of the training photos")
