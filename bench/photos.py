@@ -52,6 +52,7 @@ import torch
 from PIL import Image
 
 import aekit
+from aekit import plots
 from aekit.apps.anomaly import anomaly_file, label_metrics
 from aekit.metrics import ssim
 
@@ -190,7 +191,7 @@ def reconstruction(args, folder: Path, tmp: Path) -> None:
     if args.figures:
         names = ["photo", "ae", refined, "PCA b=8", "PCA b=16"]
         title = "the held-out photos' centres, rebuilt from 1/12 of the numbers"
-        figure = aekit.plots.rows_of_images([torch.stack(r) for r in shown], names, title=title)
+        figure = plots.rows_of_images([torch.stack(r) for r in shown], names, title=title)
         (args.figures / "photos_reconstruction.png").write_bytes(figure)
 
 
