@@ -386,6 +386,8 @@ def main() -> None:
     args.train = [n for n in TRAIN if n not in args.test]
     args.shape, args.anomaly_set = (options(given) for given in (args.set, args.anomaly_set))
     parts = args.parts.split(",")
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
