@@ -2,12 +2,15 @@
 
 - atomic_write: a temporary sibling, fsync, then a rename into place (os.replace when replacing is allowed,
   a rename that refuses to replace otherwise, so that two processes racing for one name cannot both win).
-- Temporary siblings are named `.NAME.XXXXXXXX.tmp` and locked (flock) by the process writing them, so the
-  next command writing NAME can tell the leftovers of a killed process (lock free: removed) from the work
-  of a live one (lock held: left alone).
-- Output: a user's output path (-o), checked before any work: without --force nothing existing is ever
-  replaced; with it, only what aekit would write there (a file of the output's kind, or a folder of PNGs
-  that aekit made and marked), never another folder, never the current folder or one above it.
+- Temporary siblings are named `.NAME.aekit-XXXXXXXX.tmp` (8 characters of [a-z0-9_]) and locked (flock) by
+  the process writing them, so the next command writing NAME can tell the leftovers of a killed process (lock
+  free: removed) from the work of a live one (lock held: left alone). Nothing but that exact pattern is ever
+  taken for a temporary.
+- The manifest: a folder aekit writes outputs into holds `.aekit-output`, the SHA-256 of each file aekit wrote
+  there (a folder of PNGs holds its own, listing every file in it). It is how --force knows what aekit wrote.
+- Output: a user's output path (-o), checked before any work: never one of the command's inputs; without
+  --force nothing existing is ever replaced; with it, only a file the manifest lists with its current content,
+  or a folder whose every file its manifest lists so, never the current folder or one above it.
 - parse_json / read_json: the one JSON reader (a nesting limit; every error one line naming the file);
   to_json: the one writer's view of floats (NaN and infinities become null: they are not JSON).
 """
@@ -17,9 +20,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -30,7 +35,6 @@ from typing import IO, Any
 from .errors import AekitError, check
 
 TMP = ".tmp"
-MARKER = ".aekit-output"  # in every folder of PNGs that aekit writes: what --force may replace
 MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 64 << 20
 
@@ -148,6 +152,8 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no locks, and so no leftovers are ever cleaned
     fcntl = None
 
+TAG = "aekit-"  # in every temporary's name: .NAME.aekit-XXXXXXXX.tmp (tempfile's 8 characters of [a-z0-9_])
+
 
 def _lock(fd: int, wait: bool) -> bool:
     """flock(fd) exclusively; False if another process holds it (and wait is False). Always True without flock."""
@@ -160,17 +166,23 @@ def _lock(fd: int, wait: bool) -> bool:
     return True
 
 
-def _temp_sibling(path: Path, folder: bool = False) -> tuple[Path, int]:
-    """A new `.NAME.XXXXXXXX.tmp` file or folder beside path and a descriptor holding its lock (dropped when
-    the process ends, however it ends)."""
+def temporary_pattern(name: str | None = None, suffix: str = TMP) -> re.Pattern:
+    """The names aekit gives temporaries of the entry called name (None: of any entry) ending in suffix."""
+    entry = re.escape(name) if name is not None else r".+"
+    return re.compile(rf"\.{entry}\.{TAG}[a-z0-9_]{{8}}" + re.escape(suffix))
+
+
+def temporary(path: Path, folder: bool = False, suffix: str = TMP) -> tuple[Path, int]:
+    """A new temporary file (or folder) beside path, named by temporary_pattern, and a descriptor holding its
+    lock (dropped when the process ends, however it ends)."""
     while True:
-        prefix, where = f".{path.name}.", path.parent
+        prefix, where = f".{path.name}.{TAG}", path.parent
         try:
             if folder:
-                tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TMP, dir=where))
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=where))
                 fd = os.open(tmp, os.O_RDONLY)
             else:
-                fd, name = tempfile.mkstemp(prefix=prefix, suffix=TMP, dir=where)
+                fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=where)
                 tmp = Path(name)
         except OSError as e:  # named by the user's path, not the temporary's
             raise AekitError(f"{path}: cannot write ({e.strerror or e})") from None
@@ -181,7 +193,7 @@ def _temp_sibling(path: Path, folder: bool = False) -> tuple[Path, int]:
 
 
 def remove_abandoned(paths: Iterable[Path]) -> None:
-    """Delete those of paths (temporaries) whose lock is free: their process died before finishing."""
+    """Delete those of paths (aekit's temporaries) whose lock is free: their process died before finishing."""
     if fcntl is None:  # pragma: no cover - no way to tell a live temporary from an abandoned one
         return
     for tmp in paths:
@@ -199,29 +211,43 @@ def remove_abandoned(paths: Iterable[Path]) -> None:
             os.close(fd)
 
 
-def leftovers(path: Path) -> list[Path]:
-    """The temporaries aekit makes while writing path (a killed process's included)."""
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TMP}"))
+def leftovers(path: Path, suffix: str = TMP) -> list[Path]:
+    """The temporaries aekit makes while writing path (a killed process's included): nothing else matches."""
+    pattern = temporary_pattern(path.name, suffix)
+    found = path.parent.glob(glob.escape(f".{path.name}.{TAG}") + "*" + glob.escape(suffix))
+    return sorted(p for p in found if pattern.fullmatch(p.name))
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Every temporary file aekit makes in folder (of any output's name)."""
+    pattern = temporary_pattern()
+    return sorted(p for p in folder.glob(f".*.{TAG}*{TMP}") if pattern.fullmatch(p.name))
 
 
 # ---------------------------------------------------------------- writing files
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], replace: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[IO[bytes]], Any], replace: bool = True, record: bool = False
+) -> Path:
     """Call write(f) on a locked temporary file next to path, then move it into place.
 
     replace: whether an existing path may be replaced; when False the final rename refuses to replace
-    (FileExistsError becomes a one-line AekitError), even if path appeared while writing.
+    (FileExistsError becomes a one-line AekitError), even if path appeared while writing. record: list the file
+    in its folder's manifest (an output of aekit's that a later --force may replace).
     """
     path = Path(path)
-    tmp, fd = _temp_sibling(path)
+    tmp, fd = temporary(path)
     try:
         with os.fdopen(os.dup(fd), "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600; give what open() would
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        sha = digest(tmp) if record else None
         _publish(tmp, path, replace)
+        if sha is not None:
+            _record(path.parent, {path.name: sha})
     except OSError as e:  # a full disk, say: named by the user's path, not the temporary's
         tmp.unlink(missing_ok=True)
         raise AekitError(f"{path}: cannot write ({e.strerror or e})") from None
@@ -233,9 +259,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], rep
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True) -> Path:
-    """Atomically write bytes to path."""
-    return atomic_write(path, lambda f: f.write(data), replace)
+def write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True, record: bool = False) -> Path:
+    """Atomically write bytes to path (see atomic_write)."""
+    return atomic_write(path, lambda f: f.write(data), replace, record)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -263,27 +289,97 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------- the manifest: what aekit wrote
+
+MANIFEST = ".aekit-output"  # in a folder: {"written_by": "aekit", "files": {relative path: sha256}}
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """What folder's manifest says aekit wrote there ({relative path: sha256}); {} if it has none that aekit wrote
+    (a missing, unreadable or malformed one, or a link)."""
+    path = folder / MANIFEST
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > MAX_MANIFEST_BYTES:
+            return {}
+        value = parse_json(path.read_bytes(), str(path))
+    except (OSError, AekitError):
+        return {}
+    files = value.get("files") if isinstance(value, dict) and value.get("written_by") == "aekit" else None
+    if not isinstance(files, dict):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)}
+
+
+def _write_manifest(folder: Path, files: dict[str, str]) -> None:
+    manifest = {"written_by": "aekit", "files": dict(sorted(files.items()))}
+    write_bytes(folder / MANIFEST, (dumps(manifest) + "\n").encode())
+
+
+def _record(folder: Path, written: dict[str, str]) -> None:
+    """Add written ({name: sha256}) to folder's manifest, holding a lock on it (so that two aekit commands writing
+    outputs into one folder keep both); entries whose file is gone are dropped. Where the manifest cannot be
+    written (a full disk), the outputs stay, only not replaceable by a later --force."""
+    path = folder / MANIFEST
+    while True:  # lock the manifest that is at path (a writer that replaced it meanwhile made a new one)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~current_umask())
+        except OSError:
+            return
+        try:
+            _lock(fd, wait=True)
+            if os.fstat(fd).st_ino == os.lstat(path).st_ino:
+                files = {k: v for k, v in read_manifest(folder).items() if os.path.lexists(folder / k)}
+                _write_manifest(folder, {**files, **written})
+                return
+        except (OSError, AekitError):
+            return
+        finally:
+            os.close(fd)  # drops the lock
+
+
+def is_ours(path: Path) -> bool:
+    """Whether the regular file path is listed in its folder's manifest with the digest of what it holds now (an
+    output aekit wrote and nobody changed since)."""
+    listed = read_manifest(path.parent).get(path.name)
+    return listed is not None and stat.S_ISREG(os.lstat(path).st_mode) and digest(path) == listed
+
+
+def is_our_folder(path: Path) -> bool:
+    """Whether every file under folder path is one its manifest lists, with that digest, and it holds nothing
+    else (no link, no other entry, no folder without such files). An empty folder holds nothing to lose: True."""
+    listed = read_manifest(path)
+    found: dict[str, Path] = {}
+    for root, dirs, files in os.walk(path):
+        here = Path(root)
+        if not files and not dirs and here != path:
+            return False  # an empty subfolder: not something aekit writes
+        for name in [*dirs, *files]:
+            entry = here / name
+            info = os.lstat(entry)
+            if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                return False
+        for name in files:
+            rel = (here / name).relative_to(path).as_posix()
+            if rel != MANIFEST:
+                found[rel] = here / name
+    if not found:
+        return True  # nothing in it to lose
+    return set(found) == set(listed) and all(digest(p) == listed[rel] for rel, p in found.items())
+
+
 # ---------------------------------------------------------------- the user's outputs
 
 FOLDER = ""  # the kind of an output named without a suffix: a folder of PNG images
-_SIGNATURES = {  # how a file of each kind begins: --force replaces only files that do (or empty ones)
-    ".png": (b"\x89PNG\r\n\x1a\n",),
-    ".npy": (b"\x93NUMPY",),
-    ".npz": (b"PK\x03\x04", b"PK\x05\x06"),
-    ".aez": (b"AEKZ",),
-    ".onnx": (b"\x08",),  # a ModelProto's first field, its IR version
-}
-
-
-def _is_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:  # a character cut at the end of the sample is fine
-        if e.start < len(head) - 4:
-            return False
-    return b"\0" not in head
-
-
 _KIND_NAMES = {
     ".png": ".png (a PNG image)",
     ".npy": ".npy",
@@ -296,36 +392,49 @@ _KIND_NAMES = {
 }
 
 
-def _pngs(entry: Path, subfolders: bool) -> bool:
-    """Whether entry is a PNG file, or (with subfolders) a real folder of nothing but PNG files."""
-    if entry.is_symlink():
-        return False
-    if entry.is_dir():
-        return subfolders and all(_pngs(e, subfolders=False) for e in entry.iterdir())
-    return entry.suffix == ".png" and entry.is_file()
-
-
 def _describe(kinds: tuple[str, ...]) -> str:
     names = [_KIND_NAMES[k] for k in kinds]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether path is folder or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_not_here(path: Path, what: str = "") -> None:
+    """AekitError if path is the current folder or one above it (never replaced, whatever is in it)."""
+    check(not _within(Path.cwd().resolve(), path.resolve()), f"{path}: aekit never replaces the current folder or one "
+          f"above it{what}")  # fmt: skip
+
+
 class Output:
     """An output path, checked before any work, then written whole.
 
-    kinds: the suffixes it may have (".png", ".npz", ...; FOLDER for a folder of PNGs). Without force an
-    existing path is refused, now and at the moment of writing. With force, only a file of the same kind
-    (judged by its first bytes) or a folder that aekit wrote for such an output is replaced.
+    kinds: the suffixes it may have (".png", ".npz", ...; FOLDER for a folder of PNGs). inputs: the files and
+    folders the command reads: the output may be none of them, nor a folder holding one, --force or not. Without
+    force an existing path is refused, now and at the moment of writing. With force, only what aekit wrote is
+    replaced (see is_ours and is_our_folder); every file written is listed in the manifest.
     """
 
-    def __init__(self, path: str | os.PathLike, kinds: Iterable[str], force: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, kinds: Iterable[str], force: bool = False, inputs: Iterable[Path] = ()
+    ) -> None:
         self.path, self.force = Path(path), force
         kinds = tuple(kinds)
         self.kind = self.path.suffix.lower()
         check(self.kind in kinds, f"{self.path}: name this output {_describe(kinds)}")
+        check(self.path.name != MANIFEST, f"{self.path}: that name is aekit's manifest; give another output name")
         check(self.path.parent.is_dir(), f"{self.path.parent}: no such folder for the output")
-        remove_abandoned(leftovers(self.path))  # what a killed command left while writing this output
+        target = self.path.resolve()
+        for given in inputs:
+            check(
+                not _within(Path(given).resolve(), target),
+                f"{self.path} is {'' if Path(given).resolve() == target else 'a folder holding '}an input of this "
+                "command; aekit never writes over its input: give another output name",
+            )
         self.check_replaceable()
+        remove_abandoned(leftovers(self.path))  # what a killed command left while writing this output
 
     def check_replaceable(self) -> None:
         """AekitError unless path is free, or force is given and what is there is aekit's to replace."""
@@ -336,38 +445,33 @@ class Output:
         info = os.lstat(path)
         check(not stat.S_ISLNK(info.st_mode), f"{path} is a symbolic link; aekit replaces only what it wrote")
         if self.kind == FOLDER:
-            here = Path.cwd().resolve()
-            target = path.resolve()
-            check(target != here and target not in here.parents, f"{path}: aekit never replaces the current folder")
+            check_not_here(path)
             check(stat.S_ISDIR(info.st_mode), f"{path} is a file; the output is a folder of PNGs")
-            entries = list(path.iterdir())
-            ours = (path / MARKER).is_file() or not entries
-            ours = ours and all(e.name == MARKER or _pngs(e, subfolders=True) for e in entries)
-            check(ours, f"{path} is a folder aekit did not write (or holds other files); aekit replaces only its own")
+            check(is_our_folder(path), f"{path} is a folder aekit did not write (or it holds files aekit did not "
+                  "write there); aekit replaces only its own outputs: give another name")  # fmt: skip
         else:
             check(stat.S_ISREG(info.st_mode), f"{path} is not a file; give another output name")
-            with open(path, "rb") as f:
-                head = f.read(4096)
-            signatures = _SIGNATURES.get(self.kind)
-            ours = not head or (head.startswith(signatures) if signatures else _is_text(head))
-            check(ours, f"{path} does not hold {self.kind} data; aekit replaces only a file of the output's kind")
+            check(info.st_size == 0 or is_ours(path), f"{path} is not a file aekit wrote (or it changed since); "
+                  "aekit replaces only its own outputs: give another name")  # fmt: skip
 
     def write(self, fill: Callable[[IO[bytes]], Any]) -> Path:
-        """Write a file through fill(f), whole or not at all."""
-        return atomic_write(self.path, fill, replace=self.force)
+        """Write a file through fill(f), whole or not at all, and list it in its folder's manifest."""
+        return atomic_write(self.path, fill, replace=self.force, record=True)
 
     def write_bytes(self, data: bytes) -> Path:
         return self.write(lambda f: f.write(data))
 
     def write_folder(self, fill: Callable[[Path], Any]) -> Path:
-        """Make a folder through fill(folder) and put it at path in one rename (replacing the old one whole)."""
-        tmp, fd = _temp_sibling(self.path, folder=True)
+        """Make a folder through fill(folder), list its files in its manifest, and put it at path in one rename
+        (replacing the old one whole)."""
+        tmp, fd = temporary(self.path, folder=True)
         try:
             try:
                 fill(tmp)
+                files = {p.relative_to(tmp).as_posix(): digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+                _write_manifest(tmp, files)
             except OSError as e:
                 raise AekitError(f"{self.path}: cannot write ({e.strerror or e})") from None
-            (tmp / MARKER).write_text('{"written_by": "aekit", "kind": "png folder"}\n')
             tmp.chmod(0o777 & ~current_umask())
             if self.force and os.path.lexists(self.path):
                 self.check_replaceable()  # again: it may have changed since the command started

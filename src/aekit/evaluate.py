@@ -145,7 +145,8 @@ def reconstruction_figure(
     """Draw the first n (1 to 32) items over their reconstructions into the PNG at out (an existing file there
     is replaced only with force). data and split as for evaluate: by default the run's held-out items."""
     check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
-    output = Output(out, (".png",), force)
+    run = open_run(run)
+    output = Output(out, (".png",), force, run.input_paths(data, data_dir))
     return output.write_bytes(reconstruction_png(run, n, data, data_dir, split))
 
 

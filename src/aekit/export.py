@@ -111,13 +111,17 @@ class Graph(torch.nn.Module):
         scorer = ["score", "anomalous"] + (["map"] if self.any_size else [])
         return ["code" if self.part == "decoder" else "x"], outputs.get(self.part, scorer)
 
-    def example(self, batch: int = 2, grow: int = 0, seed: int = 0) -> torch.Tensor:
+    def example(
+        self, batch: int = 2, grow: int = 0, seed: int = 0, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """A batch the graph takes: values across the data's range (codes of such for the decoder); grow adds as
-        many pixels to a resnet's height (and half as many again to its width)."""
+        many pixels to a resnet's height (and half as many again to its width), or size gives its (H, W)."""
         generator = torch.Generator().manual_seed(seed)
-        c, *size = self.model.config.input_shape
+        c, *shape = self.model.config.input_shape
         if self.any_size:
-            size = [size[0] + grow, size[1] + grow + grow // 2]
+            size = list(size) if size else [shape[0] + grow, shape[1] + grow + grow // 2]
+        else:
+            size = shape
         x = torch.rand(batch, c, *size, generator=generator) if size else torch.rand(batch, c, generator=generator)
         if self.part != "decoder":
             return x * self.span + self.lo
@@ -127,8 +131,7 @@ class Graph(torch.nn.Module):
     def dynamic_shapes(self) -> tuple[dict[int, Any]]:
         dims = {0: torch.export.Dim("batch", min=1)}
         if self.any_size:
-            least = 1 if self.part == "decoder" else 2**self.model.config.stages
-            dims.update({2: torch.export.Dim("height", min=least), 3: torch.export.Dim("width", min=least)})
+            dims.update({2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)})
         return (dims,)
 
 
@@ -147,7 +150,7 @@ def export(
     anomaly scores)."""
     onnx = _onnx()
     run = cpu_run(run)  # traced and checked on the CPU: the file does not depend on where the run was opened
-    out = Output(output, (".onnx",), force)
+    out = Output(output, (".onnx",), force, [run.path])
     check(part in PARTS, f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
     check(threshold is None or math.isfinite(threshold), f"the threshold must be a finite number, got {threshold}")
@@ -204,8 +207,8 @@ def _quiet():
 
 def _check(graph: Graph, data: bytes) -> float | None:
     """The largest difference between onnxruntime's outputs and PyTorch's, as a share of the data's range, on a
-    batch of the run's shape and (resnet) one of another size; AekitError beyond TOLERANCE; None without
-    onnxruntime."""
+    batch of the run's shape and (resnet) one of another size and one of 1x1 pixels; AekitError beyond TOLERANCE;
+    None without onnxruntime."""
     try:
         import onnxruntime
     except ImportError:
@@ -213,8 +216,12 @@ def _check(graph: Graph, data: bytes) -> float | None:
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     worst = 0.0
     span = float(graph.span.max())
-    for grow in (0, 2**graph.model.config.stages + 3) if graph.any_size else (0,):
-        x = graph.example(batch=3, grow=grow, seed=1)
+    examples = [graph.example(batch=3, seed=1)]
+    if graph.any_size:  # another size, and the smallest image
+        examples.append(graph.example(batch=3, grow=2**graph.model.config.stages + 3, seed=1))
+        if graph.part != "decoder":
+            examples.append(graph.example(batch=3, seed=1, size=(1, 1)))
+    for x in examples:
         with torch.no_grad():
             want = graph(x)
         got = session.run(None, {graph.names()[0][0]: x.numpy()})

@@ -1,7 +1,7 @@
 """A run folder while it is written: built under a hidden name and put in place whole, locked while in use,
 saved after every epoch.
 
-    with RunFolder.stage(out, "ae-mnist", force, config) as folder:   # .NAME.XXXX.partial, locked, config.json
+    with RunFolder.stage(out, "ae-mnist", force, config) as folder:   # .NAME.aekit-XXXXXXXX.partial, locked
         trainer = Trainer(model, data, train_config, folder)
         folder.save(trainer)                                         # the epoch-0 checkpoint
         folder.place()                                               # renamed to NAME in one step
@@ -9,30 +9,35 @@ saved after every epoch.
 
 A kill at any moment leaves no folder, or one that loads and resumes; with --force the old run is swapped
 out in one step (renameat2), so a kill leaves the old run or the new one. Staging folders that a killed
-process left are deleted by the next run into the same name (their lock is free).
+process left are deleted by the next run into the same name (their lock is free). --force replaces only a
+folder that is an aekit run: its config.json reads as a run's and it holds nothing but a run's files and
+outputs aekit wrote there (the manifest, disk.is_ours).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint, disk
 from .errors import AekitError, check
-from .run import CHECKPOINT, CONFIG, WEIGHTS, save_tensors, update_metrics, write_history
+from .run import CHECKPOINT, CONFIG, RUN_FILES, WEIGHTS, read_config, save_tensors, update_metrics, write_history
+
+STAGING = ".partial"  # the suffix of a run folder being built (disk.temporary_pattern)
 
 
 class RunFolder:
     """A run folder being written by this process (holding its lock). path is where it is now: the hidden
     staging name until place(), then its own name."""
 
-    def __init__(self, path: Path, lock: disk.FolderLock, target: Path | None = None, replaced=None) -> None:
+    def __init__(
+        self, path: Path, lock: disk.FolderLock, target: Path | None = None, replaced=None, staged: int | None = None
+    ) -> None:
         self.path, self.lock = path, lock
         self._target, self._replaced = target, replaced  # where place() puts it; the old run's lock (--force)
+        self._staged = staged  # a descriptor holding the staging folder's own lock (see disk.temporary)
 
     @classmethod
     def stage(cls, out: str | os.PathLike | None, default_name: str, force: bool, config: dict[str, Any]) -> RunFolder:
@@ -40,12 +45,12 @@ class RunFolder:
         next to it and holding config.json. Refuses an existing folder unless force replaces a run."""
         run_dir, replaced = _reserve(out, default_name, force)
         try:
-            staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
-        except OSError as e:
+            staging, fd = disk.temporary(run_dir, folder=True, suffix=STAGING)
+        except AekitError:
             if replaced is not None:
                 replaced.release()
-            raise AekitError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
-        folder = cls(staging, disk.FolderLock(staging), run_dir, replaced)
+            raise
+        folder = cls(staging, disk.FolderLock(staging), run_dir, replaced, fd)
         try:
             staging.chmod(0o777 & ~disk.current_umask())
             folder.lock.acquire()  # moves with the folder: held until training ends
@@ -59,7 +64,7 @@ class RunFolder:
     def reopen(cls, run_dir: Path) -> RunFolder:
         """An existing run folder to train further (--resume): locked, a killed process's temporaries gone."""
         lock = disk.FolderLock(run_dir).acquire()
-        disk.remove_abandoned(run_dir.glob(f".*{disk.TMP}"))
+        disk.remove_abandoned(disk.temporaries(run_dir))
         return cls(run_dir, lock)
 
     def save(self, trainer) -> None:
@@ -96,8 +101,11 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Release the lock; a folder never placed (an error, Ctrl-C) is deleted."""
+        """Release the locks; a folder never placed (an error, Ctrl-C) is deleted."""
         self.lock.release()
+        if self._staged is not None:
+            os.close(self._staged)
+            self._staged = None
         if self._replaced is not None:
             self._replaced.release()
         if self._target is not None:
@@ -114,35 +122,40 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
             run_dir = base.with_name(f"{base.name}-{n}")
     else:
         run_dir = Path(out)
+    if os.path.lexists(run_dir):
+        check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
+        check(run_dir.is_dir(), f"{run_dir} is a file; give another --out")
+        if not any(run_dir.iterdir()):  # an empty folder: nothing to lose
+            disk.check_not_here(run_dir)
+            run_dir.rmdir()
+        else:
+            is_run = _is_run(run_dir)
+            hint = "; use --resume to continue it or --force to replace it" if is_run else ""
+            check(force and is_run, f"{run_dir} already exists{hint}" if not force else
+                  f"{run_dir} is not an aekit run folder (or holds files aekit did not write there); --force "
+                  "replaces only a run: give another --out")  # fmt: skip
+            disk.check_not_here(run_dir, "; give another --out")
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise AekitError(f"cannot create {run_dir.parent}: {e.strerror or e}") from None
-    _remove_abandoned(run_dir)
+    disk.remove_abandoned(disk.leftovers(run_dir, STAGING))  # run folders that killed processes were building
     if not os.path.lexists(run_dir):
         return run_dir, None
-    check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
-    is_run = run_dir.is_dir() and (run_dir / CONFIG).exists()
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-        return run_dir, None
-    if force and is_run:
-        return run_dir, disk.FolderLock(run_dir).acquire()  # refuses while another process trains it
-    hint = "; use --resume to continue it or --force to replace it" if is_run else ""
-    raise AekitError(f"{run_dir} already exists{hint}")
+    return run_dir, disk.FolderLock(run_dir).acquire()  # refuses while another process trains it
 
 
-def _remove_abandoned(run_dir: Path) -> None:
-    """Delete staging folders for run_dir left by killed processes (their lock is free): a run being built, or
-    after a --force swap the old run. (Earlier builds of aekit moved an old run to .NAME.XXXX.old before
-    renaming the new one in: such a folder goes only once a run is in place, else it may be the only copy.)"""
-    kinds = (".partial", ".old") if os.path.lexists(run_dir) else (".partial",)
-    for path in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*"):
-        if path.suffix not in kinds or not path.is_dir() or path.is_symlink():
-            continue
-        try:
-            lock = disk.FolderLock(path).acquire()
-        except (AekitError, OSError):
-            continue  # another process is building it
-        lock.release()
-        shutil.rmtree(path, ignore_errors=True)
+def _is_run(folder: Path) -> bool:
+    """Whether folder is an aekit run: its config.json reads as a run's, and every entry is a run's file, an
+    aekit temporary or an output aekit wrote there (listed in the manifest with its content)."""
+    try:
+        read_config(folder)
+    except AekitError:
+        return False
+    temporary = disk.temporary_pattern()
+    for entry in folder.iterdir():
+        if entry.is_symlink() or not entry.is_file():
+            return False
+        if entry.name not in RUN_FILES and not temporary.fullmatch(entry.name) and not disk.is_ours(entry):
+            return False
+    return True

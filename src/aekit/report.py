@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from . import __version__, plots
-from .disk import Output, dumps
-from .errors import check
+from .disk import FOLDER, Output, distinct, dumps
 from .run import Run, open_run
 
 SHOWN = 8  # held-out items in the item figures
@@ -55,20 +54,23 @@ def report(
     figures: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write the run's report (see the module's docstring) to out, an .html file; returns what it holds. figures:
-    also write each figure as a PNG into this folder (created if missing), named after it (loss-curves.png,
-    reconstructions.png, ...)."""
-    output = Output(out, (".html",), force)
-    folder = Path(figures) if figures is not None else None
-    check(folder is None or not folder.exists() or folder.is_dir(), f"{folder}: not a folder")
-    page = Page(open_run(run), data_dir)
+    also write each figure as a PNG into this folder, a new one (or one aekit wrote, with force), named after it
+    (loss-curves.png, reconstructions.png, ...)."""
+    run = open_run(run)
+    output = Output(out, (".html",), force, [run.path])
+    folder = Output(figures, (FOLDER,), force, [run.path]) if figures is not None else None
+    distinct(output, folder)
+    page = Page(run, data_dir)
     text = page.html().encode()
     result = {"output": str(output.path), "figures": len(page.pngs), "bytes": len(text)}
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        pngs = [Output(folder / f"{name}.png", (".png",), force) for name, _ in page.pngs]  # all checked, then written
-        for png, (_, data) in zip(pngs, page.pngs, strict=True):
-            png.write_bytes(data)
-        result["figure_files"] = [str(png.path) for png in pngs]
+
+        def fill(where: Path) -> None:
+            for name, data in page.pngs:
+                (where / f"{name}.png").write_bytes(data)
+
+        folder.write_folder(fill)
+        result["figure_files"] = [str(folder.path / f"{name}.png") for name, _ in page.pngs]
     output.write_bytes(text)
     return result
 

@@ -6,7 +6,9 @@ A run folder holds
   checkpoint.safetensors  weights + optimizer + RNG state + history of the last finished epoch (for --resume)
   metrics.json            {"history": [...per epoch...], "final": {...}, "evaluation": {...}}
   history.csv             the same history, a row per epoch (for a spreadsheet or pandas)
-  loss_curve.png, reconstructions.png
+  loss_curve.png, reconstructions.png, for a VAE samples.png
+  .lock                   held (flock) while a process trains the run or stores metrics in it
+  .aekit-output           the manifest of the figures and outputs aekit wrote there (disk.MANIFEST)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from safetensors.torch import save as safetensors_bytes
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
 from .data.datasets import Dataset, Photos, Scaling, Splits, class_mask, from_array, load_config, load_photos
-from .data.registry import many_files
+from .data.registry import input_paths, many_files
 from .data.sources import IMAGE_SUFFIXES
 from .errors import AekitError, check
 from .registry import model_from_config
@@ -38,6 +40,8 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
+FIGURES = ("loss_curve.png", "reconstructions.png", "samples.png")
+RUN_FILES = {CONFIG, WEIGHTS, CHECKPOINT, METRICS, HISTORY, *FIGURES, disk.LOCK, disk.MANIFEST}  # what a run holds
 CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
@@ -165,6 +169,15 @@ class Run:
             return True
         given, mine = Path(source).expanduser(), Path(own).expanduser()
         return given.exists() and mine.exists() and given.resolve() == mine.resolve()
+
+    def input_paths(
+        self, source: str | os.PathLike | np.ndarray | None = None, data_dir: str | os.PathLike | None = None
+    ) -> list[Path]:
+        """What a use of the run reads, which none of its outputs may be or hold: the run folder, and the files and
+        folders of source (default: the run's own data)."""
+        if isinstance(source, np.ndarray):
+            return [self.path]
+        return [self.path, *input_paths(self.data_config.source if source is None else source, data_dir)]
 
     def load_data(
         self, source: str | os.PathLike | np.ndarray | None = None, data_dir: str | os.PathLike | None = None

@@ -495,14 +495,15 @@ class RunFigures(Callback):
 
         path, model = trainer.run_dir, trainer.model.eval()
         title = f"{model.name} on {trainer.data.train.name}"
-        disk.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title))
+        disk.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title), record=True)
         sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
         x = sample.batch(slice(0, 8)).to(trainer.device)
-        disk.write_bytes(path / "reconstructions.png", plots.reconstructions(x.cpu(), model.reconstruct(x).cpu()))
+        figure = plots.reconstructions(x.cpu(), model.reconstruct(x).cpu())
+        disk.write_bytes(path / "reconstructions.png", figure, record=True)
         if hasattr(model, "sample") and sample.is_image:
             generated = model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
             figure = plots.image_grid(generated.cpu(), title=f"{model.name}: samples from the prior")
-            disk.write_bytes(path / "samples.png", figure)
+            disk.write_bytes(path / "samples.png", figure, record=True)
 
 
 def _fit(trainer: Trainer) -> None:

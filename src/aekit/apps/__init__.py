@@ -7,6 +7,7 @@ Shared here: running the model over a verb's items in batches
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -148,5 +149,13 @@ def write_items(out: Output, x: torch.Tensor | list[torch.Tensor], items: Datase
         return write_array(out, to_raw(torch.stack(x) if isinstance(x, list) else x, items.scaling))
     if out.kind == ".png":
         return out.write(lambda f: png_image(pixels[0], f))
-    names = [str(Path(n).with_suffix(".png")) for n in items.item_names] if items.item_names else None
+    names = png_names(items.item_names) if items.item_names else None
     return out.write_folder(lambda folder: write_images(folder, pixels, names))
+
+
+def png_names(names: list[str]) -> list[str]:
+    """The names of PNG outputs for inputs named names: each with the suffix .png, or with .png added where two
+    inputs would otherwise share one (photo.jpg and photo.webp: photo.jpg.png and photo.webp.png)."""
+    pngs = [str(Path(n).with_suffix(".png")) for n in names]
+    counts = Counter(pngs)
+    return [p if counts[p] == 1 or p == n else n + ".png" for p, n in zip(pngs, names, strict=True)]

@@ -140,9 +140,10 @@ def anomaly_file(
     if contamination is not None:
         check(0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
-    table = Output(out, (".csv",), force) if out is not None else None
-    picture = Output(figure, (".png",), force) if figure is not None else None
-    map_file = Output(maps_out, (".npz",), force) if maps_out is not None else None
+    inputs = run.input_paths(source, data_dir) + ([Path(masks)] if masks is not None else [])
+    table = Output(out, (".csv",), force, inputs) if out is not None else None
+    picture = Output(figure, (".png",), force, inputs) if figure is not None else None
+    map_file = Output(maps_out, (".npz",), force, inputs) if maps_out is not None else None
     distinct(table, picture, map_file)
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")

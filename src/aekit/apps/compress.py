@@ -27,6 +27,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +40,6 @@ from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
 from ..models.base import REFINE_BATCH, check_steps
-from ..models.layers import code_size
 from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
@@ -238,7 +238,7 @@ def whole_code(model, image: torch.Tensor, refine: int = 0) -> torch.Tensor:
     size = h, w = tuple(image.shape[1:])
     check_whole(model, size, refine)
     x = tiles.floats(image)[None].to(model.device)
-    y = model.encoder(x).reshape(1, model.code_channels, *code_size(*size, model.config.stages))
+    y = model.encoder(x).reshape(1, model.code_channels, *model.config.code_size(*size))
     if refine:
         y = model.refine_rate(x, y, lambda q: model.decoder(q, size=size), refine, f"fitting a {h}x{w} image's code")
     return torch.round(y)[0].cpu()
@@ -318,8 +318,7 @@ def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
     """The size of each item's code map in a version 2, 3 or 4 file."""
     if header.sizes is None:
         return [tuple(model.code_map(torch.zeros(1, model.config.latent_dim)).shape[2:])] * header.items
-    stages = model.config.stages
-    return [code_size(h, w, stages) for h, w in header.item_sizes()]
+    return [model.config.code_size(h, w) for h, w in header.item_sizes()]
 
 
 def _parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
@@ -437,7 +436,7 @@ def compress_file(
     expected, beside the file's own, and bits per pixel for images. refine: see compress."""
     run = cpu_run(run)
     check_refine(run.model, refine)
-    output = Output(out, (".aez",), force)
+    output = Output(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
     x = inputs_of(run, items) if is_learned(run.model) else items.floats()
     if is_learned(run.model):
@@ -476,7 +475,8 @@ def decompress_file(
 ) -> dict:
     """Decode the .aez file at path into out (.npz, .npy, a folder of PNGs, or a PNG for one image) in the data's
     own units. Whole images of several sizes are written as PNGs."""
-    output = Output(out, IMAGE_KINDS, force)
+    given = [] if run is None else [run.path if isinstance(run, Run) else Path(run)]
+    output = Output(out, IMAGE_KINDS, force, [Path(path), *given])
     try:
         with open(path, "rb") as f:
             check_load_size(os.fstat(f.fileno()).st_size, path, "the .aez file")

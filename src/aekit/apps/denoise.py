@@ -85,9 +85,10 @@ def denoise_file(
     ok = math.isfinite(sigma) and sigma >= 0 and 0 <= p <= 1
     check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
     check_seed(seed)
-    output = Output(out, IMAGE_KINDS, force)
-    noisy_output = Output(noisy_out, IMAGE_KINDS, force) if noisy_out is not None else None
-    figure_output = Output(figure, (".png",), force) if figure is not None else None
+    inputs = run.input_paths(source, data_dir)
+    output = Output(out, IMAGE_KINDS, force, inputs)
+    noisy_output = Output(noisy_out, IMAGE_KINDS, force, inputs) if noisy_out is not None else None
+    figure_output = Output(figure, (".png",), force, inputs) if figure is not None else None
     distinct(output, noisy_output, figure_output)
     items, _ = run.read(source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")

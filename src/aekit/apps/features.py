@@ -8,7 +8,6 @@ import torch
 
 from ..disk import Output
 from ..errors import check
-from ..models.layers import code_size
 from ..run import Run, open_run
 from . import as_inputs, check_finite, encode_all, inputs_of, tiles, write_array
 
@@ -33,7 +32,7 @@ def pooled_code(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     size = model.config.input_shape[1:]
 
     def code_map(batch: torch.Tensor) -> torch.Tensor:  # each code position spread over the pixels it stands for
-        z = model.encode(batch).unflatten(1, (channels, -1, code_size(*size, model.config.stages)[1]))
+        z = model.encode(batch).unflatten(1, (channels, -1, model.config.code_size(*size)[1]))
         return torch.nn.functional.interpolate(z, scale_factor=2**model.config.stages)[..., : size[0], : size[1]]
 
     pooled = tiles.map_image(model, image, code_map).mean((1, 2))
@@ -52,7 +51,7 @@ def features_file(
     """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known, trained:
     whether the run trained on each item, so that a model fitted on the codes can be tested on the others)."""
     run = open_run(run)
-    output = Output(out, (".npy", ".npz"), force)
+    output = Output(out, (".npy", ".npz"), force, run.input_paths(source, data_dir))
     items, part, trained = run.read_marked(source, split, data_dir)
     z = features(run, inputs_of(run, items)).numpy()
     extra = {"y": items.y.numpy()} if items.y is not None else {}
@@ -78,8 +77,8 @@ def latent_file(
     from .. import plots
 
     check(max_items >= 1, f"max_items must be at least 1, got {max_items}")
-    output = Output(out, (".png",), force)
     run = open_run(run)
+    output = Output(out, (".png",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
     if len(items) > max_items:
         keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]

@@ -16,7 +16,6 @@ from ..config import check_seed
 from ..disk import Output
 from ..errors import check
 from ..limits import INFERENCE_BATCH, check_load_size
-from ..models.layers import code_size
 from ..progress import chunks
 from ..run import Run, open_run
 from . import check_output_items, decode_all, encode_all, to_raw, write_array
@@ -82,7 +81,7 @@ def _generate_at(model: torch.nn.Module, n: int, temperature: float, seed: int, 
     check(n >= 1, f"generate: ask for at least 1 item, got {n}")
     check_load_size(n * channels * height * width * 12, "generate", f"making {n} images of {height}x{width}")
     generator = torch.Generator().manual_seed(seed)
-    code = (model.config.latent_channels, *code_size(height, width, model.config.stages))
+    code = (model.config.latent_channels, *model.config.code_size(height, width))
     out = []
     for _ in chunks(n, 1, "generating"):
         z = torch.randn(1, *code, generator=generator) * temperature
@@ -136,8 +135,8 @@ def generate_file(
     """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default; with
     between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
     with grid=G the 2-d latent manifold on a G x G lattice."""
-    output = Output(out, (".png", ".npz", ".npy"), force)
     run = open_run(run)
+    output = Output(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
     count = steps if between else grid * grid if grid is not None else n
     figure = output.kind == ".png"
     check(not figure or count <= PNG_GRID_MAX, f"{out}: a .png grid shows at most {PNG_GRID_MAX} images; write .npz")

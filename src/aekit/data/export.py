@@ -13,7 +13,7 @@ import numpy as np
 from ..disk import FOLDER, Output
 from ..errors import check
 from .datasets import Dataset, load
-from .registry import builtin
+from .registry import builtin, input_paths
 from .sources import write_images
 
 
@@ -29,7 +29,7 @@ def export(
     classes) to out: a folder of PNGs (images), a .csv (tables) or an .npz (either). split: all (a file's items
     in its own order), train or test (a built-in's test set; the part held out of a file, as training holds it
     out). Returns what was written."""
-    output = Output(out, (FOLDER, ".csv", ".npz"), force)
+    output = Output(out, (FOLDER, ".csv", ".npz"), force, input_paths(source, data_dir))
     if split == "all" and builtin(str(source)) is None:  # a file's items in the file's own order
         options = {"test_split": 0.0, **options}
     items, part = load(source, data_dir=data_dir, **options).part(split, str(source))

@@ -14,6 +14,7 @@ returns its own train and test parts (and a fixed scaling when its raw range is 
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,6 +133,21 @@ def builtin(name: str) -> Builtin | None:
     """The built-in dataset called name, if there is one (and no file or folder of that name is here)."""
     _ensure_loaded()
     return BUILTINS.get(name) if not Path(name).exists() else None
+
+
+def input_paths(source: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The files and folders that reading source touches (a built-in's folder; a path; a folder and every file in
+    it; a pattern's matches): what no output of the same command may be, or hold."""
+    known = builtin(str(source))
+    if known is not None:
+        where = Path(known.status(data_dir)[1])
+        return [where] if where.exists() else []
+    path = Path(source).expanduser()
+    if is_glob(path):
+        return [Path(p) for p in glob.glob(str(path), recursive=True)]
+    if path.is_dir():
+        return [path, *path.rglob("*")]
+    return [path]
 
 
 def _ensure_loaded() -> None:

@@ -630,10 +630,17 @@ def _scan_images(files: list[Path]) -> _Scan:
 
 def write_images(folder: Path, pixels, names: list[str] | None = None) -> None:
     """Images (N, H, W, C) or a list of (H, W, C) of any sizes, uint8 or floats in [0, 1], as PNG files in
-    folder: names[i] (a relative path, its subfolders made) or a number for each."""
+    folder: names[i] (a relative path, its subfolders made) or a number for each. AekitError, before anything
+    is written, for a name that is not a path inside folder or that two images share."""
     width = len(str(len(pixels) - 1))
-    for i, item in enumerate(pixels):
-        path = folder / (names[i] if names else f"{i:0{width}d}.png")
+    names = list(names) if names else [f"{i:0{width}d}.png" for i in range(len(pixels))]
+    for name in names:
+        parts = Path(name).parts
+        inside = parts and not Path(name).is_absolute() and ".." not in parts and os.path.normpath(name) == name
+        check(bool(inside), f"{name!r}: an output name must be a path inside the output folder")
+    check(len({os.path.normcase(n) for n in names}) == len(names), "two outputs would have the same name")
+    for item, name in zip(pixels, names, strict=True):
+        path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         png_image(item, path)
 
@@ -644,6 +651,17 @@ def png_image(item: np.ndarray, where) -> None:
 
     item = item if item.dtype == np.uint8 else (np.clip(item, 0, 1) * 255).round().astype(np.uint8)
     Image.fromarray(item[..., 0] if item.shape[-1] == 1 else item).save(where, format="PNG")
+
+
+def glob_names(files: list[Path], base: Path) -> list[str]:
+    """Names for a pattern's matches (outputs are named after them): each one's path under the pattern's fixed
+    part base, normalised; where one would climb out of it (a pattern with ..), every one's path under the
+    deepest folder that holds them all. Never absolute, never with a .. part."""
+    normal = [os.path.normpath(os.path.abspath(p)) for p in files]
+    root = os.path.normpath(os.path.abspath(base))
+    if any(os.path.commonpath([root, p]) != root for p in normal):
+        root = os.path.commonpath([os.path.dirname(p) for p in normal])
+    return [os.path.relpath(p, root) for p in normal]
 
 
 def image_files(path: Path) -> tuple[list[Path], list[str], np.ndarray | None, list[str] | None]:
@@ -659,9 +677,10 @@ def image_files(path: Path) -> tuple[list[Path], list[str], np.ndarray | None, l
     if is_glob(path):
         base = next((p for p in path.parents if not is_glob(p)), Path("."))
         pattern = str(path.relative_to(base))
-        files = sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        check(files, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) match this pattern")
-        return files, [str(p.relative_to(base)) for p in files], None, None
+        found = sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        check(found, f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) match this pattern")
+        files = list({os.path.realpath(p): p for p in found}.values())  # a file matched twice (through ..) once
+        return files, glob_names(files, base), None, None
     top = images_in(path, deep=False)
     subdirs = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name != MASKS]
     inside = {d: images_in(d, deep=True) for d in subdirs}

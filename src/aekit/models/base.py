@@ -13,7 +13,7 @@ from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
 from ..progress import chunks
-from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
+from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size, least_code
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
 REFINE_LR = 0.03  # Adam's step size when codes are fitted to items (refine_codes), chosen on validation photos
@@ -102,6 +102,10 @@ class ModelConfig:
         """resnet: halvings from the image to the code map (log2(patch) + one per stage; the code is H/2^s)."""
         return self.patch.bit_length() - 1 + len(self.hidden)
 
+    def code_size(self, height: int, width: int) -> tuple[int, int]:
+        """resnet: the code map's (h, w) for an image of (height, width) (layers.code_size)."""
+        return code_size(height, width, self.stages, least_code(list(self.hidden)))
+
     def _resnet_code(self) -> None:
         """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""
         if self.latent_channels is None:
@@ -111,7 +115,7 @@ class ModelConfig:
             self.patch >= 1 and self.patch & (self.patch - 1) == 0,
             f"model.patch must be a power of 2 (1, 2, 4, ...), got {self.patch}",
         )
-        h, w = code_size(*self.input_shape[1:], self.stages)
+        h, w = self.code_size(*self.input_shape[1:])
         size = self.latent_channels * h * w
         check(
             self.latent_dim in (None, size),

@@ -99,9 +99,19 @@ def conv_decoder(config) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def code_size(height: int, width: int, stages: int) -> tuple[int, int]:
-    """The resnet code's spatial size: the image padded up to a multiple of 2**stages, divided by it."""
-    return -(-height // 2**stages), -(-width // 2**stages)
+def code_size(height: int, width: int, stages: int, least: int = 1) -> tuple[int, int]:
+    """The resnet code's spatial size: the image padded up to a multiple of 2**stages, divided by it; a code of one
+    position grows to least x least (see least_code)."""
+    h, w = -(-height // 2**stages), -(-width // 2**stages)
+    return (least, least) if (h, w) == (1, 1) else (h, w)
+
+
+def least_code(widths: list[int]) -> int:
+    """1, or 2 where a code map of one position cannot pass the stages at the code's size: their GroupNorm has a
+    channel a group (widths[-1] divides 32) and needs more than one value in each; such an image is padded to a
+    code of 2 x 2 positions."""
+    groups = _norm(widths[-1]).num_groups
+    return 2 if groups == widths[-1] else 1
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -153,14 +163,14 @@ class ResnetEncoder(nn.Module):
             nn.Conv2d(widths[-1], out_channels, 1),
         ]
         self.body = nn.Sequential(*layers)
-        self.stages = config.stages
+        self.stages, self.least = config.stages, least_code(widths)
         block = 2**self.stages
         self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None, flat: bool = True) -> torch.Tensor:
         """The code (N, out_channels*h*w), or with flat False the map (N, out_channels, h, w); with a list as
         skips, each stage's features are appended to it (at H/2^i, for the decoder's U-Net skips)."""
-        x = pad_to_stages(x, self.stages)
+        x = pad_to_stages(x, self.stages, self.least)
         h = x
         for i, layer in enumerate(self.body):
             if skips is not None and i in self.downs:
@@ -170,33 +180,38 @@ class ResnetEncoder(nn.Module):
         return h.flatten(1) if flat else h
 
 
-def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
-    """x padded at the bottom and right to a multiple of 2**stages (reflection; replication where too small)."""
-    h, w = x.shape[-2:]
-    if torch.compiler.is_exporting():
-        return _pad_exported(x, stages)
-    hp, wp = code_size(h, w, stages)
-    ph, pw = hp * 2**stages - h, wp * 2**stages - w
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
-def _pad_exported(x: torch.Tensor, stages: int) -> torch.Tensor:
-    """pad_to_stages as one graph for every size of at least 2**stages (aekit.export): the padded size as a value
-    computed from the input's (so the exporter's shape reasoning need not prove that it is a multiple of 2**stages)
-    and reflection by slices (empty for no padding)."""
+def pad_to_stages(x: torch.Tensor, stages: int, least: int = 1) -> torch.Tensor:
+    """x (..., H, W) padded at the bottom and right to its code's size (code_size) times 2**stages, by reflection
+    (repeated, so that an image smaller than its padding is mirrored back and forth: the same as torch's reflect
+    padding wherever that applies). One graph for every size (aekit.export): the padded size is computed as a
+    value, and the rows and columns are gathered by index."""
     block = 2**stages
     h, w = x.shape[-2:]
-    ph, pw = (
-        (torch.scalar_tensor(n, dtype=torch.int64) + block - 1).div(block, rounding_mode="floor").item() * block - n
-        for n in (h, w)
+    if not torch.compiler.is_exporting():
+        hp, wp = code_size(h, w, stages, least)
+        if (hp * block, wp * block) == (h, w):
+            return x
+        return x[..., _mirrored(h, hp * block, x.device), :][..., _mirrored(w, wp * block, x.device)]
+    hp, wp = (
+        torch.scalar_tensor(n, dtype=torch.int64).add(block - 1).div(block, rounding_mode="floor") for n in (h, w)
     )
-    for pad, n in ((ph, h), (pw, w)):
-        torch._check(pad >= 0)
-        torch._check(pad < n)
-    x = torch.cat([x, x.narrow(-2, h - 1 - ph, ph).flip(-2)], dim=-2)
-    return torch.cat([x, x.narrow(-1, w - 1 - pw, pw).flip(-1)], dim=-1)
+    grow = (hp * wp == 1).long() * (least - 1)  # a code of one position made least x least
+    hp, wp = ((n + grow).item() for n in (hp, wp))
+    for positions, n in ((hp, h), (wp, w)):
+        torch._check_is_size(positions)
+        torch._check(positions >= 1)
+        torch._check(positions * block >= n)
+    hp, wp = hp * block, wp * block
+    return x.index_select(-2, _mirrored(h, hp, x.device)).index_select(-1, _mirrored(w, wp, x.device))
+
+
+def _mirrored(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """Indices 0..size-1 into a side of n values, reflected at its ends as often as needed: 0 1 2 1 0 1 2 ... for
+    n = 3 (0 0 0 ... for n = 1)."""
+    n = torch.scalar_tensor(n, dtype=torch.int64, device=device)  # a tensor: n may be symbolic (export)
+    period = (2 * n - 2).clamp(min=1)
+    i = torch.arange(size, device=device) % period
+    return torch.where(i < n, i, period - i)
 
 
 class ResnetDecoder(nn.Module):
@@ -210,7 +225,7 @@ class ResnetDecoder(nn.Module):
         super().__init__()
         c_img, self.height, self.width = config.input_shape
         widths, act = list(config.hidden), config.activation
-        self.code_shape = (config.latent_channels, *code_size(self.height, self.width, config.stages))
+        self.code_shape = (config.latent_channels, *config.code_size(self.height, self.width))
         layers: list[nn.Module] = [
             nn.Conv2d(config.latent_channels, widths[-1], 3, padding=1),
             ResBlock(widths[-1], act),
@@ -257,7 +272,7 @@ def start_from_pca(encoder: ResnetEncoder, decoder: ResnetDecoder, x: torch.Tens
     blocks' logits (the decoder ends in a sigmoid), with pixels clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]."""
     linear, back = encoder.linear, decoder.linear[0]
     channels, c_in, block, _ = linear.weight.shape
-    blocks = F.unfold(pad_to_stages(x, encoder.stages).cpu().double(), block, stride=block)  # CPU: any rank
+    blocks = F.unfold(pad_to_stages(x, encoder.stages, encoder.least).cpu().double(), block, stride=block)  # CPU
     blocks = blocks.transpose(1, 2).reshape(-1, c_in * block * block)
     mean = blocks.mean(0)
     basis = torch.linalg.svd(blocks - mean, full_matrices=False).Vh[:channels] / step
@@ -274,7 +289,7 @@ def start_from_pca(encoder: ResnetEncoder, decoder: ResnetDecoder, x: torch.Tens
 
 
 def resnet_encoder(config, out_features: int) -> nn.Module:
-    h, w = code_size(*config.input_shape[1:], config.stages)
+    h, w = config.code_size(*config.input_shape[1:])
     return ResnetEncoder(config, out_features // (h * w))  # the VAE asks for two maps: mean and log-variance
 
 

@@ -13,7 +13,7 @@ from ..errors import check
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output, fit_codes, sigmoid_squared_error
 from .entropy import ENTROPY_MODELS
-from .layers import code_size, start_from_pca
+from .layers import start_from_pca
 
 RATE_REFINE_LR = 0.1  # Adam's step, in code units, when a compressor fits codes to an image (refine_rate)
 ANNEALING = (0.5, 5.0)  # refine_rate's temperature: 0.5 * exp(-5 t), t from 0 to 1 over the steps
@@ -98,7 +98,7 @@ class VanillaAutoencoder(Autoencoder):
         """Codes (N, latent_dim) as the layout of models.entropy: (N, channels, h, w) maps for resnet, else
         (N, dimensions, 1)."""
         c = self.config
-        size = code_size(*c.input_shape[1:], c.stages) if c.backbone == "resnet" else (1,)
+        size = c.code_size(*c.input_shape[1:]) if c.backbone == "resnet" else (1,)
         return z.reshape(len(z), self.code_channels, *size)
 
     def code_of(self, h: torch.Tensor) -> torch.Tensor:
