@@ -98,7 +98,7 @@ def test_codes_refined_for_each_photo_rebuild_it_closer(tmp_path):
     error = lambda r: float((r - tiles.floats(photo)).pow(2).mean())  # noqa: E731
     assert error(rebuilt[0]) < error(each)
     assert torch.equal(tiles.refine_image(run.model, photo, 0), tiles.map_image(run.model, photo))
-    assert_clean_error(run_cli("evaluate", run.path, "--refine", "-3"), "refine steps must be a whole number >= 0")
+    assert_clean_error(run_cli("evaluate", run.path, "--refine", "-3"), "refine steps must be a whole number from 0")
 
 
 @pytest.mark.slow  # real subprocesses or several trainings: under make test

@@ -24,6 +24,7 @@ import aekit
 from aekit import AekitError, datasets
 from aekit.cli import main as cli_main
 from aekit.data.sources import idx_bytes
+from aekit.disk import MANIFEST
 from conftest import run_cli, start_cli
 
 SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -479,17 +480,20 @@ def _file_of_kind(suffix: str) -> bytes:
 )
 def test_no_verb_overwrites_an_existing_output_without_force(tmp_path, digits_run_dir, capsys, verb, name):
     out = tmp_path / name
-    precious = _file_of_kind(out.suffix)
+    precious = _file_of_kind(out.suffix)  # the user's own file of the output's kind
     out.write_bytes(precious)
     args = [a.format(run=digits_run_dir) for a in verb] + ["-o", str(out)]
     assert cli_main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err
+    assert cli_main([*args, "--force"]) == 2  # --force replaces what aekit wrote, not what merely looks like it
+    assert "is not a file aekit wrote" in capsys.readouterr().err
     assert out.read_bytes() == precious
-    assert cli_main([*args, "--force"]) == 0
-    assert out.read_bytes() != precious
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary files left beside it
-    # --force replaces only a file of the output's kind: not the user's file that merely has its name
-    out.write_bytes(b"\0precious notes")
+    out.unlink()
+    assert cli_main(args) == 0
+    assert cli_main(args) == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert cli_main([*args, "--force"]) == 0  # its own output: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, name]  # no temporary files left beside it
+    out.write_bytes(out.read_bytes() + b"\0")  # changed since aekit wrote it: the user's now
     assert cli_main([*args, "--force"]) == 2
-    assert f"does not hold {out.suffix} data" in capsys.readouterr().err
-    assert out.read_bytes() == b"\0precious notes"
+    assert "is not a file aekit wrote (or it changed since)" in capsys.readouterr().err
+    assert out.read_bytes().endswith(b"\0")

@@ -85,6 +85,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise AekitError(f"{where}: {e}") from None
     if origin is tuple:
         check(isinstance(value, list | tuple), f"{where}: expected a list, got {brief(value)}")
+        if Ellipsis not in args:  # tuple[int, int]: exactly so many values
+            check(len(value) == len(args), f"{where}: expected a list of {len(args)} values, got {brief(value)}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         check(isinstance(value, bool), f"{where}: expected true or false, got {brief(value)}")

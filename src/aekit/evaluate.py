@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from . import metrics
-from .apps import inputs_of, reconstruct_all, tiles
+from .apps import check_images_fit, inputs_of, reconstruct_all, sizes_of, tiles
 from .apps.denoise import reconstruct, refined_fn
 from .data.datasets import Dataset
 from .disk import FolderLock, Output
@@ -114,7 +114,12 @@ def _whole_images(model, images: list[torch.Tensor], x_train: torch.Tensor, refi
     (apps.tiles): PSNR over all pixels, mean SSIM. The baselines work on the same tiles: PCA with as many
     components as the code has numbers, fitted on the run's training items, and the mean training item.
     refine: the model with codes refined for that many steps is measured too (when > 0)."""
-    k = model.config.latent_dim
+    k, c = model.config.latent_dim, model.config.input_shape[0]
+
+    def transient(size: tuple[int, int]) -> int:  # rebuilding one image, then its PSNR and SSIM in float64
+        return tiles.tiling_bytes(model, size, c, refine) + 24 * c * size[0] * size[1]
+
+    check_images_fit(sizes_of(images), "evaluating", 12 * c, transient)  # the clean images and two methods' outputs
     pca, mean = metrics.pca_fitted(x_train, k), x_train.double().mean(0)
     on_tiles = {"model": None, f"pca_{k}": lambda t: pca(t).to(t), "mean": lambda t: mean.expand(t.shape).to(t)}
     methods = {name: partial(tiles.map_image, model, fn=fn) for name, fn in on_tiles.items()}

@@ -74,10 +74,14 @@ def gaussian_window(size: int, sigma: float) -> torch.Tensor:
     return g / g.sum()
 
 
+SSIM_BAND = 1 << 16  # values of a batch's SSIM map worked on at once (float64, about ten maps alive)
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Structural similarity of images x, y (N, C, H, W) in [0, 1], per item (N,) float64 (Wang et al. 2004):
     an 11 x 11 Gaussian window of sigma 1.5 (smaller for images under 11 pixels), K1 0.01, K2 0.03, peak 1,
-    the map over the window's valid positions and the channels averaged."""
+    the map over the window's valid positions and the channels averaged. Large images are worked on in bands of
+    rows, so that memory stays about SSIM_BAND values a map whatever their size."""
     size = min(11, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2  # odd
     g = gaussian_window(size, 1.5)
@@ -87,11 +91,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
     def blur(t: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv2d(t, window, groups=x.shape[1])
 
-    out = []
-    for a, b in zip(x.split(batch), y.split(batch), strict=True):
+    def summed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # the SSIM map of a band, summed per item
         a, b = a.double(), b.double()
         mu_a, mu_b = blur(a), blur(b)
         var_a, var_b, cov = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
         num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-        out.append((num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).flatten(1).mean(1))
+        return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).flatten(1).sum(1)
+
+    c, h, w = x.shape[1:]
+    rows = h - size + 1  # of the map
+    band = max(1, SSIM_BAND // max(1, c * (w - size + 1) * min(batch, len(x))))
+    out = []
+    for a, b in zip(x.split(batch), y.split(batch), strict=True):
+        total = sum(summed(a[..., r : r + band + size - 1, :], b[..., r : r + band + size - 1, :])
+                    for r in range(0, rows, band))  # fmt: skip
+        out.append(total / (c * rows * (w - size + 1)))
     return torch.cat(out)

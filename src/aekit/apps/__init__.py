@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,23 @@ def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: s
     out = torch.cat([fn(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, label)])
     check_finite(out, what)
     return out
+
+
+def check_images_fit(
+    sizes: list[tuple[int, int]], what: str, kept: int, transient: Callable[[tuple[int, int]], int]
+) -> None:
+    """AekitError, before any work, unless a use over whole images of sizes (H, W) fits in memory: kept bytes a
+    pixel that it holds for every image to the end (its outputs, float copies), and transient(size) for the one
+    image it is working on (apps.tiles.tiling_bytes, models.layers.activation_bytes)."""
+    pixels = sum(h * w for h, w in sizes)
+    need = kept * pixels + max(transient(size) for size in sizes)
+    fits = f"; at most about {allowed_bytes() * pixels // max(need, 1):,} pixels fit"
+    check_load_size(need, what, f"{len(sizes)} image{'s' * (len(sizes) > 1)} of {pixels:,} pixels", fits)
+
+
+def sizes_of(images: list[torch.Tensor]) -> list[tuple[int, int]]:
+    """The (H, W) of each image (C, H, W)."""
+    return [tuple(image.shape[1:]) for image in images]
 
 
 def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:

@@ -27,7 +27,7 @@ from ..limits import INFERENCE_BATCH
 from ..metrics import gaussian_window
 from ..progress import chunks
 from ..run import Run, open_run
-from . import as_inputs, check_finite, inputs_of, tiles
+from . import as_inputs, check_finite, check_images_fit, inputs_of, sizes_of, tiles
 
 MAP_SIGMA = 6.0  # pixels: the Gaussian that smooths the per-pixel error
 SURROUND_SIGMA = 24.0  # pixels: the Gaussian over which the error around a spot is taken
@@ -59,6 +59,12 @@ def maps(run: Run | str | os.PathLike, x) -> list[torch.Tensor]:
 def _maps(run: Run, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
     model, out = run.model, []
     if isinstance(x, list):
+        c = model.config.input_shape[0]
+
+        def transient(size: tuple[int, int]) -> int:  # an image rebuilt, its error and the blurs of local_excess
+            return tiles.tiling_bytes(model, size, c) + (8 * c + 32) * size[0] * size[1]
+
+        check_images_fit(sizes_of(x), "anomaly maps", 5, transient)  # the maps, and masks where given
         for image in x:
             error = (tiles.map_image(model, image) - tiles.floats(image)).pow_(2).mean(0)
             out.append(local_excess(error[None, None])[0, 0])
@@ -81,12 +87,22 @@ def local_excess(error: torch.Tensor) -> torch.Tensor:
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """x (N, 1, H, W) smoothed by a Gaussian of sigma pixels (reaching 3 sigma; edges repeated)."""
+    """x (N, 1, H, W) smoothed by a Gaussian of sigma pixels (reaching 3 sigma; edges repeated), one side at a time.
+    A side shorter than the Gaussian's reach is summed over its pixels with their indices held at the edges rather
+    than padded: a thin image (1 x 10^6 pixels, say) is never padded to the Gaussian's height."""
     kernel = gaussian_window(2 * math.ceil(3 * sigma) + 1, sigma).float()
     r = len(kernel) // 2
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
-    return F.conv2d(x, kernel.view(1, 1, -1, 1))
+    for dim, shape in ((-1, (1, 1, 1, -1)), (-2, (1, 1, -1, 1))):
+        n = x.shape[dim]
+        if n >= 2 * r:  # padded along this side only, then convolved
+            pads = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
+            x = F.conv2d(F.pad(x, pads, mode="replicate"), kernel.view(shape))
+        else:  # each offset of the window gathered, its index held at the edges: the same sums
+            out, index = torch.zeros_like(x), torch.arange(n)
+            for k, g in enumerate(kernel.tolist()):
+                out.add_(x.index_select(dim, (index + (k - r)).clamp_(0, n - 1)), alpha=g)
+            x = out
+    return x
 
 
 def label_metrics(scores: np.ndarray, anomalous: np.ndarray) -> dict[str, float]:

@@ -40,6 +40,7 @@ from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
 from ..models.base import REFINE_BATCH, check_steps
+from ..models.layers import activation_bytes
 from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
@@ -47,11 +48,13 @@ from . import (
     as_inputs,
     as_items,
     check_finite,
+    check_images_fit,
     check_items,
     coding,
     decode_all,
     encode_all,
     inputs_of,
+    sizes_of,
     tiles,
     to_raw,
     write_array,
@@ -61,11 +64,6 @@ MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 to 4: the m
 SECTIONS = {1: 2, 2: 2, 3: 4, 4: 6}  # coded sections after the header, by format version
 _U32 = struct.Struct("<I")
 MAX_BITS = 12
-# float32 maps of the widest stage's channels at the size the stages see (the image's over patch^2), alive at once:
-# a bound, from the peak memory of a 1408x1408 photo through a compressor with patch 4 and a stage of 96 channels
-# (245 MB coding it, 5 such maps; 1.1 GB fitting its code, the activations kept for the backward passes, 23 maps)
-WHOLE_ACTIVATIONS = 8
-REFINE_ACTIVATIONS = 32
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,6 @@ def whole_code(model, image: torch.Tensor, refine: int = 0) -> torch.Tensor:
         f"an image {list(image.shape)}: the model takes {shape[0]} channels",
     )
     size = h, w = tuple(image.shape[1:])
-    check_whole(model, size, refine)
     x = tiles.floats(image)[None].to(model.device)
     y = model.encoder(x).reshape(1, model.code_channels, *model.config.code_size(*size))
     if refine:
@@ -261,17 +258,19 @@ def item_codes(model, x: torch.Tensor, refine: int = 0) -> list[torch.Tensor]:
 @torch.no_grad()
 def whole_image(model, code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The image (C, H, W) in [0, 1] that a code map (C, h, w) decodes to at size (H, W)."""
-    check_whole(model, size)
     return torch.sigmoid(model.decoder(code[None].float().to(model.device), size=size))[0].cpu()
 
 
-def check_whole(model, size: tuple[int, int], refine: int = 0) -> None:
-    """AekitError unless the activations of an image of size (H, W) through the model (kept for the backward
-    passes of refine steps too) fit in memory."""
-    h, w = size
-    maps = REFINE_ACTIVATIONS if refine else WHOLE_ACTIVATIONS
-    need = maps * max(model.config.hidden) * h * w * 4 // model.config.patch**2
-    check_load_size(need, f"a {h}x{w} image", "fitting its codes" if refine else "coding it whole")
+def check_whole(model, sizes: list[tuple[int, int]], what: str, kept: int, refine: int = 0) -> None:
+    """AekitError unless coding (decoding) whole images of sizes (H, W) fits in memory: kept bytes a pixel held for
+    every image, and for the image at work the model's activations over it (kept for the backward passes of
+    refine steps too), the image as floats, and its error's (float64) for a report."""
+    c = model.config.input_shape[0]
+
+    def transient(size: tuple[int, int]) -> int:
+        return activation_bytes(model.config, 1, *size, backward=refine > 0) + 28 * c * size[0] * size[1]
+
+    check_images_fit(sizes, what, kept, transient)
 
 
 def check_refine(model, refine: int) -> None:
@@ -293,7 +292,8 @@ def _compress_learned(
     model = run.model
     _check_tables(model)
     if isinstance(x, list):
-        maps, sizes = [whole_code(model, image, refine) for image in x], [tuple(im.shape[1:]) for im in x]
+        check_whole(model, sizes_of(x), "compressing", 0, refine)
+        maps, sizes = [whole_code(model, image, refine) for image in x], sizes_of(x)
     else:
         maps, sizes = item_codes(model, x, refine), None
     values = torch.cat([m.flatten() for m in maps])
@@ -386,14 +386,18 @@ def _decode_learned(
         "the .aez file does not match this model's entropy model",
     )
     _check_tables(model)
-    sizes, images = map_sizes(header, model), header.item_sizes()
-    values = (
-        header.item_shape[0] * sum(h * w for h, w in images) if images else header.items * math.prod(header.item_shape)
-    )
-    codes = sum(math.prod(size) for size in sizes) * header.channels
+    images, c = header.item_sizes(), header.item_shape[0]
+    if images is None:  # counted before any list of items is made: a header may claim any number
+        codes = header.items * math.prod(model.code_map(torch.zeros(1, model.config.latent_dim)).shape[1:])
+        values = header.items * math.prod(header.item_shape)
+    else:
+        codes = sum(math.prod(model.config.code_size(h, w)) for h, w in images) * header.channels
+        values = c * sum(h * w for h, w in images)
     # the coder's symbols, tables and lists (about 64 bytes a code value), the items and their raw copy
     check_load_size(codes * 64 + 8 * values, "the .aez file", f"decoding {header.items:,} items")
-    maps = model.entropy.decode(sections, sizes)
+    if images is not None:  # each image decoded whole: the outputs, their raw copies and the model's activations
+        check_whole(model, images, "decoding the .aez file", 5 * c)
+    maps = model.entropy.decode(sections, map_sizes(header, model))
     if images is None:
         return decode_all(model, torch.stack([m.flatten() for m in maps]))
     out = [whole_image(model, m, hw) for m, hw in zip(maps, images, strict=True)]
@@ -439,6 +443,8 @@ def compress_file(
     output = Output(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
     x = inputs_of(run, items) if is_learned(run.model) else items.floats()
+    if isinstance(x, list):  # the images as floats and as decoded, for the report
+        check_whole(run.model, sizes_of(x), "compressing", 8 * x[0].shape[0], refine)
     if is_learned(run.model):
         blob, expected = _compress_learned(run, x, items.scaling, refine)
     else:

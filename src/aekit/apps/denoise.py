@@ -18,9 +18,11 @@ from . import (
     IMAGE_KINDS,
     as_inputs,
     check_finite,
+    check_images_fit,
     check_items_output,
     inputs_of,
     reconstruct_all,
+    sizes_of,
     tiles,
     write_items,
 )
@@ -41,6 +43,8 @@ def reconstruct(run: Run | str | os.PathLike, x, refine: int = 0) -> torch.Tenso
     x = as_inputs(run, x)
     if not isinstance(x, list):
         return reconstruct_all(model, x, fn)
+    c = model.config.input_shape[0]
+    check_images_fit(sizes_of(x), "rebuilding", 4 * c, lambda size: tiles.tiling_bytes(model, size, c, refine))
     out = [tiles.refine_image(model, image, refine) if refine else tiles.map_image(model, image) for image in x]
     check_finite(torch.cat([o.flatten() for o in out]), "the model's outputs")
     return torch.stack(out) if len({o.shape for o in out}) == 1 else out
@@ -98,6 +102,10 @@ def denoise_file(
     clean = inputs_of(run, items)
     generator = torch.Generator().manual_seed(seed)
     if isinstance(clean, list):  # whole images (uint8 unless noise is added), each cleaned in tiles
+        # kept: the outputs (float32), their pixels to write; with noise the noisy and the clean images as floats
+        c = run.model.config.input_shape[0]
+        kept = 5 * c + (8 * c if add_noise else 0)
+        check_images_fit(sizes_of(clean), "denoising", kept, lambda size: tiles.tiling_bytes(run.model, size, c))
         if add_noise:
             noisy = [corrupt(tiles.floats(c)[None], add_noise, sigma, p, generator)[0] for c in clean]
         else:

@@ -9,7 +9,7 @@ import torch
 from ..disk import Output
 from ..errors import check
 from ..run import Run, open_run
-from . import as_inputs, check_finite, encode_all, inputs_of, tiles, write_array
+from . import as_inputs, check_finite, check_images_fit, encode_all, inputs_of, sizes_of, tiles, write_array
 
 
 def features(run: Run | str | os.PathLike, x) -> torch.Tensor:
@@ -23,7 +23,11 @@ def features(run: Run | str | os.PathLike, x) -> torch.Tensor:
     x = as_inputs(run, x)
     if not isinstance(x, list):
         return encode_all(run.model, x)
-    return torch.stack([pooled_code(run.model, image) for image in x])
+    model = run.model
+    check_images_fit(
+        sizes_of(x), "encoding", 0, lambda size: tiles.tiling_bytes(model, size, model.config.latent_channels)
+    )
+    return torch.stack([pooled_code(model, image) for image in x])
 
 
 def pooled_code(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ import torch
 from ..config import check_seed
 from ..disk import Output
 from ..errors import check
-from ..limits import INFERENCE_BATCH, check_load_size
+from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
+from ..models.layers import activation_bytes
 from ..progress import chunks
 from ..run import Run, open_run
 from . import check_output_items, decode_all, encode_all, to_raw, write_array
@@ -79,7 +80,11 @@ def _generate_at(model: torch.nn.Module, n: int, temperature: float, seed: int, 
     height, width = size
     channels = model.config.input_shape[0]
     check(n >= 1, f"generate: ask for at least 1 item, got {n}")
-    check_load_size(n * channels * height * width * 12, "generate", f"making {n} images of {height}x{width}")
+    # the images (float32, their copy as one tensor and in the data's units), and the decoder's activations over one
+    per_image = 12 * channels * height * width
+    need = n * per_image + activation_bytes(model.config, 1, height, width)
+    fits = f"; at most about {allowed_bytes() * height * width // need:,} pixels an image fit"
+    check_load_size(need, "generate", f"making {n} images of {height}x{width}", fits if n == 1 else "")
     generator = torch.Generator().manual_seed(seed)
     code = (model.config.latent_channels, *model.config.code_size(height, width))
     out = []

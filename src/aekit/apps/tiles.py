@@ -9,12 +9,14 @@ overlap, so seams do not show; an image smaller than a tile is padded (edge pixe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from ..models.base import fit_codes
+from ..models.layers import activation_bytes
+from ..progress import chunks
 
 TILES_PER_BATCH = 32
 
@@ -36,47 +38,74 @@ def window(tile: int, overlap: int) -> torch.Tensor:
 
 class Tiling:
     """Where the tiles of the model's input size lie over an image (C, H, W), overlapping by overlap (default a
-    quarter of a tile), and how their outputs blend. An image smaller than a tile is padded first (edge pixels
-    repeated): self.image is what the tiles cut, self.size the image's own (H, W) to cut the output back to."""
+    quarter of a tile), and how their outputs blend. A tile that reaches past an image smaller than it is padded
+    as it is cut (edge pixels repeated), and only its part inside the image counts: nothing is ever allocated at
+    more than the image's own size (a photo of 1 x 10^7 pixels stays 10^7 pixels, not a tile's height times it)."""
 
     def __init__(self, model: torch.nn.Module, image: torch.Tensor, overlap: tuple[int, int] | None = None) -> None:
         self.tile = th, tw = tuple(model.config.input_shape[1:])
         oh, ow = overlap or (th // 4, tw // 4)
-        self.size = h, w = tuple(image.shape[1:])
-        if h < th or w < tw:
-            image = F.pad(floats(image)[None], (0, max(0, tw - w), 0, max(0, th - h)), mode="replicate")[0]
         self.image = image
-        big_h, big_w = image.shape[1:]
+        self.size = h, w = tuple(image.shape[1:])
         self.weight = window(th, oh)[:, None] * window(tw, ow)[None, :]
-        self.places = [(y, x) for y in starts(big_h, th, oh) for x in starts(big_w, tw, ow)]
-        self.total = torch.zeros(big_h, big_w)
+        self.places = [(y, x) for y in starts(h, th, oh) for x in starts(w, tw, ow)]
+        self.total = torch.zeros(h, w)
         for y, x in self.places:
-            self.total[y : y + th, x : x + tw] += self.weight
+            self.total[y : y + th, x : x + tw] += self.weight[: h - y, : w - x]
 
-    def chunks(self) -> list[slice]:
-        """The tiles in batches of at most TILES_PER_BATCH, as slices of self.places."""
-        return [slice(k, k + TILES_PER_BATCH) for k in range(0, len(self.places), TILES_PER_BATCH)]
+    def chunks(self, what: str | None = None) -> Iterator[slice]:
+        """The tiles in batches of at most TILES_PER_BATCH, as slices of self.places; with what, the loop's progress
+        shown (progress.chunks)."""
+        return chunks(len(self.places), TILES_PER_BATCH, what)
 
-    def cut(self, part: slice, image: torch.Tensor | None = None) -> torch.Tensor:
-        """The tiles of part as a batch (B, C, h, w), float32, cut from image (default self.image)."""
+    def cut(self, part: slice, image: torch.Tensor | None = None, edges: bool = True) -> torch.Tensor:
+        """The tiles of part as a batch (B, C, h, w), float32, cut from image (default self.image); where a tile
+        reaches past the image, its edge pixels repeated (edges) or zeros."""
         image = self.image if image is None else image
         th, tw = self.tile
-        return torch.stack([floats(image[:, y : y + th, x : x + tw]) for y, x in self.places[part]])
+        batch = []
+        for y, x in self.places[part]:
+            tile = floats(image[:, y : y + th, x : x + tw])
+            short_h, short_w = th - tile.shape[1], tw - tile.shape[2]
+            if short_h or short_w:
+                tile = F.pad(tile[None], (0, short_w, 0, short_h), mode="replicate" if edges else "constant")[0]
+            batch.append(tile)
+        return torch.stack(batch)
 
     def shares(self, part: slice) -> torch.Tensor:
-        """Each tile's share of the blended pixels it covers, (B, 1, h, w) for the tiles of part."""
-        (th, tw), total = self.tile, self.total
-        return torch.stack([self.weight / total[y : y + th, x : x + tw] for y, x in self.places[part]])[:, None]
+        """Each tile's share of the blended pixels it covers (0 past the image), (B, 1, h, w) for the tiles of part."""
+        (th, tw), (h, w) = self.tile, self.size
+        out = torch.zeros(len(self.places[part]), 1, th, tw)
+        for share, (y, x) in zip(out, self.places[part], strict=True):
+            share[0, : h - y, : w - x] = self.weight[: h - y, : w - x] / self.total[y : y + th, x : x + tw]
+        return out
 
-    def blend(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """The tiles' outputs (one (B, C', h, w) batch per chunk, in order) blended: (C', H, W) at the image's
-        own size."""
-        th, tw = self.tile
-        out = torch.zeros(outputs[0].shape[1], *self.total.shape)
-        for (y, x), r in zip(self.places, (r for batch in outputs for r in batch.float().cpu()), strict=True):
-            out[:, y : y + th, x : x + tw] += r * self.weight
-        h, w = self.size
-        return out.div_(self.total)[:, :h, :w]
+    def blend(self, outputs: Iterable[torch.Tensor]) -> torch.Tensor:
+        """The tiles' outputs (one (B, C', h, w) batch per chunk, in order; each added as it comes, so that a
+        generator of them never holds more than one batch) blended: (C', H, W) at the image's own size."""
+        (th, tw), (h, w) = self.tile, self.size
+        places, out = iter(self.places), None
+        for batch in outputs:
+            for r in batch.float().cpu():
+                y, x = next(places)
+                out = torch.zeros(r.shape[0], h, w) if out is None else out
+                out[:, y : y + th, x : x + tw] += r[:, : h - y, : w - x] * self.weight[: h - y, : w - x]
+        return out.div_(self.total)
+
+
+def tiling_bytes(model: torch.nn.Module, size: tuple[int, int], out_channels: int, refine: int = 0) -> int:
+    """The memory map_image (refine_image with refine steps) takes over an image of size (H, W) beside the image
+    itself: its output of out_channels and the blend's weights at the image's size, the tiles' places, and a
+    batch of tiles through the model; refining also holds the image and its residual as floats, every tile's
+    share of the blend, and every tile's code with its gradient and Adam's two moments."""
+    config = model.config
+    (th, tw), (h, w) = config.input_shape[1:], size
+    tiles = len(starts(h, th, th // 4)) * len(starts(w, tw, tw // 4))
+    need = 4 * (out_channels + 1) * h * w + 200 * tiles
+    need += activation_bytes(config, TILES_PER_BATCH, th, tw, backward=refine > 0)
+    if refine:
+        need += 8 * config.input_shape[0] * h * w + tiles * (4 * th * tw + 16 * config.latent_dim)
+    return need
 
 
 @torch.no_grad()
@@ -91,7 +120,8 @@ def map_image(
     fn takes a batch of tiles (B, C, h, w) on the model's device and returns (B, C', h, w)."""
     fn = fn or model.reconstruct
     tiling = Tiling(model, image, overlap)
-    return tiling.blend([fn(tiling.cut(part).to(model.device)).cpu() for part in tiling.chunks()])
+    what = "a {}x{} image's tiles".format(*tiling.size)
+    return tiling.blend(fn(tiling.cut(part).to(model.device)).cpu() for part in tiling.chunks(what))
 
 
 def refine_image(model: torch.nn.Module, image: torch.Tensor, steps: int) -> torch.Tensor:
@@ -104,26 +134,26 @@ def refine_image(model: torch.nn.Module, image: torch.Tensor, steps: int) -> tor
     if not steps:
         return map_image(model, image)
     tiling = Tiling(model, image)
-    device, parts = model.device, tiling.chunks()
+    device, parts = model.device, list(tiling.chunks())
     target = floats(tiling.image)
-    h, w = tiling.size
     shares = [tiling.shares(part).to(device) for part in parts]
     with torch.no_grad():
         z = torch.cat([model.encode(tiling.cut(part).to(device)) for part in parts])
 
     def gradient(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            residual = torch.zeros_like(target)
-            residual[:, :h, :w] = tiling.blend([model.decode(z[part]) for part in parts]) - target[:, :h, :w]
+            residual = tiling.blend(model.decode(z[part]) for part in parts) - target
         grads = []
         for part, share in zip(parts, shares, strict=True):  # d(error)/d(tile output) = 2 * residual * its share
             zp = z[part]
             out = torch.sigmoid(model.decode_logits(zp))
-            grads.append(torch.autograd.grad(out, [zp], 2 * tiling.cut(part, residual).to(device) * share)[0])
+            grad_out = 2 * tiling.cut(part, residual, edges=False).to(device) * share
+            grads.append(torch.autograd.grad(out, [zp], grad_out)[0])
         return torch.cat(grads)
 
     with torch.no_grad():
-        return tiling.blend([model.decode(zp) for zp in fit_codes(z, gradient, steps).split(TILES_PER_BATCH)])
+        what = "fitting the codes of a {}x{} image".format(*tiling.size)
+        return tiling.blend(model.decode(zp) for zp in fit_codes(z, gradient, steps, what=what).split(TILES_PER_BATCH))
 
 
 def floats(x: torch.Tensor) -> torch.Tensor:

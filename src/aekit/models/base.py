@@ -16,6 +16,7 @@ from ..progress import chunks
 from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size, least_code
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
+MAX_REFINE_STEPS = 100_000  # Adam settles in hundreds of steps; each is a backward pass
 REFINE_LR = 0.03  # Adam's step size when codes are fitted to items (refine_codes), chosen on validation photos
 
 
@@ -168,8 +169,12 @@ def sigmoid_squared_error(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.
 
 
 def check_steps(steps: int) -> None:
-    """AekitError unless steps is a step count for fitting codes (refine_codes, compress --refine)."""
-    check(isinstance(steps, int) and steps >= 0, f"refine steps must be a whole number >= 0, got {steps}")
+    """AekitError unless steps is a step count for fitting codes (refine_codes, compress --refine): 0 to
+    MAX_REFINE_STEPS."""
+    check(
+        isinstance(steps, int) and 0 <= steps <= MAX_REFINE_STEPS,
+        f"refine steps must be a whole number from 0 to {MAX_REFINE_STEPS:,}, got {steps}",
+    )
 
 
 def fit_codes(
@@ -291,7 +296,7 @@ class Autoencoder(nn.Module):
             loss = sigmoid_squared_error(self.decode_logits(z), x)[0]
             return torch.autograd.grad(loss, [z])[0]  # the weights' gradients are never computed
 
-        return fit_codes(z, gradient, steps, lr)
+        return fit_codes(z, gradient, steps, lr, f"fitting the codes of {len(x)} items")
 
     @torch.no_grad()
     def anomaly_scores(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:

@@ -129,7 +129,10 @@ class VanillaAutoencoder(Autoencoder):
         check(self.entropy is not None, "refining codes for rate: only a compressor (rate_lambda) has a rate")
         generator = torch.Generator(y.device).manual_seed(0)
         start, decay = ANNEALING
-        temperatures = iter((start * torch.exp(-decay * torch.arange(steps) / max(steps, 1))).tolist())
+        # each step's temperature on its own (float32, as a tensor of all steps would give it): nothing of size steps
+        temperatures = (
+            (start * torch.exp(-decay * torch.arange(i, i + 1) / max(steps, 1))).item() for i in range(steps)
+        )
 
         def gradient(y: torch.Tensor) -> torch.Tensor:
             q = _annealed_round(y, next(temperatures), generator)
