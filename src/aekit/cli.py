@@ -102,9 +102,31 @@ def _show(result: Any) -> int | None:
     return result if isinstance(result, int) else None
 
 
+@contextlib.contextmanager
+def _notes() -> Iterator[None]:
+    """aekit's notes (errors.AekitNote) as one line each on stderr, `aekit: note: ...`, every one of them; other
+    warnings as Python shows them."""
+    import warnings
+
+    from .errors import AekitNote
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AekitNote):
+            print(f"aekit: note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AekitNote)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `aekit` command; returns the exit status."""
-    with _Interrupts() as interrupts:
+    with _Interrupts() as interrupts, _notes():
         try:
             with interrupts.deferred():
                 args = build_parser().parse_args(argv)

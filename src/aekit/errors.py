@@ -1,4 +1,7 @@
-"""The one exception aekit raises for problems with the user's input or environment."""
+"""The one exception aekit raises for problems with the user's input or environment, and the one warning it
+gives when it changed the user's input to fit (a note)."""
+
+import warnings
 
 
 class AekitError(ValueError):
@@ -17,3 +20,13 @@ def check(condition: bool, message: str) -> None:
     """Raise AekitError(message) unless condition holds."""
     if not condition:
         raise AekitError(message)
+
+
+class AekitNote(UserWarning):
+    """Something aekit did to the user's input that they should know of (a grey photo used as RGB), in one line.
+    The CLI prints it as `aekit: note: ...`; in Python it is a warning (shown once per place, as warnings are)."""
+
+
+def note(message: str) -> None:
+    """Tell the user, in one line, what aekit did to their input (an AekitNote warning)."""
+    warnings.warn(AekitNote(" ".join(message.split())), stacklevel=2)

@@ -6,12 +6,31 @@ Uses matplotlib's object API (Figure + Agg), so no global pyplot state and no di
 from __future__ import annotations
 
 import io
+import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .metrics import squared_errors
+
+
+def _import_matplotlib() -> None:
+    """Import matplotlib. aekit draws through Figure and Agg only, so a backend in $MPLBACKEND that matplotlib does
+    not know (a typo, a GUI that is not installed), which fails its import, is left out of it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError:
+        backend = os.environ.pop("MPLBACKEND", None)
+        if backend is None:
+            raise
+        for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+            del sys.modules[name]  # the failed import's half-made modules: made again
+        try:
+            import matplotlib  # noqa: F401
+        finally:
+            os.environ["MPLBACKEND"] = backend
 
 
 def _png(fig) -> bytes:
@@ -21,6 +40,7 @@ def _png(fig) -> bytes:
 
 
 def _figure(width: float, height: float):
+    _import_matplotlib()
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")

@@ -29,10 +29,20 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import __version__, disk
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import Dataset, Photos, Scaling, Splits, class_mask, from_array, load_config, load_photos
+from .data.datasets import (
+    Dataset,
+    MappedDataset,
+    Photos,
+    Scaling,
+    Splits,
+    class_mask,
+    from_array,
+    load_config,
+    load_photos,
+)
 from .data.registry import input_paths, many_files
 from .data.sources import IMAGE_SUFFIXES
-from .errors import AekitError, check
+from .errors import AekitError, check, note
 from .registry import model_from_config
 
 CONFIG = "config.json"
@@ -199,6 +209,12 @@ class Run:
 
     def _checked(self, splits: Splits, source: str) -> Splits:
         expected, got = tuple(self.model.config.input_shape), splits.train.item_shape
+        grey_rgb = splits.train.is_image and len(expected) == 3 and {expected[0], got[0]} == {1, 3}
+        if grey_rgb and not isinstance(splits.train, MappedDataset):  # grey photos for an RGB model, or RGB for grey
+            how = "grey images used as RGB (the grey in each channel)" if got[0] == 1 else "RGB images used as grey"
+            note(f"{source}: {how}; the model in {self.path} takes {'RGB' if expected[0] == 3 else 'grey'} images")
+            splits = Splits(*(None if part is None else part.with_channels(expected[0]) for part in splits))
+            got = splits.train.item_shape
         if isinstance(splits.train, Photos):  # any size, the model's channels
             expected, got = expected[:1], got[:1]
         check(

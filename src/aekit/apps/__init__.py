@@ -94,10 +94,15 @@ def reconstruct_all(model: torch.nn.Module, x: torch.Tensor, fn=None) -> torch.T
 
 
 def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: str) -> torch.Tensor:
-    """fn over x in batches of INFERENCE_BATCH on the model's device: the results on the CPU, checked finite."""
-    device = model.device
-    out = torch.cat([fn(x[s].to(device)).cpu() for s in chunks(len(x), INFERENCE_BATCH, label)])
-    check_finite(out, what)
+    """fn over x in batches of INFERENCE_BATCH on the model's device: the results on the CPU (filled in one tensor,
+    never held twice), checked finite batch by batch."""
+    check(len(x) > 0, "no items")
+    device, out = model.device, None
+    for s in chunks(len(x), INFERENCE_BATCH, label):
+        y = fn(x[s].to(device)).cpu()
+        check_finite(y, what)
+        out = torch.empty(len(x), *y.shape[1:], dtype=y.dtype) if out is None else out
+        out[s] = y
     return out
 
 
@@ -127,8 +132,8 @@ def check_output_items(n: int, model: torch.nn.Module, what: str) -> None:
 
 def to_raw(x: torch.Tensor, scaling: Scaling) -> np.ndarray:
     """Model-space values in [0, 1] back to the data's own units: uint8 pixels, or float32 values."""
-    if scaling == UINT8:
-        return x.clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    if scaling == UINT8:  # one float copy at a time, changed in place
+        return x.clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()
     with np.errstate(over="ignore"):
         raw = scaling.invert(x.numpy()).astype(np.float32)
     check_finite(raw, "the items in the data's own units (the scaling's range overflows float32)")

@@ -73,25 +73,30 @@ def decode(data: bytes, n: int, freqs: np.ndarray, tables: np.ndarray | None = N
     """Inverse of encode: the (n, D) symbols (int16) with a table per column, or, given tables (n,), the n
     symbols. AekitError if data is not a stream of exactly that.
 
-    Memory: 2 bytes a symbol. Time: proportional to the symbols whose table costs bits, shown on a terminal
-    for long streams.
+    Memory: 2 bytes a symbol, and 8 more a symbol whose table costs bits (a table whose one symbol has all of
+    PROB_SCALE costs none: its symbols are filled in, never listed). Time: proportional to the symbols whose
+    table costs bits, shown on a terminal for long streams.
     """
-    columns = tables is None
-    tables = np.tile(np.arange(freqs.shape[0]), n) if columns else tables
     coded = freqs.max(axis=1) < PROB_SCALE
-    out = freqs.argmax(axis=1)[tables].astype(np.int16)  # symbols whose table costs nothing are its one symbol
-    keep = np.flatnonzero(coded[tables])
     # Each symbol costs at least this many bits, however likely: a stream too short for the symbols is refused
     # before any work (a small file claiming billions of items would otherwise run for hours).
     least = np.log2(PROB_SCALE / np.maximum(freqs.max(axis=1), 1))
-    if float(least[tables].sum()) * 0.99 > 8 * len(data) + 64:
+    if tables is None:  # a table per column: counted per column, not per symbol
+        columns = np.flatnonzero(coded)
+        bits = n * float(least[columns].sum())
+        order = columns.tolist()
+    else:
+        keep = np.flatnonzero(coded[tables])
+        bits = float(least[tables[keep]].sum())
+        order = tables[keep].tolist()
+    if bits * 0.99 > 8 * len(data) + 64:
         raise AekitError(f"the coded latents are too short for the {n} items the file claims: it is corrupt")
-    used = np.unique(tables[keep])
+    used = np.unique(np.asarray(order, dtype=np.int64))
     lookup = {  # table -> (frequencies, cumulative, slot -> symbol)
         j: (freqs[j].tolist(), cum.tolist(), np.repeat(np.arange(freqs.shape[1]), freqs[j]).tolist())
         for j, cum in zip(used.tolist(), _cumulative(freqs[used]), strict=True)
     }
-    which = [lookup[j] for j in tables[keep].tolist()]
+    which = [lookup[j] for j in order] * (n if tables is None else 1)
     symbols = array.array("h", bytes(2 * len(which)))
     mask = PROB_SCALE - 1
     k = 0
@@ -111,8 +116,15 @@ def decode(data: bytes, n: int, freqs: np.ndarray, tables: np.ndarray | None = N
         raise AekitError("the coded latents end early: the file is truncated or corrupt") from None
     if x != RANS_L or pos != len(data):
         raise AekitError("the coded latents do not decode cleanly: the file is corrupt")
-    out[keep] = np.frombuffer(symbols, np.int16)
-    return out.reshape(n, -1) if columns else out
+    decoded = np.frombuffer(symbols, np.int16)
+    if tables is None:  # symbols whose table costs nothing are its one symbol
+        out = np.empty((n, freqs.shape[0]), np.int16)
+        out[:] = freqs.argmax(axis=1)
+        out[:, columns] = decoded.reshape(n, len(columns))
+        return out
+    out = freqs.argmax(axis=1)[tables].astype(np.int16)
+    out[keep] = decoded
+    return out
 
 
 def _per_symbol(q: np.ndarray, freqs: np.ndarray, tables: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

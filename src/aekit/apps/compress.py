@@ -359,8 +359,10 @@ def _fitted_codes(header: Header, tables: bytes, stream: bytes) -> Quantized:
     """The quantized codes of a version 1 file, from its tables and stream."""
     d, n_symbols = header.latent_dim, 1 << header.bits
     n, values = header.items, math.prod(header.item_shape)
-    # Decoded symbols (2 bytes), codes (4), the decoded items (4) and their copy in the data's units (4)
-    need = n * (6 * d + 8 * values) + 2 * d * n_symbols * 8
+    # Per code value: its symbol (2 bytes), its place in the coder's list (8) and its float (4) with the float
+    # arithmetic of dequantizing (2 more); per item value: the decoded items (4), the float copy and the result of
+    # putting them back in the data's units (4 + 1), and the finiteness check (1)
+    need = n * (16 * d + 10 * values) + 2 * d * n_symbols * 8
     check_load_size(need, "the .aez file", f"decoding {n:,} items of {values:,} values")
     expected = d * n_symbols * 2
     inflate = zlib.decompressobj()
@@ -393,8 +395,8 @@ def _decode_learned(
     else:
         codes = sum(math.prod(model.config.code_size(h, w)) for h, w in images) * header.channels
         values = c * sum(h * w for h, w in images)
-    # the coder's symbols, tables and lists (about 64 bytes a code value), the items and their raw copy
-    check_load_size(codes * 64 + 8 * values, "the .aez file", f"decoding {header.items:,} items")
+    # the coder's symbols, tables and lists (about 64 bytes a code value), the items, their raw copy (as v1's)
+    check_load_size(codes * 64 + 10 * values, "the .aez file", f"decoding {header.items:,} items")
     if images is not None:  # each image decoded whole: the outputs, their raw copies and the model's activations
         check_whole(model, images, "decoding the .aez file", 5 * c)
     maps = model.entropy.decode(sections, map_sizes(header, model))

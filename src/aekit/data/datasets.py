@@ -109,6 +109,24 @@ class Scaling:
 UINT8 = Scaling(0.0, 255.0)
 
 
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Images x (..., C, H, W), uint8 or floats, with channels 3 (a grey image's one channel copied to red, green
+    and blue) or 1 (an RGB image's luminance, ITU-R BT.601 as Pillow's convert("L") gives it); x itself where
+    they already have that many."""
+    have = x.shape[-3]
+    if have == channels:
+        return x
+    check({have, channels} == {1, 3}, f"images of {have} channels cannot become {channels}; only grey and RGB do")
+    if channels == 3:
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:]).contiguous()
+    r, g, b = x.unbind(-3)
+    if x.dtype == torch.uint8:  # Pillow's integer weights (out of 2**16) and rounding
+        grey = ((r.int() * 19595 + g.int() * 38470 + b.int() * 7471 + 32768) >> 16).to(torch.uint8)
+    else:
+        grey = (r * 0.299 + g * 0.587 + b * 0.114).to(x.dtype)
+    return grey.unsqueeze(-3)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Items in memory: images (N, C, H, W) or table rows (N, D), with optional integer labels.
@@ -174,6 +192,10 @@ class Dataset:
         y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
         names = self.item_names + other.item_names if self.item_names and other.item_names else None
         return dataclasses.replace(self, x=torch.cat([self.x, other.x]), y=y, item_names=names)
+
+    def with_channels(self, channels: int) -> Dataset:
+        """The images with 1 or 3 channels (see convert_channels), stored as before."""
+        return dataclasses.replace(self, x=convert_channels(self.x, channels))
 
 
 @dataclass(frozen=True)
@@ -281,6 +303,15 @@ class Photos(Dataset):
         y = torch.cat([self.y, other.y]) if self.y is not None and other.y is not None else None
         names = self.item_names + other.item_names if self.item_names and other.item_names else None
         return dataclasses.replace(self, images=torch.cat([self.images, other.images]), y=y, item_names=names)
+
+    def with_channels(self, channels: int) -> Photos:
+        """The images with 1 or 3 channels (see convert_channels), each kept once, uint8."""
+        converted = [convert_channels(self.image(i), channels).reshape(-1) for i in range(len(self))]
+        counts = torch.tensor([len(c) for c in converted], dtype=torch.int64)
+        starts = torch.cumsum(counts, 0) - counts
+        images = torch.column_stack([starts, self.images[:, 1:].cpu()]).to(self.images.device)
+        x = torch.cat(converted) if converted else self.x[:0]
+        return dataclasses.replace(self, x=x, images=images, channels=channels)
 
 
 @dataclass(frozen=True)
@@ -517,14 +548,15 @@ def read_path(path: Path, cfg: DataConfig) -> Raw:
     x, y, classes, names = fmt.read(path, cfg)
     if isinstance(x, sources.MappedArray):
         return Raw(x)
+    x = x if isinstance(x, sources.ImageList) else _layout(path, x)  # first: a 0-d array has no items to count
     check(names is None or len(names) == len(x), f"{path}: the format named {len(names or ())} of {len(x)} items")
-    images = isinstance(x, sources.ImageList)
-    return Raw(x if images else _layout(path, x), _labels(path, y, len(x)), classes, names)
+    return Raw(x, _labels(path, y, len(x)), classes, names)
 
 
 def _layout(path: Path, x: np.ndarray) -> np.ndarray:
     """Arrays as tables (N, D) or channels-first images (N, C, H, W)."""
     check(x.dtype.kind in "biuf", f"{path}: expected a numeric array, got dtype {x.dtype}")
+    check(x.ndim >= 1, f"{path}: holds a single number; expected a table (N, D) or images (N, H, W[, C])")
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:

@@ -524,6 +524,10 @@ def _is_number(text: str) -> bool:
 
 
 MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; a declared 100k x 100k does not
+# A JPEG codes each 8x8 block of each channel in a bit at the least (the flattest image there is), so a file of
+# N bytes holds at most 512 N pixels; one declaring more than eight times that is cut short or forged (Pillow
+# would fill in what is missing in grey and say nothing).
+JPEG_PIXELS_PER_BYTE = 4096
 
 
 def read_images(files: list[Path], where: Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -621,6 +625,10 @@ def _scan_images(files: list[Path]) -> _Scan:
         with _open_image(p) as img:
             w, h = img.size
             check(w * h <= MAX_IMAGE_PIXELS, f"{p}: declares {w}x{h} pixels, more than aekit loads")
+            if img.format in ("JPEG", "MPO"):
+                size = os.fstat(img.fp.fileno()).st_size
+                check(w * h <= JPEG_PIXELS_PER_BYTE * size, f"{p}: declares {w}x{h} pixels in only {size:,} bytes; "
+                      "the file is cut short or corrupt")  # fmt: skip
             turns.append(_orientation(img, p))
             sizes.append((w, h) if turns[-1] in (5, 6, 7, 8) else (h, w))  # orientations that swap the sides
             modes.add(img.mode)
@@ -717,6 +725,8 @@ def _orientation(img, p: Path) -> int:
 def _to_mode(img, mode: str):
     if img.mode in ("I", "I;16", "F"):  # 16-bit or float grayscale: scale to 8 bits
         a = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(a).all():  # the caller names the file: "not a readable image (...)"
+            raise ValueError("it holds NaN or infinite values")
         top = 65535.0 if img.mode != "F" else max(float(a.max()), 1.0)
         from PIL import Image
 
