@@ -4,9 +4,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import aekit
+from aekit.cli import main
+
+SIZES = [(40, 50), (36, 70), (32, 32), (64, 41), (45, 45), (50, 66), (33, 90), (48, 48), (70, 35), (40, 40)]
+RESNET = {"backbone": "resnet", "hidden": (8,), "latent_channels": 2, "batch_size": 8, "quiet": True}
+
+
+def photo_folder(folder, sizes=SIZES, mode="RGB"):
+    """Photos of the given (height, width) sizes, smooth enough to learn; returns their pixels by file name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = {}
+    for k, (h, w) in enumerate(sizes):
+        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        wave = 128 + 100 * np.sin(rows / 6 + k) * np.cos(cols / 8)
+        rgb = np.dstack([rows * 255 // h, cols * 255 // w, wave]).astype(np.uint8)
+        image = rgb if mode == "RGB" else rgb[..., 0]
+        Image.fromarray(image).save(folder / f"p{k}.png")
+        pixels[f"p{k}.png"] = rgb if mode == "RGB" else rgb[..., :1]
+    return pixels
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +59,24 @@ def start_cli(*args) -> subprocess.Popen:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def fails(capsys, args, *fragments) -> str:
+    """The CLI (in process) exits 2 with one line on stderr holding every fragment; returns that line."""
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
+def succeeds(capsys, args) -> str:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
 
 
 def assert_clean_error(result, *fragments):

@@ -27,14 +27,13 @@ from safetensors.torch import save as safetensors_bytes
 import aekit
 from aekit import AekitError, datasets, progress
 from aekit.apps.compress import _U32, MAGIC, VERSION
-from aekit.cli import main as cli_main
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
 from aekit.disk import MANIFEST, FolderLock, Output
 from aekit.folder import RunFolder
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
-from conftest import run_cli, start_cli
+from conftest import fails, run_cli, start_cli, succeeds
 from test_reliability import FUZZ
 
 SMALL = {"hidden": [16], "latent_dim": 4, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -50,24 +49,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def copy_run(run: Path, where: Path) -> Path:
     shutil.copytree(run, where)
     return where
-
-
-def fails(capsys, args, *fragments) -> str:
-    """The CLI (in process) exits 2 with one line on stderr holding every fragment; returns that line."""
-    code = cli_main([str(a) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (code, err)
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-    return err
-
-
-def succeeds(capsys, args) -> str:
-    code = cli_main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    return out
 
 
 def hidden_files(folder: Path) -> list[str]:

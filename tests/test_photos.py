@@ -14,24 +14,7 @@ from aekit.apps.anomaly import local_excess
 from aekit.apps.denoise import refined_fn
 from aekit.data import datasets
 from aekit.errors import AekitError
-from conftest import assert_clean_error, run_cli
-
-SIZES = [(40, 50), (36, 70), (32, 32), (64, 41), (45, 45), (50, 66), (33, 90), (48, 48), (70, 35), (40, 40)]
-RESNET = {"backbone": "resnet", "hidden": (8,), "latent_channels": 2, "batch_size": 8, "quiet": True}
-
-
-def photo_folder(folder, sizes=SIZES, mode="RGB"):
-    """Photos of the given (height, width) sizes, smooth enough to learn; returns their pixels by file name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pixels = {}
-    for k, (h, w) in enumerate(sizes):
-        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-        wave = 128 + 100 * np.sin(rows / 6 + k) * np.cos(cols / 8)
-        rgb = np.dstack([rows * 255 // h, cols * 255 // w, wave]).astype(np.uint8)
-        image = rgb if mode == "RGB" else rgb[..., 0]
-        Image.fromarray(image).save(folder / f"p{k}.png")
-        pixels[f"p{k}.png"] = rgb if mode == "RGB" else rgb[..., :1]
-    return pixels
+from conftest import RESNET, SIZES, assert_clean_error, photo_folder, run_cli
 
 
 def test_crops_are_the_images_pixels_and_held_out_images_stay_whole(tmp_path):

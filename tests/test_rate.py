@@ -11,8 +11,7 @@ import aekit
 from aekit.apps import coding
 from aekit.apps.compress import SECTIONS, _parse, compress, compress_file, decompress
 from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
-from conftest import assert_clean_error, run_cli
-from test_photos import RESNET, photo_folder
+from conftest import RESNET, assert_clean_error, photo_folder, run_cli
 
 
 def test_the_density_gives_each_channel_a_distribution_over_the_integers_and_tables_that_match_it():

@@ -9,8 +9,7 @@ from PIL import Image
 
 import aekit
 from browser import open_page
-from conftest import assert_clean_error, run_cli
-from test_photos import RESNET, photo_folder
+from conftest import RESNET, assert_clean_error, photo_folder, run_cli
 
 RUNS = {  # each type on the digits, and a photo run
     "ae": {"epochs": 3},

@@ -16,8 +16,10 @@ outputs aekit wrote there (the manifest, disk.is_ours).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ class RunFolder:
         try:
             staging.chmod(0o777 & ~disk.current_umask())
             folder.lock.acquire()  # moves with the folder: held until training ends
-            disk.write_json(staging / CONFIG, config)
+            folder.write_config(config)
         except BaseException:
             folder.__exit__(None, None, None)
             raise
@@ -69,14 +71,26 @@ class RunFolder:
 
     def save(self, trainer) -> None:
         """The resume point (checkpoint.safetensors, atomic), then model.safetensors, metrics.json and history.csv."""
-        checkpoint.save(self.path / CHECKPOINT, trainer)
-        save_tensors(self.path / WEIGHTS, trainer.model.state_dict(), {"epoch": str(trainer.epoch)})
-        history = trainer.history
-        update_metrics(self.path, history=history, **({"final": history[-1]} if history else {}))
-        write_history(self.path, history)
+        with self._named():
+            checkpoint.save(self.path / CHECKPOINT, trainer)
+            save_tensors(self.path / WEIGHTS, trainer.model.state_dict(), {"epoch": str(trainer.epoch)})
+            history = trainer.history
+            update_metrics(self.path, history=history, **({"final": history[-1]} if history else {}))
+            write_history(self.path, history)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        disk.write_json(self.path / CONFIG, config)
+        with self._named():
+            disk.write_json(self.path / CONFIG, config)
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Errors of writing into the folder while it is staged name the run folder, not its hidden staging name."""
+        try:
+            yield
+        except AekitError as e:
+            if self._target is None:
+                raise
+            raise AekitError(str(e).replace(str(self.path), str(self._target))) from None
 
     def place(self) -> None:
         """Rename the staging folder to its name; with --force swap it with the old run in one step (then
