@@ -31,12 +31,18 @@ def summarize(item_errors: torch.Tensor, n_features: int) -> dict[str, float]:
     return {"mse": mse, "sse_per_item": sse, "psnr_db": psnr(mse)}
 
 
+BAND = 1 << 16  # values worked on at once by PSNR and SSIM over images (float64; SSIM keeps ten maps of them)
+
+
 def image_psnr(x, y) -> float:
-    """PSNR of y against x over all their values: tensors (N, ...) or lists of images of any sizes."""
+    """PSNR of y against x over all their values: tensors (N, ...) or lists of images of any sizes (in float64, a
+    chunk of BAND values at a time: a whole photo is never copied)."""
     pairs = zip(x, y, strict=True) if isinstance(x, list) else [(x, y)]
     sse, count = 0.0, 0
     for a, b in pairs:
-        sse += float((b.double() - a.double()).pow(2).sum())
+        a, b = a.reshape(-1), b.reshape(-1)
+        for i in range(0, len(a), BAND):
+            sse += float((b[i : i + BAND].double() - a[i : i + BAND].double()).pow_(2).sum())
         count += a.numel()
     return psnr(sse / count)
 
@@ -74,22 +80,20 @@ def gaussian_window(size: int, sigma: float) -> torch.Tensor:
     return g / g.sum()
 
 
-SSIM_BAND = 1 << 16  # values of a batch's SSIM map worked on at once (float64, about ten maps alive)
-
-
 def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Structural similarity of images x, y (N, C, H, W) in [0, 1], per item (N,) float64 (Wang et al. 2004):
     an 11 x 11 Gaussian window of sigma 1.5 (smaller for images under 11 pixels), K1 0.01, K2 0.03, peak 1,
-    the map over the window's valid positions and the channels averaged. Large images are worked on in bands of
-    rows, so that memory stays about SSIM_BAND values a map whatever their size."""
+    the map over the window's valid positions and the channels averaged. Large images are worked on in blocks,
+    so that memory stays about BAND values a map whatever their size and shape."""
     size = min(11, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2  # odd
-    g = gaussian_window(size, 1.5)
-    window = (g[:, None] * g[None, :]).expand(x.shape[1], 1, size, size).to(x.device)
+    g = gaussian_window(size, 1.5).to(x.device)
+    across, down = (g.view(shape).expand(x.shape[1], -1, -1, -1) for shape in ((1, 1, 1, -1), (1, 1, -1, 1)))
     c1, c2 = 0.01**2, 0.03**2
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(t, window, groups=x.shape[1])
+    def blur(t: torch.Tensor) -> torch.Tensor:  # the 2-d Gaussian as two 1-d ones: 2 x size taps, not size^2
+        conv = torch.nn.functional.conv2d
+        return conv(conv(t, across, groups=x.shape[1]), down, groups=x.shape[1])
 
     def summed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # the SSIM map of a band, summed per item
         a, b = a.double(), b.double()
@@ -99,11 +103,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
         return (num / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).flatten(1).sum(1)
 
     c, h, w = x.shape[1:]
-    rows = h - size + 1  # of the map
-    band = max(1, SSIM_BAND // max(1, c * (w - size + 1) * min(batch, len(x))))
+    rows, cols = h - size + 1, w - size + 1  # of the map
+    wide = max(1, min(cols, BAND // c))  # the map in blocks of about BAND values, each with its window's margin
+    high = max(1, BAND // (c * wide * min(batch, len(x))))
     out = []
     for a, b in zip(x.split(batch), y.split(batch), strict=True):
-        total = sum(summed(a[..., r : r + band + size - 1, :], b[..., r : r + band + size - 1, :])
-                    for r in range(0, rows, band))  # fmt: skip
-        out.append(total / (c * rows * (w - size + 1)))
+        blocks = [(slice(r, r + high + size - 1), slice(k, k + wide + size - 1))
+                  for r in range(0, rows, high) for k in range(0, cols, wide)]  # fmt: skip
+        total = sum(summed(a[..., i, j], b[..., i, j]) for i, j in blocks)
+        out.append(total / (c * rows * cols))
     return torch.cat(out)

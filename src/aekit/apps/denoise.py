@@ -102,10 +102,14 @@ def denoise_file(
     clean = inputs_of(run, items)
     generator = torch.Generator().manual_seed(seed)
     if isinstance(clean, list):  # whole images (uint8 unless noise is added), each cleaned in tiles
-        # kept: the outputs (float32), their pixels to write; with noise the noisy and the clean images as floats
-        c = run.model.config.input_shape[0]
-        kept = 5 * c + (8 * c if add_noise else 0)
-        check_images_fit(sizes_of(clean), "denoising", kept, lambda size: tiles.tiling_bytes(run.model, size, c))
+        # kept: the outputs (float32), their pixels to write; with noise the noisy and the clean images as floats,
+        # and for the image being corrupted the noise's own float maps
+        c, noise = run.model.config.input_shape[0], bool(add_noise)
+
+        def transient(size: tuple[int, int]) -> int:
+            return tiles.tiling_bytes(run.model, size, c) + 16 * c * size[0] * size[1] * noise
+
+        check_images_fit(sizes_of(clean), "denoising", 5 * c + 8 * c * noise, transient)
         if add_noise:
             noisy = [corrupt(tiles.floats(c)[None], add_noise, sigma, p, generator)[0] for c in clean]
         else:
