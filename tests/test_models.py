@@ -268,8 +268,9 @@ def test_refined_codes_rebuild_items_closer_and_leave_the_model_alone():
     skips = aekit.create_model("dae", (3, 16, 16), backbone="resnet", hidden=(8,), skips=True)
     with pytest.raises(AekitError, match="code alone rebuilds an item"):
         skips.refine_codes(torch.rand(2, 3, 16, 16), 5)
-    with pytest.raises(AekitError, match="whole number >= 0"):
-        aekit.create_model("ae", (1, 8, 8)).refine_codes(x, -1)
+    for steps in (-1, 100_001):
+        with pytest.raises(AekitError, match="whole number from 0 to 100,000"):
+            aekit.create_model("ae", (1, 8, 8)).refine_codes(x, steps)
 
 
 # ---------------------------------------------------------------- sparse

@@ -2,7 +2,7 @@
 
 The ONNX graph takes the data as the user has it (pixel values 0-255, a table's own units: the run's scaling is
 applied inside) in float32 batches of any size, and for a fully convolutional model (backbone resnet) images of
-any height and width of at least 2**stages pixels, whole (aekit's own uses go in tiles of the training size:
+any height and width (one pixel and up), whole (aekit's own uses go in tiles of the training size:
 GroupNorm then sees other statistics, so whole-image outputs differ a little from theirs). The parts (PARTS):
   reconstruct  x -> reconstruction, in x's units
   encoder      x -> code (N, latent_dim); a resnet's code map (N, latent_channels, h, w), h = ceil(H / 2**stages)

@@ -161,15 +161,19 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
 
 def _is_run(folder: Path) -> bool:
     """Whether folder is an aekit run: its config.json reads as a run's, and every entry is a run's file, an
-    aekit temporary or an output aekit wrote there (listed in the manifest with its content)."""
+    aekit temporary, or an output aekit wrote there (a file listed in the manifest with its content, or a folder
+    of figures that aekit wrote whole)."""
     try:
         read_config(folder)
     except AekitError:
         return False
     temporary = disk.temporary_pattern()
     for entry in folder.iterdir():
-        if entry.is_symlink() or not entry.is_file():
+        if entry.is_symlink():
             return False
-        if entry.name not in RUN_FILES and not temporary.fullmatch(entry.name) and not disk.is_ours(entry):
+        if entry.is_dir():
+            if not disk.is_our_folder(entry):
+                return False
+        elif entry.name not in RUN_FILES and not temporary.fullmatch(entry.name) and not disk.is_ours(entry):
             return False
     return True

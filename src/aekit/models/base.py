@@ -13,7 +13,7 @@ from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
 from ..progress import chunks
-from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size, least_code
+from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
 MAX_REFINE_STEPS = 100_000  # Adam settles in hundreds of steps; each is a backward pass
@@ -105,7 +105,7 @@ class ModelConfig:
 
     def code_size(self, height: int, width: int) -> tuple[int, int]:
         """resnet: the code map's (h, w) for an image of (height, width) (layers.code_size)."""
-        return code_size(height, width, self.stages, least_code(list(self.hidden)))
+        return code_size(height, width, self.stages)
 
     def _resnet_code(self) -> None:
         """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""

@@ -99,11 +99,9 @@ def conv_decoder(config) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def code_size(height: int, width: int, stages: int, least: int = 1) -> tuple[int, int]:
-    """The resnet code's spatial size: the image padded up to a multiple of 2**stages, divided by it; a code of one
-    position grows to least x least (see least_code)."""
-    h, w = -(-height // 2**stages), -(-width // 2**stages)
-    return (least, least) if (h, w) == (1, 1) else (h, w)
+def code_size(height: int, width: int, stages: int) -> tuple[int, int]:
+    """The resnet code's spatial size: the image padded up to a multiple of 2**stages, divided by it."""
+    return -(-height // 2**stages), -(-width // 2**stages)
 
 
 # A resnet over an image holds float32 maps of its widest stage's channels at the size the stages see (the padded
@@ -118,25 +116,27 @@ def activation_bytes(config, batch: int, height: int, width: int, backward: bool
     """The memory a resnet's activations take over a batch of images of (height, width) (kept for a backward pass
     too, with backward): its widest stage's maps at the padded size, and the padded image's copies."""
     block = 2**config.stages
-    h, w = config.code_size(height, width)
+    h, w = code_size(height, width, config.stages)
     pixels = h * w * block * block
     maps = BACKWARD_MAPS if backward else FORWARD_MAPS
     return batch * 4 * pixels * (maps * max(config.hidden) // config.patch**2 + 3 * config.input_shape[0])
 
 
-def least_code(widths: list[int]) -> int:
-    """1, or 2 where a code map of one position cannot pass the stages at the code's size: their GroupNorm has a
-    channel a group (widths[-1] divides 32) and needs more than one value in each; such an image is padded to a
-    code of 2 x 2 positions."""
-    groups = _norm(widths[-1]).num_groups
-    return 2 if groups == widths[-1] else 1
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm without F.group_norm's refusal of a single value per group in a batch of one ("Expected more
+    than 1 value per channel when training"): a guard for batch statistics, which GroupNorm does not use. Each
+    image is normalised on its own, so a code map of one position (an image of a few pixels, coded whole) with a
+    channel a group gives the layer's bias there, as it does in a training batch of any size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
+def _norm(channels: int) -> GroupNorm:
     """GroupNorm in groups of up to 32. (A per-position norm, which would make every code position depend only
     on its surroundings at any size, was tried on digits: the sparse and variational types then barely learned;
     whole-image inference on tiles the size of the training crops keeps GroupNorm's statistics close.)"""
-    return nn.GroupNorm(math.gcd(32, channels), channels)
+    return GroupNorm(math.gcd(32, channels), channels)
 
 
 class ResBlock(nn.Module):
@@ -181,14 +181,14 @@ class ResnetEncoder(nn.Module):
             nn.Conv2d(widths[-1], out_channels, 1),
         ]
         self.body = nn.Sequential(*layers)
-        self.stages, self.least = config.stages, least_code(widths)
+        self.stages = config.stages
         block = 2**self.stages
         self.linear = nn.Conv2d(config.input_shape[0], out_channels, block, stride=block)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None, flat: bool = True) -> torch.Tensor:
         """The code (N, out_channels*h*w), or with flat False the map (N, out_channels, h, w); with a list as
         skips, each stage's features are appended to it (at H/2^i, for the decoder's U-Net skips)."""
-        x = pad_to_stages(x, self.stages, self.least)
+        x = pad_to_stages(x, self.stages)
         h = x
         for i, layer in enumerate(self.body):
             if skips is not None and i in self.downs:
@@ -198,38 +198,40 @@ class ResnetEncoder(nn.Module):
         return h.flatten(1) if flat else h
 
 
-def pad_to_stages(x: torch.Tensor, stages: int, least: int = 1) -> torch.Tensor:
-    """x (..., H, W) padded at the bottom and right to its code's size (code_size) times 2**stages, by reflection
-    (repeated, so that an image smaller than its padding is mirrored back and forth: the same as torch's reflect
-    padding wherever that applies). One graph for every size (aekit.export): the padded size is computed as a
-    value, and the rows and columns are gathered by index."""
+def pad_to_stages(x: torch.Tensor, stages: int) -> torch.Tensor:
+    """x (..., H, W) padded at the bottom and right to a multiple of 2**stages: by reflection, or by repeating the
+    edge where a side is too short to reflect. One graph for every size from one pixel up (aekit.export): the
+    padded size is computed as a value (the exporter need not prove it a multiple of 2**stages), the rows and
+    columns gathered by index."""
     block = 2**stages
     h, w = x.shape[-2:]
     if not torch.compiler.is_exporting():
-        hp, wp = code_size(h, w, stages, least)
+        hp, wp = code_size(h, w, stages)
         if (hp * block, wp * block) == (h, w):
             return x
-        return x[..., _mirrored(h, hp * block, x.device), :][..., _mirrored(w, wp * block, x.device)]
+        reflect = hp * block - h < h and wp * block - w < w
+        return x[..., _padded(h, hp * block, reflect, x.device), :][..., _padded(w, wp * block, reflect, x.device)]
     hp, wp = (
         torch.scalar_tensor(n, dtype=torch.int64).add(block - 1).div(block, rounding_mode="floor") for n in (h, w)
     )
-    grow = (hp * wp == 1).long() * (least - 1)  # a code of one position made least x least
-    hp, wp = ((n + grow).item() for n in (hp, wp))
+    reflect = (hp * block - h < h) & (wp * block - w < w)
+    hp, wp = hp.item(), wp.item()
     for positions, n in ((hp, h), (wp, w)):
         torch._check_is_size(positions)
         torch._check(positions >= 1)
         torch._check(positions * block >= n)
-    hp, wp = hp * block, wp * block
-    return x.index_select(-2, _mirrored(h, hp, x.device)).index_select(-1, _mirrored(w, wp, x.device))
+    rows, cols = _padded(h, hp * block, reflect, x.device), _padded(w, wp * block, reflect, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
-def _mirrored(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """Indices 0..size-1 into a side of n values, reflected at its ends as often as needed: 0 1 2 1 0 1 2 ... for
-    n = 3 (0 0 0 ... for n = 1)."""
+def _padded(n: int, size: int, reflect, device: torch.device) -> torch.Tensor:
+    """Indices 0..size-1 into a side of n values: reflected at its end (0 1 2 1 0 for n = 3, size = 5) where
+    reflect, else the last one repeated (0 1 2 2 2). reflect may be a tensor (the exported graph's choice)."""
     n = torch.scalar_tensor(n, dtype=torch.int64, device=device)  # a tensor: n may be symbolic (export)
-    period = (2 * n - 2).clamp(min=1)
-    i = torch.arange(size, device=device) % period
-    return torch.where(i < n, i, period - i)
+    i = torch.arange(size, device=device)
+    return torch.where(
+        torch.as_tensor(reflect, device=device), torch.where(i < n, i, 2 * n - 2 - i), i.clamp(max=n - 1)
+    )
 
 
 class ResnetDecoder(nn.Module):
@@ -290,7 +292,7 @@ def start_from_pca(encoder: ResnetEncoder, decoder: ResnetDecoder, x: torch.Tens
     blocks' logits (the decoder ends in a sigmoid), with pixels clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP]."""
     linear, back = encoder.linear, decoder.linear[0]
     channels, c_in, block, _ = linear.weight.shape
-    blocks = F.unfold(pad_to_stages(x, encoder.stages, encoder.least).cpu().double(), block, stride=block)  # CPU
+    blocks = F.unfold(pad_to_stages(x, encoder.stages).cpu().double(), block, stride=block)  # CPU: any rank
     blocks = blocks.transpose(1, 2).reshape(-1, c_in * block * block)
     mean = blocks.mean(0)
     basis = torch.linalg.svd(blocks - mean, full_matrices=False).Vh[:channels] / step
