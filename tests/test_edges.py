@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import aekit
+from aekit import limits
 from aekit.apps.coding import PROB_SCALE, RANS_L
 from aekit.apps.compress import _U32, MAGIC, VERSION, compress_file, decompress_file
 from aekit.cli import main
@@ -156,6 +157,18 @@ def test_what_a_use_takes_over_a_large_photo_stays_within_the_load_limit(runs, t
             code, grown = map(int, done.stderr.strip().splitlines()[-1].split()[1:])
             assert code in (0, 2), (measured, done.stderr)
             assert grown * (1 << 20) <= limit, (measured, grown)  # refused, or done within the limit
+
+
+def test_a_containers_memory_limit_bounds_the_load_limit(tmp_path, monkeypatch):
+    machine = limits.physical_memory()
+    given = tmp_path / "memory.max"
+    monkeypatch.setattr(limits, "CGROUP_LIMITS", (str(tmp_path / "v2-missing"), str(given)))
+    monkeypatch.delenv("AEKIT_MAX_LOAD_BYTES", raising=False)
+    given.write_text("3000000000\n")  # a container of 3 GB: half of it by default
+    assert limits.physical_memory() == min(machine, 3_000_000_000)
+    assert limits.max_load_bytes() == min(machine, 3_000_000_000) // 2
+    given.write_text("max\n")  # no limit
+    assert limits.physical_memory() == machine
 
 
 # ---------------------------------------------------------------- arrays, headers and options

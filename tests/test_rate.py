@@ -301,10 +301,10 @@ def test_bad_aez_files_and_images_are_refused_in_one_line(photo_codec, tmp_path,
     out = tmp_path / "other.png"
     assert_clean_error(run_cli("decompress", good, "--run", digits_run.path, "-o", out), "another model")
     assert not out.exists()
-    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "gray.png")
-    done = run_cli("compress", run.path, tmp_path / "gray.png", "-o", tmp_path / "gray.aez")
-    assert_clean_error(done, "expects [3]")  # a grey photo for a colour model
-    assert not (tmp_path / "gray.aez").exists()
+    np.save(tmp_path / "four.npy", np.zeros((1, 16, 16, 4), np.uint8))  # four channels: neither grey nor RGB
+    done = run_cli("compress", run.path, tmp_path / "four.npy", "-o", tmp_path / "four.aez")
+    assert_clean_error(done, "items have shape [4, 16, 16] but the model", "expects [3, 16, 16]")
+    assert not (tmp_path / "four.aez").exists()
 
 
 def test_the_coder_takes_learned_tables_whose_unused_symbols_have_no_frequency():

@@ -170,7 +170,9 @@ def reconstruction_png(
     from . import plots
 
     images = inputs_of(run, test.subset(torch.arange(min(n, len(test)))))
-    if isinstance(images, list):  # whole images of any size
+    if isinstance(images, list):  # whole images of any size: their floats and their reconstructions, drawn
+        c = run.model.config.input_shape[0]
+        check_images_fit(sizes_of(images), "rebuilding", 8 * c, lambda size: tiles.tiling_bytes(run.model, size, c))
         x, x_hat = [tiles.floats(image) for image in images], reconstruct(run, images)
         check(all(bool(torch.isfinite(r).all()) for r in x_hat), "the model's reconstructions hold NaN or infinity")
         return plots.rows_of_images([x, x_hat], ["original", "rebuilt"], title=title)

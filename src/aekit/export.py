@@ -128,10 +128,19 @@ class Graph(torch.nn.Module):
         with torch.no_grad():
             return self.code(x)
 
+    def least_side(self) -> int:
+        """A resnet graph's smallest image side (its code's side, for the decoder): 1, or where the model keeps a
+        fixed number of code values (a top-k sparse code) as many pixels as a square code holding them needs."""
+        model = self.model
+        positions = -(-model.least_code_values // model.config.latent_channels)
+        side = math.isqrt(positions - 1) + 1  # of a square code map of at least that many positions
+        return side if self.part == "decoder" or side == 1 else (side - 1) * 2**model.config.stages + 1
+
     def dynamic_shapes(self) -> tuple[dict[int, Any]]:
         dims = {0: torch.export.Dim("batch", min=1)}
         if self.any_size:
-            dims.update({2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)})
+            least = self.least_side()
+            dims.update({2: torch.export.Dim("height", min=least), 3: torch.export.Dim("width", min=least)})
         return (dims,)
 
 
@@ -220,7 +229,7 @@ def _check(graph: Graph, data: bytes) -> float | None:
     if graph.any_size:  # another size, and the smallest image
         examples.append(graph.example(batch=3, grow=2**graph.model.config.stages + 3, seed=1))
         if graph.part != "decoder":
-            examples.append(graph.example(batch=3, seed=1, size=(1, 1)))
+            examples.append(graph.example(batch=3, seed=1, size=(graph.least_side(),) * 2))
     for x in examples:
         with torch.no_grad():
             want = graph(x)

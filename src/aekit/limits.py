@@ -2,8 +2,9 @@
 
 Everything large is sized before it exists (arrays a file's header claims, decoded images, a model's
 weights and optimizer state, a batch, the output of generate or decompress) and compared with
-allowed_bytes(): $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory, whichever is less, and never
-more than the machine has. Over it, one line says what was asked for and what fits.
+allowed_bytes(): $AEKIT_MAX_LOAD_BYTES, else 8 GiB or half the machine's memory (its container's, where that is
+less), whichever is less, and never more than the machine has. Over it, one line says what was asked for and
+what fits.
 """
 
 from __future__ import annotations
@@ -15,12 +16,26 @@ from .errors import AekitError, check
 INFERENCE_BATCH = 1024  # items per forward pass outside training (evaluation and every use of a model)
 
 
+# Where Linux says how much memory this process's container (control group, v2 or v1) may use
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
 def physical_memory() -> int:
-    """The machine's memory in bytes (16 GiB assumed where it cannot be read)."""
+    """The memory this process may use in bytes: the machine's, or its container's where that is less (16 GiB
+    assumed where neither can be read)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
-        return 16 << 30
+        total = 16 << 30
+    for path in CGROUP_LIMITS:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) or a huge number (v1) where there is no limit
+            total = min(total, int(text))
+    return total
 
 
 def peak_memory_mb() -> float:

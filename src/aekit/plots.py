@@ -46,8 +46,15 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+SHOWN_SIDE = 1024  # pixels: a larger image is shrunk (averaged) to fit before it is drawn; a figure shows no more
+
+
 def _show_image(ax, item: torch.Tensor) -> None:
     """Draw one (C, H, W) image in [0, 1]."""
+    h, w = item.shape[-2:]
+    if max(h, w) > SHOWN_SIDE:  # no copy of a huge photo in matplotlib's float64
+        size = (max(1, h * SHOWN_SIDE // max(h, w)), max(1, w * SHOWN_SIDE // max(h, w)))
+        item = torch.nn.functional.adaptive_avg_pool2d(item.float()[None], size)[0]
     img = item.clamp(0, 1).cpu()
     if img.shape[0] == 1:
         ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")

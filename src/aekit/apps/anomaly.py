@@ -94,7 +94,7 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = len(kernel) // 2
     for dim, shape in ((-1, (1, 1, 1, -1)), (-2, (1, 1, -1, 1))):
         n = x.shape[dim]
-        if n >= 2 * r:  # padded along this side only, then convolved
+        if torch.compiler.is_exporting() or n >= 2 * r:  # padded along this side, convolved (exported: any size)
             pads = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
             x = F.conv2d(F.pad(x, pads, mode="replicate"), kernel.view(shape))
         else:  # each offset of the window gathered, its index held at the edges: the same sums

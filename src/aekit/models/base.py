@@ -227,6 +227,12 @@ class Autoencoder(nn.Module):
         need it."""
         return True
 
+    @property
+    def least_code_values(self) -> int:
+        """The fewest values a code (a resnet's map over an image of any size) may have: 1, more where the code
+        keeps a fixed number of them (a top-k sparse code)."""
+        return 1
+
     def code_features(self) -> int:
         """Width of the encoder's output (the VAE needs two numbers per latent unit)."""
         return self.config.latent_dim

@@ -62,6 +62,10 @@ class SparseAutoencoder(Autoencoder):
 
     Config = SparseConfig
 
+    @property
+    def least_code_values(self) -> int:
+        return self.config.k if self.config.sparsity == "topk" else 1
+
     def code_of(self, h: torch.Tensor) -> torch.Tensor:
         c = self.config
         if c.sparsity == "kl":
