@@ -134,13 +134,13 @@ print("measured", code, round(peak_memory_mb() - base), file=sys.stderr)
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="resets the peak memory through /proc")
 def test_what_a_use_takes_over_a_large_photo_stays_within_the_load_limit(runs, tmp_path):
-    """Each use in a fresh process over a thin and a square photo under a load limit of 100 MB: refused in one
+    """Each use in a fresh process over a thin and a square photo under a load limit of 60 MB: refused in one
     line, or done with its resident memory grown by no more than the limit."""
-    limit = 100 << 20
+    limit = 60 << 20
     dae, codec = runs["dae-rgb"], runs["codec-rgb"]
     small = image(tmp_path / "small.png", 20, 30)
     env = {**os.environ, "AEKIT_MAX_LOAD_BYTES": str(limit)}
-    for photo in (image(tmp_path / "thin.png", 1, 300_000), image(tmp_path / "square.png", 900, 900)):
+    for photo in (image(tmp_path / "thin.png", 1, 100_000), image(tmp_path / "square.png", 600, 600)):
         for command in (
             "denoise|{dae}|{photo}|-o|{out}-den|--add-noise|gaussian|--force",
             "evaluate|{dae}|{photo}|--no-save",
