@@ -34,7 +34,7 @@ demo: setup
 	@echo "figure: $(RUN)/reconstructions.png  loss curve: $(RUN)/loss_curve.png  metrics: $(RUN)/metrics.json"
 
 test: setup browser
-	$(BIN)/python -m pytest -m "slow or not slow"   # everything; a plain pytest skips the slow ones
+	$(BIN)/python -m pytest -m "slow or not slow" --durations=20   # everything, the 20 slowest named; a plain pytest skips the slow ones
 
 # Every figure of the guide (docs/guide.md, docs/guide.ko.md) from nothing: about 8 minutes on 2 cores.
 figures: setup

@@ -1,16 +1,26 @@
+import contextlib
+import gzip
+import hashlib
+import importlib
+import io
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 import aekit
 from aekit.cli import main
+from aekit.data import sources
 
+training = importlib.import_module("aekit.train")  # the module: aekit.train is the function
 SIZES = [(40, 50), (36, 70), (32, 32), (64, 41), (45, 45), (50, 66), (33, 90), (48, 48), (70, 35), (40, 40)]
 RESNET = {"backbone": "resnet", "hidden": (8,), "latent_channels": 2, "batch_size": 8, "quiet": True}
 
@@ -29,14 +39,71 @@ def photo_folder(folder, sizes=SIZES, mode="RGB"):
     return pixels
 
 
+def fake_mnist_files(folder, n_train=60000, n_test=10000):
+    """MNIST's four IDX files, gzipped, of random digits (n_train and n_test of them) in folder: (arrays, SHA-256
+    of each uncompressed file by name)."""
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_train, dtype=np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_test, dtype=np.uint8),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for (name, _), a in zip(sources.MNIST_FILES.items(), arrays, strict=True):
+        data = sources.idx_bytes(a)
+        (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+        hashes[name] = hashlib.sha256(data).hexdigest()
+    return arrays, hashes
+
+
+# hypothesis settings for fuzzing a loader: a fixed set of cases, whatever their speed
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,  # the same cases every run
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
     """Tests never see the user's dataset cache: MNIST is "missing" unless a test provides it."""
     monkeypatch.setenv("AEKIT_DATA", str(tmp_path_factory.getbasetemp() / "aekit-data"))
 
 
-def run_cli(*args, cwd=None, env=None):
-    """Run `python -m aekit ARGS` in a subprocess; returns the CompletedProcess (text)."""
+@pytest.fixture(autouse=True)
+def _no_run_figures(request, monkeypatch):
+    """Training draws no figures into its run folder (about a second a run) unless the test is marked figures."""
+    if request.node.get_closest_marker("figures") is None:
+        monkeypatch.setattr(training.RunFigures, "on_train_end", lambda self, trainer: None)
+
+
+def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`aekit ARGS` in this process (cli.main, as the console script calls it), with cwd and env as a process
+    started there would have them (set while it runs, then restored): a CompletedProcess of its exit status and
+    what it printed on stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        os.chdir(cwd or saved_cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse: --help, --version, a usage error
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["aekit", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Run `python -m aekit ARGS` in a real process (for what needs one: signals, a fresh process's memory or
+    imports, torchrun); returns the CompletedProcess (text)."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "aekit", *map(str, args)],
@@ -46,6 +113,38 @@ def run_cli(*args, cwd=None, env=None):
         env=full_env,
         timeout=300,
     )
+
+
+def fork_cli(*args, stderr: Path | None = None, before=None) -> int:
+    """`aekit ARGS` (cli.main) in a child forked from this process, for races and kills: a second process without
+    a second start-up (its imports are this one's). before(), if given, runs first in the child (to patch
+    something); what the child prints on stderr goes to the file stderr (or nowhere). Returns the child's pid, for
+    reap(); the child's exit status is main's."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            torch.set_num_threads(1)  # OpenMP's worker threads are not in the child; one thread never needs them
+            with open(stderr or os.devnull, "w") as err, contextlib.redirect_stderr(err):
+                with contextlib.redirect_stdout(io.StringIO()):
+                    if before is not None:
+                        before()
+                    code = main([str(a) for a in args])
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap(pid: int, timeout: float = 120) -> int:
+    """The wait status of child pid (os.WIFSIGNALED, os.WEXITSTATUS...), killing it after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"child {pid} still running after {timeout} s")
 
 
 def start_cli(*args) -> subprocess.Popen:

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import aekit
-from conftest import assert_clean_error, run_cli
-from test_data import fake_mnist_files
+from conftest import assert_clean_error, fake_mnist_files, run_cli
 
 
 def test_models_and_help():
@@ -35,6 +34,7 @@ def test_data_fetch_refuses_files_that_fail_verification(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.figures
 def test_train_evaluate_reconstruct(tmp_path):
     out = tmp_path / "run"
     result = run_cli(
@@ -81,6 +81,7 @@ def test_train_reads_the_json_it_writes(tmp_path, digits_run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.figures
 def test_train_a_conv_vae(tmp_path):
     result = run_cli(
         "train",

@@ -1,5 +1,4 @@
 import gzip
-import hashlib
 import io
 import pickle
 import struct
@@ -13,6 +12,7 @@ from PIL import Image
 import aekit
 from aekit import AekitError, datasets
 from aekit.data import sources
+from conftest import fake_mnist_files
 
 # ---------------------------------------------------------------- IDX
 
@@ -78,23 +78,6 @@ def test_corrupt_gzip_is_refused(tmp_path):
 def test_missing_mnist_names_the_fetch_command():
     with pytest.raises(AekitError, match="aekit data fetch mnist"):
         datasets.load("mnist")
-
-
-def fake_mnist_files(folder, n_train=60000, n_test=10000):
-    rng = np.random.default_rng(0)
-    arrays = [
-        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        rng.integers(0, 10, n_train, dtype=np.uint8),
-        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        rng.integers(0, 10, n_test, dtype=np.uint8),
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    hashes = {}
-    for (name, _), a in zip(sources.MNIST_FILES.items(), arrays, strict=True):
-        data = sources.idx_bytes(a)
-        (folder / (name + ".gz")).write_bytes(gzip.compress(data))
-        hashes[name] = hashlib.sha256(data).hexdigest()
-    return arrays, hashes
 
 
 def test_fetch_from_folder_verifies_hashes_and_writes_nothing_on_mismatch(tmp_path):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import aekit
 from aekit.data.datasets import MappedDataset
-from conftest import run_cli
+from conftest import run_cli, run_process
 
 # 1438 training items in batches of 479: slices of 240 and 239, then a last batch of 1 item that leaves
 # the second process with nothing (it takes part with a weight of 0)
@@ -30,7 +30,7 @@ def _close(a, b) -> float:
 def test_two_processes_give_one_process_weights_and_one_run_folder(tmp_path):
     single = aekit.train("digits", out=tmp_path / "single", epochs=6, quiet=True, **OPTIONS)
     (tmp_path / "ddp").mkdir()
-    done = run_cli("train", *FLAGS, "--epochs", "6", "--out", "run", "--nproc", "2", cwd=tmp_path / "ddp")
+    done = run_process("train", *FLAGS, "--epochs", "6", "--out", "run", "--nproc", "2", cwd=tmp_path / "ddp")
     assert done.returncode == 0, done.stderr
     assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]  # rank 1 wrote nothing
     assert done.stdout.count("run folder:") == 1
@@ -60,7 +60,7 @@ def test_torchrun_then_resume_with_another_number_of_processes(tmp_path):
 def test_an_error_on_rank_0_stops_every_process_with_one_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("not a run")
-    done = run_cli("train", *FLAGS, "--epochs", "1", "--out", tmp_path / "run", "--nproc", "2")
+    done = run_process("train", *FLAGS, "--epochs", "1", "--out", tmp_path / "run", "--nproc", "2")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"aekit: error: {tmp_path / 'run'} already exists"]
 

@@ -185,9 +185,19 @@ def test_an_array_of_one_number_is_one_line(tmp_path, capsys, digits_run_dir, ar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.npy", "one.npz"]
 
 
-def test_an_unknown_matplotlib_backend_does_not_stop_a_figure(tmp_path, digits_run_dir):
-    done = run_cli("reconstruct", digits_run_dir, "-o", tmp_path / "f.png", env={"MPLBACKEND": "bogus"})
-    assert done.returncode == 0, done.stderr
+def test_an_unknown_matplotlib_backend_does_not_stop_a_figure(tmp_path, digits_run_dir, capsys, monkeypatch):
+    """As in a fresh process: matplotlib not imported yet, $MPLBACKEND naming a backend it does not know."""
+    imported = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "matplotlib"}
+    monkeypatch.setenv("MPLBACKEND", "bogus")
+    try:
+        for name in imported:
+            del sys.modules[name]
+        succeeds(capsys, ["reconstruct", digits_run_dir, "-o", tmp_path / "f.png"])
+        assert sys.modules["matplotlib"] is not imported.get("matplotlib")  # imported anew, with the bogus name
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == "matplotlib"]:
+            del sys.modules[name]
+        sys.modules.update(imported)
     assert Image.open(tmp_path / "f.png").format == "PNG"
 
 

