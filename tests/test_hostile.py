@@ -680,7 +680,8 @@ def test_two_compress_processes_racing_for_one_file(tmp_path, runs):
     args = ["compress", runs["ae"], "digits", "-o", tmp_path / "same.aez"]
     errs = [tmp_path.parent / f"{tmp_path.name}-err{k}" for k in range(2)]
     children = [fork_cli(*args, stderr=err) for err in errs]
-    results = sorted((os.waitstatus_to_exitcode(reap(pid)), err.read_text()) for pid, err in zip(children, errs))
+    codes = [os.waitstatus_to_exitcode(reap(pid)) for pid in children]
+    results = sorted(zip(codes, [err.read_text() for err in errs], strict=True))
     assert [code for code, _ in results] == [0, 2], results
     assert "same.aez exists" in results[1][1] and len(results[1][1].strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST, "same.aez"]
