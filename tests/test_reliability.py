@@ -181,6 +181,17 @@ def damaged(valid: bytes):
     )
 
 
+def test_an_error_naming_text_with_line_breaks_is_still_one_line(tmp_path, capsys):
+    """A path or a file's content may hold line breaks; AekitError makes them spaces, so the CLI's error stays one
+    line (fuzzed loaders below need only check that a refusal says something)."""
+    assert str(AekitError("first\nsecond\r\n  third\tfourth")) == "first second third fourth"
+    bad = tmp_path / "two\nlines.csv"
+    bad.write_text("a,b\n1,x\n")
+    code = cli_main(["data", "info", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "two lines.csv" in err, err
+
+
 def loads_or_refuses(load) -> None:
     """The only acceptable outcomes for damaged input: a result, or an AekitError (never another exception)."""
     try:
