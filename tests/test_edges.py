@@ -18,8 +18,9 @@ from PIL import Image
 
 import aekit
 from aekit import limits
+from aekit.apps.aez import MAGIC, U32, VERSION
 from aekit.apps.coding import PROB_SCALE, RANS_L
-from aekit.apps.compress import _U32, MAGIC, VERSION, compress_file, decompress_file
+from aekit.apps.compress import compress_file, decompress_file
 from aekit.cli import main
 from aekit.disk import MANIFEST
 from aekit.errors import AekitError
@@ -205,7 +206,7 @@ def _sections(blob: bytes, count: int) -> tuple[dict, list[bytes]]:
     """An .aez file's header (parsed) and its coded sections."""
     parts, pos = [], 5
     for _ in range(1 + count):
-        (n,) = _U32.unpack_from(blob, pos)
+        (n,) = U32.unpack_from(blob, pos)
         parts.append(blob[pos + 4 : pos + 4 + n])
         pos += 4 + n
     return json.loads(parts[0]), parts[1:]
@@ -213,8 +214,8 @@ def _sections(blob: bytes, count: int) -> tuple[dict, list[bytes]]:
 
 def _aez(version: int, header: dict, sections: list[bytes]) -> bytes:
     parts = [json.dumps(header).encode(), *sections]
-    body = MAGIC + bytes([version]) + b"".join(_U32.pack(len(p)) + p for p in parts)
-    return body + _U32.pack(zlib.crc32(body))
+    body = MAGIC + bytes([version]) + b"".join(U32.pack(len(p)) + p for p in parts)
+    return body + U32.pack(zlib.crc32(body))
 
 
 def test_aez_headers_that_claim_too_much_are_one_line_before_anything_is_allocated(runs, digits_run_dir, tmp_path):

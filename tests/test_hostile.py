@@ -26,7 +26,7 @@ from safetensors.torch import save as safetensors_bytes
 
 import aekit
 from aekit import AekitError, datasets, disk, progress
-from aekit.apps.compress import _U32, MAGIC, VERSION
+from aekit.apps.aez import MAGIC, U32, VERSION
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
 from aekit.disk import MANIFEST, FolderLock, Output
@@ -292,7 +292,7 @@ def craft_aez(valid: bytes, header=None, freqs: bytes | None = None, raw_header=
     between it and the decoder."""
     parts, pos = [], 5
     for _ in range(3):
-        (n,) = _U32.unpack_from(valid, pos)
+        (n,) = U32.unpack_from(valid, pos)
         parts.append(valid[pos + 4 : pos + 4 + n])
         pos += 4 + n
     if header is not None:
@@ -303,8 +303,8 @@ def craft_aez(valid: bytes, header=None, freqs: bytes | None = None, raw_header=
         parts[1] = zlib.compress(freqs)
     if stream is not None:
         parts[2] = stream
-    body = MAGIC + bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
-    return body + _U32.pack(zlib.crc32(body))
+    body = MAGIC + bytes([VERSION]) + b"".join(U32.pack(len(p)) + p for p in parts)
+    return body + U32.pack(zlib.crc32(body))
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +341,7 @@ def test_crafted_aez_headers_are_refused(runs, small_aez, change, fragment):
 
 
 def test_a_header_missing_a_field_or_nested_deep_is_refused(runs, small_aez):
-    header = json.loads(craft_aez(small_aez)[9 : 9 + _U32.unpack_from(small_aez, 5)[0]])
+    header = json.loads(craft_aez(small_aez)[9 : 9 + U32.unpack_from(small_aez, 5)[0]])
     del header["run"]
     with pytest.raises(AekitError, match="missing 'run'"):
         aekit.decompress(craft_aez(small_aez, raw_header=json.dumps(header).encode()), runs["ae"])

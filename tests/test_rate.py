@@ -12,7 +12,8 @@ from PIL import Image
 
 import aekit
 from aekit.apps import coding
-from aekit.apps.compress import SECTIONS, _parse, compress, compress_file, decompress
+from aekit.apps.aez import SECTIONS, parse
+from aekit.apps.compress import compress, compress_file, decompress
 from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
 from conftest import RESNET, assert_clean_error, photo_folder, run_cli, succeeds
 
@@ -294,7 +295,7 @@ def test_codes_outside_the_tables_travel_as_escapes(photo_codec):
         model.entropy.offset += 1000  # every code now falls below its channel's table
         blob = compress(run, x)
         decoded, _ = decompress(blob, run)
-        escaped = _parse(blob)[2][-1]  # the code values outside the tables, as int32
+        escaped = parse(blob)[2][-1]  # the code values outside the tables, as int32
         assert len(escaped) == 4 * model.config.latent_dim * len(x)
     finally:
         model.entropy.offset.copy_(saved)

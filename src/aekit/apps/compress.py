@@ -20,11 +20,8 @@ network gives other low bits there: on an H100 about 1% of the decoded 8-bit val
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import re
-import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import disk, metrics
-from ..config import from_dict, to_dict
+from .. import metrics
+from ..config import to_dict
 from ..data.datasets import UINT8, Scaling
 from ..data.sources import png_image, write_images
 from ..disk import Output
@@ -45,6 +42,7 @@ from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
     IMAGE_KINDS,
+    aez,
     as_inputs,
     as_items,
     check_finite,
@@ -59,11 +57,7 @@ from . import (
     to_raw,
     write_array,
 )
-
-MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 to 4: the model's tables (its entropy's VERSION)
-SECTIONS = {1: 2, 2: 2, 3: 4, 4: 6}  # coded sections after the header, by format version
-_U32 = struct.Struct("<I")
-MAX_BITS = 12
+from .aez import VERSION, Header, LearnedHeader
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class Quantized:
 
 def quantize(z: torch.Tensor, bits: int = 8) -> Quantized:
     """Uniform quantization of codes z (N, D) to 2**bits levels spanning each dimension's range."""
-    check(1 <= bits <= MAX_BITS, f"bits must be between 1 and {MAX_BITS}, got {bits}")
+    check(1 <= bits <= aez.MAX_BITS, f"bits must be between 1 and {aez.MAX_BITS}, got {bits}")
     check(bool(torch.isfinite(z).all()), "the model gives non-finite codes for this input")
     z = z.detach().float().cpu().numpy()
     lo, hi = z.min(0), z.max(0)
@@ -100,89 +94,6 @@ def weights_sha256(model: torch.nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{list(t.shape)};".encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """The header fields both .aez versions share (docs/formats.md): the model, the items, their scaling."""
-
-    model: str
-    model_sha256: str
-    run: str
-    items: int
-    item_shape: tuple[int, ...]
-    scaling: Scaling
-
-    def __post_init__(self) -> None:
-        where = "the .aez file's header"
-        check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
-        check(self.items >= 1, f"{where}: items must be at least 1")
-        shape = self.item_shape
-        check(len(shape) in (1, 3) and all(s >= 1 for s in shape), f"{where}: item_shape {list(shape)} is not a shape")
-        features = self.scaling.features
-        check(
-            features is None or (len(shape) == 1 and features == shape[0]),
-            f"{where}: a scaling of {features} features does not fit items of shape {list(shape)}",
-        )
-
-
-@dataclass(frozen=True)
-class Header(_Identity):
-    """The JSON header of a version 1 .aez file, checked field by field when a file is read."""
-
-    latent_dim: int
-    bits: int
-    lo: tuple[float, ...]
-    step: tuple[float, ...]
-    coder: str = "rans"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        where = "the .aez file's header"
-        check(self.latent_dim >= 1, f"{where}: latent_dim must be at least 1")
-        check(1 <= self.bits <= MAX_BITS, f"{where}: bits must be between 1 and {MAX_BITS}, got {self.bits}")
-        check(self.coder == "rans", f"{where}: unknown coder {self.coder[:20]!r}")
-        check(
-            len(self.lo) == len(self.step) == self.latent_dim,
-            f"{where}: lo and step must hold latent_dim ({self.latent_dim}) numbers each",
-        )
-        top = np.asarray(self.lo, np.float64) + np.asarray(self.step, np.float64) * ((1 << self.bits) - 1)
-        ok = (
-            all(s > 0 for s in self.step)
-            and np.all(np.abs(self.lo) <= FLOAT32_MAX)
-            and np.all(np.abs(top) <= FLOAT32_MAX)
-        )
-        check(bool(ok), f"{where}: lo and step give code values beyond float32 (or a step <= 0)")
-
-
-@dataclass(frozen=True)
-class LearnedHeader(_Identity):
-    """The JSON header of a version 2 .aez file, checked field by field when a file is read. sizes: each item's
-    (H, W) where the items are whole images (of any size; a fully convolutional model), None where they all
-    have item_shape."""
-
-    channels: int
-    sizes: tuple[tuple[int, int], ...] | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        where = "the .aez file's header"
-        check(self.channels >= 1, f"{where}: channels must be at least 1")
-        check(
-            self.sizes is None
-            or (
-                len(self.item_shape) == 3
-                and len(self.sizes) == self.items
-                and all(h >= 1 and w >= 1 for h, w in self.sizes)
-            ),
-            f"{where}: sizes must give each of the {self.items} images' height and width",
-        )
-
-    def item_sizes(self) -> list[tuple[int, int]] | None:
-        return None if self.sizes is None else [tuple(hw) for hw in self.sizes]
 
 
 def is_learned(model: torch.nn.Module) -> bool:
@@ -214,14 +125,7 @@ def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | 
         lo=tuple(code.lo.tolist()),
         step=tuple(code.step.tolist()),
     )
-    return _file(VERSION, header, [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)])
-
-
-def _file(version: int, header, sections: list[bytes]) -> bytes:
-    """The bytes of an .aez file: magic, version, the header and the sections, each after its length, a CRC."""
-    parts = [json.dumps(to_dict(header), separators=(",", ":")).encode(), *sections]
-    body = MAGIC + bytes([version]) + b"".join(_U32.pack(len(p)) + p for p in parts)
-    return body + _U32.pack(zlib.crc32(body))
+    return aez.write(VERSION, header, [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)])
 
 
 @torch.no_grad()
@@ -311,7 +215,7 @@ def _compress_learned(
     )
     with torch.no_grad():
         expected = sum(float(model.entropy.bits(m[None].float().to(model.device)).sum()) for m in maps)
-    return _file(model.entropy.VERSION, header, model.entropy.encode(maps)), expected
+    return aez.write(model.entropy.VERSION, header, model.entropy.encode(maps)), expected
 
 
 def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
@@ -321,36 +225,10 @@ def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
     return [model.config.code_size(h, w) for h, w in header.item_sizes()]
 
 
-def _parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
-    """An .aez file's bytes checked as far as they can be without the model: (version, header, the sections
-    after the header)."""
-    check(len(data) >= 5 + 4 and data[:4] == MAGIC, "not an .aez file (no AEKZ magic)")
-    version = data[4]
-    check(
-        version in SECTIONS,
-        f"an .aez file of format version {version}; this aekit reads versions {min(SECTIONS)} to {max(SECTIONS)}",
-    )
-    check(
-        len(data) >= 5 + 3 * 4 + 4 and _U32.unpack(data[-4:])[0] == zlib.crc32(data[:-4]),
-        "the .aez file is truncated or corrupt (checksum mismatch)",
-    )
-    parts, pos = [], 5
-    for _ in range(1 + SECTIONS[version]):
-        check(pos + 4 <= len(data) - 4, "the .aez file is malformed (sections overrun it)")
-        (n,) = _U32.unpack_from(data, pos)
-        check(pos + 4 + n <= len(data) - 4, "the .aez file is malformed (sections overrun it)")
-        parts.append(data[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    kind = Header if version == VERSION else LearnedHeader
-    header = from_dict(kind, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
-    return version, header, parts[1:]
-
-
 def read_aez(data: bytes) -> tuple[Header, Quantized]:
     """Parse and check a version 1 .aez file's bytes: (its header, its quantized codes). AekitError if anything
     is off."""
-    version, header, sections = _parse(data)
+    version, header, sections = aez.parse(data)
     check(version == VERSION, f"this .aez file codes with its model's own tables (version {version}): use decompress")
     return header, _fitted_codes(header, *sections)
 
@@ -414,7 +292,7 @@ def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple
     run: the run whose model made the file (default: the run folder named in the file). A file made with
     other weights is refused.
     """
-    version, header, sections = _parse(data)
+    version, header, sections = aez.parse(data)
     run = cpu_run(run if run is not None else header.run)
     check(
         weights_sha256(run.model) == header.model_sha256,
@@ -475,7 +353,7 @@ def compress_file(
 
 def _payload(blob: bytes) -> bytes:
     """The coded sections of a version 2, 3 or 4 file (what the entropy model's estimate is of)."""
-    return b"".join(_parse(blob)[2])
+    return b"".join(aez.parse(blob)[2])
 
 
 def decompress_file(
@@ -491,7 +369,7 @@ def decompress_file(
             data = f.read()
     except OSError as e:
         raise AekitError(f"{path}: cannot read ({e.strerror or e})") from None
-    version, header, _ = _parse(data)
+    version, header, _ = aez.parse(data)
     png = output.kind == ".png"
     check(not png or (header.items == 1 and len(header.item_shape) == 3), f"{out}: a PNG file holds one image")
     sizes = header.item_sizes() if version != VERSION else None
