@@ -22,10 +22,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import aekit
-from aekit import AekitError, datasets
+from aekit import AekitError, checkpoint, datasets, disk
 from aekit.cli import main as cli_main
 from aekit.data.sources import idx_bytes
 from aekit.disk import MANIFEST
+from aekit.run import read_tensors
 from conftest import FUZZ, fork_cli, reap, run_cli, start_cli
 
 SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -108,6 +109,28 @@ def test_a_second_process_cannot_write_a_run_folder_that_is_training(tmp_path, c
     epochs = _epochs_done(out)
     assert epochs >= 1 and [r["epoch"] for r in _history(out)] == list(range(1, epochs + 1))
     assert cli_main(["train", "--resume", str(out), "--epochs", str(epochs + 1), "--quiet"]) == 0  # lock released
+
+
+def test_a_ctrl_c_while_a_run_saves_an_epoch_waits_until_its_four_files_agree(tmp_path, monkeypatch):
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with disk.uninterrupted():
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once, held until the block ends
+            written.append("after the signal")
+    assert written == ["after the signal"]
+    saved = []
+
+    def save_then_interrupt(path, trainer):  # Ctrl-C just after the checkpoint, before weights and metrics
+        saved.append(path.name)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    aekit.train("digits", out=tmp_path / "r", epochs=1, **SMALL)
+    monkeypatch.setattr(checkpoint, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        aekit.train(out=tmp_path / "r", resume=True, epochs=3, quiet=True)
+    assert saved == ["checkpoint.safetensors"]  # the second epoch's save, whole; nothing after it
+    assert _epochs_done(tmp_path / "r") == 2
+    assert read_tensors(tmp_path / "r" / "model.safetensors")[1]["epoch"] == "2"
 
 
 def test_force_replaces_a_finished_run_whole(tmp_path):
@@ -397,20 +420,20 @@ def _():
     read_tensors(tmp / "t.safetensors")
 
 def aez_claiming(items):
-    from aekit.apps.compress import MAGIC, VERSION, _U32
+    from aekit.apps.aez import MAGIC, U32, VERSION
     import json
     x = aekit.data.load("digits").test.floats()[:5]
     blob = aekit.compress(run, x, bits=4)
     parts, pos = [], 5
     for _ in range(3):
-        (n,) = _U32.unpack_from(blob, pos)
+        (n,) = U32.unpack_from(blob, pos)
         parts.append(blob[pos + 4 : pos + 4 + n])
         pos += 4 + n
     header = json.loads(parts[0])
     header["items"] = items
     parts[0] = json.dumps(header).encode()
-    body = MAGIC + bytes([VERSION]) + b"".join(_U32.pack(len(p)) + p for p in parts)
-    aekit.decompress(body + _U32.pack(zlib.crc32(body)), run)
+    body = MAGIC + bytes([VERSION]) + b"".join(U32.pack(len(p)) + p for p in parts)
+    aekit.decompress(body + U32.pack(zlib.crc32(body)), run)
 
 @case(".aez claiming 10**9 items (over the load limit)")
 def _():

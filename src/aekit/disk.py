@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import glob
@@ -26,9 +27,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -257,6 +260,24 @@ def atomic_write(
     finally:
         os.close(fd)
     return path
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Writes that belong together (a run's checkpoint, weights and metrics of one epoch): a Ctrl-C during the block
+    takes effect when it ends, so that the files never disagree about how far training got. (Each file is atomic
+    on its own; SIGKILL can still land between them, which loading from the checkpoint allows for.)"""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # only the main thread receives signals; None: a handler set outside Python, left alone
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # now, to whatever handled it before (KeyboardInterrupt, aekit's CLI)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True, record: bool = False) -> Path:

@@ -70,8 +70,9 @@ class RunFolder:
         return cls(run_dir, lock)
 
     def save(self, trainer) -> None:
-        """The resume point (checkpoint.safetensors, atomic), then model.safetensors, metrics.json and history.csv."""
-        with self._named():
+        """The resume point (checkpoint.safetensors, atomic), then model.safetensors, metrics.json and history.csv,
+        all four before a Ctrl-C stops training."""
+        with self._named(), disk.uninterrupted():
             checkpoint.save(self.path / CHECKPOINT, trainer)
             save_tensors(self.path / WEIGHTS, trainer.model.state_dict(), {"epoch": str(trainer.epoch)})
             history = trainer.history
