@@ -27,6 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 import aekit
 from aekit import AekitError, datasets, disk, progress
 from aekit.apps.aez import MAGIC, U32, VERSION
+from aekit.apps.compress import compress_file
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
 from aekit.disk import MANIFEST, FolderLock, Output
@@ -130,7 +131,7 @@ def test_safetensors_files_of_every_header_length_load(tmp_path):
 @pytest.fixture(scope="module")
 def aez(runs, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("aez") / "x.aez"
-    aekit.apps.compress.compress_file(runs["ae"], "digits", path, bits=6, split="test")
+    compress_file(runs["ae"], "digits", path, bits=6, split="test")
     return path
 
 
