@@ -4,6 +4,7 @@ import hashlib
 import importlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,13 +190,45 @@ def assert_clean_error(result, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
 
 
+class SharedRuns:
+    """The tiny runs that tests read, each trained once per test session (pytest's widest scope) by whichever test
+    or module asks first, keyed by its data (a built-in's name or a path; photos() makes photo folders once too)
+    and training options. Every request gets a copy of the run folder of its own: no test changes what another
+    reads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.trained: dict[tuple, Path] = {}
+        self.folders: dict[tuple, Path] = {}
+        self.copies = 0
+
+    def photos(self, sizes=tuple(SIZES), mode: str = "RGB") -> Path:
+        """A folder of photo_folder's photos of these sizes, made once."""
+        key = (tuple(sizes), mode)
+        if key not in self.folders:
+            self.folders[key] = self.root / f"photos-{len(self.folders)}"
+            photo_folder(self.folders[key], list(sizes), mode)
+        return self.folders[key]
+
+    def __call__(self, data, model: str = "ae", **options) -> Path:
+        """A copy of the run trained (quietly, on the CPU unless options say otherwise) on data with options."""
+        key = (str(data), model, *sorted((k, repr(v)) for k, v in options.items()))
+        if key not in self.trained:
+            out = self.root / "trained" / f"{len(self.trained)}-{model}"
+            self.trained[key] = aekit.train(data, model, out=out, **{"quiet": True, "device": "cpu", **options}).path
+        self.copies += 1
+        return Path(shutil.copytree(self.trained[key], self.root / "copies" / f"{self.copies}-{model}"))
+
+
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory):
-    """A small model trained on the bundled digits, shared by tests that only read it."""
-    out = tmp_path_factory.mktemp("runs") / "digits"
-    return aekit.train(
-        "digits", "ae", out=out, epochs=30, hidden=[32], latent_dim=8, batch_size=64, quiet=True, device="cpu"
-    )
+def shared_runs(tmp_path_factory) -> SharedRuns:
+    return SharedRuns(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(scope="session")
+def digits_run(shared_runs) -> aekit.Run:
+    """A small model trained on the bundled digits (with its figures: trained before any test turns them off)."""
+    return aekit.Run.open(shared_runs("digits", "ae", epochs=30, hidden=[32], latent_dim=8, batch_size=64))
 
 
 @pytest.fixture

@@ -25,29 +25,25 @@ from aekit.cli import main
 from aekit.disk import MANIFEST
 from aekit.errors import AekitError
 from aekit.export import Graph
-from conftest import RESNET, fails, photo_folder, run_cli, succeeds
+from conftest import RESNET, fails, run_cli, succeeds
 
 TINY = [(1, 1), (1, 2), (2, 1), (3, 3), (4, 4), (5, 7), (8, 8)]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(shared_runs) -> dict[str, Path]:
     """Tiny resnet runs, RGB and grey: a dae and a compressor of each entropy model (stages on 2x2 cells, one stage
     of 8 channels: a code of one position would be too small for GroupNorm, so small images are padded)."""
-    root = tmp_path_factory.mktemp("edge-runs")
-    photo_folder(root / "rgb", [(20, 24), (24, 20)])
-    photo_folder(root / "grey", [(20, 24), (24, 20)], mode="L")
+    photos = {
+        colour: shared_runs.photos([(20, 24), (24, 20)], mode) for colour, mode in (("rgb", "RGB"), ("grey", "L"))
+    }
     codec = {"epochs": 1, "crop": (8, 8), "rate_lambda": 300.0, "patch": 2, **RESNET}
     found = {}
     for colour in ("rgb", "grey"):
-        found[f"dae-{colour}"] = aekit.train(
-            root / colour, "dae", out=root / f"dae-{colour}", epochs=1, crop=(8, 8), **RESNET
-        ).path
-        found[f"codec-{colour}"] = aekit.train(
-            root / colour, "ae", out=root / f"codec-{colour}", entropy="hyperprior", **codec
-        ).path
+        found[f"dae-{colour}"] = shared_runs(photos[colour], "dae", epochs=1, crop=(8, 8), **RESNET)
+        found[f"codec-{colour}"] = shared_runs(photos[colour], "ae", entropy="hyperprior", **codec)
     for entropy in ("factorized", "meanscale"):
-        found[entropy] = aekit.train(root / "rgb", "ae", out=root / entropy, entropy=entropy, **codec).path
+        found[entropy] = shared_runs(photos["rgb"], "ae", entropy=entropy, **codec)
     found["hyperprior"] = found["codec-rgb"]
     return found
 
@@ -104,10 +100,8 @@ def test_uses_over_large_images_are_refused_before_allocating_with_what_fits(run
 
 
 @pytest.fixture(scope="module")
-def vae(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("edge-vae")
-    photo_folder(root / "rgb", [(20, 24)])
-    return aekit.train(root / "rgb", "vae", out=root / "vae", epochs=1, crop=(8, 8), **RESNET).path
+def vae(shared_runs) -> Path:
+    return shared_runs(shared_runs.photos([(20, 24)]), "vae", epochs=1, crop=(8, 8), **RESNET)
 
 
 def test_samples_of_any_size_are_sized_before_they_are_made(vae, tmp_path, capsys, monkeypatch):

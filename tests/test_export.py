@@ -6,7 +6,6 @@ import onnxruntime
 import pytest
 import torch
 
-import aekit
 from aekit.apps.anomaly import scores
 from aekit.errors import AekitError
 from aekit.export import Graph, export
@@ -25,30 +24,15 @@ EVERY = [
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(shared_runs):
     """A tiny run of each type on each backbone (one epoch on the digits), made when a test first asks; on the CPU
     wherever the tests run (they compare with PyTorch on CPU tensors; a run on a GPU: its own test below)."""
-    made = {}
 
     def get(model: str, backbone: str, **extra) -> Run:
-        key = (model, backbone, *sorted(extra.items()))
-        if key not in made:
-            out = tmp_path_factory.mktemp("export") / f"{model}-{backbone}"
-            options = {**SIZES[backbone], **OWN[model], **extra}
-            if backbone != "resnet":
-                options["latent_dim"] = 6
-            made[key] = aekit.train(
-                "digits",
-                model,
-                out=out,
-                backbone=backbone,
-                epochs=1,
-                batch_size=64,
-                quiet=True,
-                device="cpu",
-                **options,
-            )
-        return made[key]
+        options = {**SIZES[backbone], **OWN[model], **extra}
+        if backbone != "resnet":
+            options["latent_dim"] = 6
+        return Run.open(shared_runs("digits", model, backbone=backbone, epochs=1, batch_size=64, **options))
 
     return get
 

@@ -40,10 +40,9 @@ SMALL = {"hidden": [16], "latent_dim": 4, "batch_size": 64, "quiet": True, "devi
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Small digits runs of three types, shared by the tests that only read them."""
-    root = tmp_path_factory.mktemp("hostile-runs")
-    return {m: aekit.train("digits", m, out=root / m, epochs=2, **SMALL).path for m in ("ae", "dae", "vae")}
+def runs(shared_runs) -> dict[str, Path]:
+    """Small digits runs of three types, for the tests that only read them."""
+    return {m: shared_runs("digits", m, epochs=2, **SMALL) for m in ("ae", "dae", "vae")}
 
 
 def copy_run(run: Path, where: Path) -> Path:

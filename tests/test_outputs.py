@@ -41,14 +41,13 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def photo_runs(tmp_path_factory) -> dict[str, Path]:
+def photo_runs(shared_runs, tmp_path_factory) -> dict[str, Path]:
     """A tiny resnet dae and a table ae: the uses below only read them."""
     root = tmp_path_factory.mktemp("output-runs")
-    photo_folder(root / "photos", [(16, 20), (20, 16)])
-    dae = aekit.train(root / "photos", "dae", out=root / "dae", epochs=1, crop=(8, 8), **RESNET).path
+    dae = shared_runs(shared_runs.photos([(16, 20), (20, 16)]), "dae", epochs=1, crop=(8, 8), **RESNET)
     rows = np.random.default_rng(0).normal(size=(60, 5))
     np.savetxt(root / "table.csv", rows, delimiter=",", header="a,b,c,d,e", comments="")
-    table = aekit.train(root / "table.csv", "ae", out=root / "table", epochs=1, latent_dim=2, quiet=True).path
+    table = shared_runs(root / "table.csv", "ae", epochs=1, latent_dim=2)
     return {"dae": dae, "table": table, "csv": root / "table.csv"}
 
 

@@ -157,9 +157,7 @@ def test_a_photo_of_any_size_is_denoised_whole_and_written_under_its_own_name(tm
     clean = [
         torch.from_numpy(np.array(Image.open(tmp_path / "new" / f"p{k}.png"))).permute(2, 0, 1) / 255 for k in (0, 1)
     ]
-    assert report["items"] == 2 and report["model"]["psnr_db"] == pytest.approx(
-        metrics.image_psnr(clean, rebuilt)
-    )
+    assert report["items"] == 2 and report["model"]["psnr_db"] == pytest.approx(metrics.image_psnr(clean, rebuilt))
     assert set(report["baselines"]) == {"pca_128", "mean"} and report["baselines"]["mean"]["psnr_db"] > 0
     assert aekit.reconstruction_figure(run, tmp_path / "fig.png", data=str(tmp_path / "new")).stat().st_size > 0
     pooled = aekit.features(run, tmp_path / "new")  # whole photos: each code channel's mean over the photo

@@ -167,14 +167,13 @@ ENTROPY_VERSIONS = {"factorized": 2, "hyperprior": 3, "meanscale": 4}
         pytest.param("meanscale", marks=pytest.mark.slow),
     ],
 )
-def photo_codec(tmp_path_factory, request):
+def photo_codec(shared_runs, tmp_path_factory, request):
     """A small compressor (each entropy model; the factorized and mean-scale ones' tests under make test) trained
     on photos of several sizes (fully convolutional, its stages on 2x2 cells of pixels), and a photo of another
     size."""
     root = tmp_path_factory.mktemp("codec")
-    photo_folder(root / "photos")
     options = {"epochs": 3, "crop": (16, 16), "rate_lambda": 300.0, "patch": 2, "entropy": request.param, **RESNET}
-    run = aekit.train(root / "photos", "ae", out=root / "run", **options)
+    run = aekit.Run.open(shared_runs(shared_runs.photos(), "ae", **options))
     Image.fromarray(photo_folder(root / "new", [(37, 53)])["p0.png"]).save(root / "photo.png")
     return run, root
 
