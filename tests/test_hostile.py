@@ -336,8 +336,9 @@ def small_aez(runs) -> bytes:
     ],
 )
 def test_crafted_aez_headers_are_refused(runs, small_aez, change, fragment):
-    with pytest.raises(AekitError, match=fragment.replace("(", "\\(")):
+    with pytest.raises(AekitError, match=fragment.replace("(", "\\(")) as refused:
         aekit.decompress(craft_aez(small_aez, change), runs["ae"])
+    assert str(refused.value).startswith("the .aez file's header"), refused.value  # names what is wrong
 
 
 def test_a_header_missing_a_field_or_nested_deep_is_refused(runs, small_aez):

@@ -15,7 +15,7 @@ from PIL import Image
 
 import aekit
 from aekit.apps.denoise import denoise_file
-from aekit.disk import MANIFEST, Output
+from aekit.disk import MANIFEST, Output, is_our_folder
 from aekit.errors import AekitError
 from conftest import RESNET, fails, photo_folder, succeeds
 
@@ -52,6 +52,47 @@ def photo_runs(shared_runs, tmp_path_factory) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------- --force replaces only what aekit wrote
+
+
+def test_a_folder_is_aekits_only_while_its_manifest_lists_exactly_its_files(tmp_path):
+    """What `--force` may replace: every file listed with its digest, nothing else (no link, no other kind of
+    entry, no empty folder); an empty folder, or one holding only an empty manifest, has nothing to lose."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert is_our_folder(empty)
+    Output(tmp_path / "none", ("",)).write_folder(lambda folder: None)  # a manifest listing nothing
+    assert is_our_folder(tmp_path / "none")
+
+    def fill(folder: Path) -> None:
+        (folder / "a.png").write_bytes(b"a")
+        (folder / "sub" / "deeper").mkdir(parents=True)  # sub holds a folder only, deeper the files
+        (folder / "sub" / "deeper" / "b.png").write_bytes(b"b")
+
+    out = Output(tmp_path / "out", ("",)).write_folder(fill)
+    assert is_our_folder(out)
+
+    def fill_a() -> None:
+        (out / "a.png").write_bytes(b"a")
+
+    changes = [
+        (lambda: (out / "new.txt").write_bytes(b"mine"), lambda: (out / "new.txt").unlink()),
+        (lambda: (out / "a.png").write_bytes(b"changed"), lambda: (out / "a.png").write_bytes(b"a")),
+        (lambda: (out / "a.png").unlink(), lambda: (out / "a.png").write_bytes(b"a")),
+        (lambda: (out / "hollow").mkdir(), lambda: (out / "hollow").rmdir()),
+        (lambda: (out / "link").symlink_to(tmp_path / "empty"), lambda: (out / "link").unlink()),
+        (
+            lambda: (out / "sub" / "dangling").symlink_to(tmp_path / "nowhere"),
+            lambda: (out / "sub" / "dangling").unlink(),
+        ),
+        (lambda: os.mkfifo(out / "fifo"), lambda: (out / "fifo").unlink()),
+        # a named pipe where a listed file was: refused before its digest, which would wait on it forever
+        (lambda: ((out / "a.png").unlink(), os.mkfifo(out / "a.png")), lambda: (out / "a.png").unlink() or fill_a()),
+    ]
+    for number, (change, undo) in enumerate(changes):
+        change()
+        assert not is_our_folder(out), number
+        undo()
+        assert is_our_folder(out), number
 
 
 def test_train_force_replaces_only_an_aekit_run_never_the_current_folder(tmp_path, capsys, monkeypatch):
