@@ -1,11 +1,13 @@
 """Issue 11: hostile and careless input, case by case. Each promise: a one-line error naming the user's path
 with exit status 2 (AekitError in Python), or the correct output; nothing lost, nothing half-written."""
 
+import dataclasses
 import errno
 import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -26,7 +28,7 @@ from safetensors.torch import save as safetensors_bytes
 
 import aekit
 from aekit import AekitError, datasets, disk, progress
-from aekit.apps.aez import MAGIC, U32, VERSION
+from aekit.apps.aez import MAGIC, MAX_BITS, U32, VERSION, parse
 from aekit.apps.compress import compress_file
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
@@ -339,6 +341,30 @@ def test_crafted_aez_headers_are_refused(runs, small_aez, change, fragment):
     with pytest.raises(AekitError, match=fragment.replace("(", "\\(")) as refused:
         aekit.decompress(craft_aez(small_aez, change), runs["ae"])
     assert str(refused.value).startswith("the .aez file's header"), refused.value  # names what is wrong
+
+
+def test_header_fields_are_checked_at_their_limits(small_aez):
+    """Each checked field of a version 1 header, at the last value it takes and the first it refuses."""
+    header = parse(small_aez)[1]
+    cases = [
+        ({"latent_dim": 1, "lo": (0.0,), "step": (1.0,)}, None),
+        ({"latent_dim": 0, "lo": (), "step": ()}, "latent_dim must be at least 1"),
+        ({"bits": 1}, None),
+        ({"bits": MAX_BITS}, None),
+        ({"bits": 0}, "bits must be between 1 and 12, got 0"),
+        ({"bits": MAX_BITS + 1}, "bits must be between 1 and 12, got 13"),
+        ({"items": 1}, None),
+        ({"items": 0}, "items must be at least 1"),
+        ({"coder": "huffman"}, "unknown coder 'huffman'"),
+        ({"step": (1.0,) * (header.latent_dim - 1) + (0.0,)}, "lo and step give code values beyond float32 (or a step <= 0)"),
+        ({"lo": (1e39,) * header.latent_dim}, "lo and step give code values beyond float32"),
+    ]
+    for change, refusal in cases:
+        if refusal is None:
+            dataclasses.replace(header, **change)
+        else:
+            with pytest.raises(AekitError, match=re.escape(f"the .aez file's header: {refusal}")):
+                dataclasses.replace(header, **change)
 
 
 def test_a_header_missing_a_field_or_nested_deep_is_refused(runs, small_aez):
