@@ -29,7 +29,7 @@ def frequency_tables(q: np.ndarray, n_symbols: int) -> np.ndarray:
 
     q: (N, D) integer symbols in [0, n_symbols).
     """
-    counts = np.stack([np.bincount(col, minlength=n_symbols) for col in q.T]).astype(np.int64)
+    counts = np.stack([np.bincount(col, minlength=n_symbols) for col in q.T])  # int64 (numpy's intp)
     return np.stack([normalize(c) for c in counts])
 
 
