@@ -356,7 +356,12 @@ def test_header_fields_are_checked_at_their_limits(small_aez):
         ({"items": 1}, None),
         ({"items": 0}, "items must be at least 1"),
         ({"coder": "huffman"}, "unknown coder 'huffman'"),
-        ({"step": (1.0,) * (header.latent_dim - 1) + (0.0,)}, "lo and step give code values beyond float32 (or a step <= 0)"),
+        ({"coder": "x" * 30}, f"unknown coder '{'x' * 20}'"),  # a name cut to 20 characters
+        ({"lo": (3e38,) * header.latent_dim, "step": (1e37,) * header.latent_dim}, "lo and step give code values"),
+        (
+            {"step": (1.0,) * (header.latent_dim - 1) + (0.0,)},
+            "lo and step give code values beyond float32 (or a step <= 0)",
+        ),
         ({"lo": (1e39,) * header.latent_dim}, "lo and step give code values beyond float32"),
     ]
     for change, refusal in cases:

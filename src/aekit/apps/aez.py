@@ -68,7 +68,7 @@ class Header(_Identity):
             len(self.lo) == len(self.step) == self.latent_dim,
             f"{where}: lo and step must hold latent_dim ({self.latent_dim}) numbers each",
         )
-        top = np.asarray(self.lo, np.float64) + np.asarray(self.step, np.float64) * ((1 << self.bits) - 1)
+        top = np.asarray(self.lo) + np.asarray(self.step) * ((1 << self.bits) - 1)  # float64: the fields are floats
         ok = (
             all(s > 0 for s in self.step)
             and np.all(np.abs(self.lo) <= FLOAT32_MAX)
