@@ -364,6 +364,13 @@ def test_header_fields_are_checked_at_their_limits(small_aez):
         ),
         ({"lo": (1e39,) * header.latent_dim}, "lo and step give code values beyond float32"),
     ]
+    d, top = header.latent_dim, (1 << header.bits) - 1  # the highest code level
+    big = float(np.finfo(np.float32).max)
+    cases += [  # the highest code value, lo + step * top, at float32's limit and just past it
+        ({"lo": (big,) * d, "step": (1e20,) * d}, None),  # lo + step == big in float64: allowed
+        ({"lo": (0.0,) * d, "step": (big / top * (1 - 1e-12),) * d}, None),
+        ({"lo": (0.0,) * d, "step": (big / (top - 0.5),) * d}, "lo and step give code values"),
+    ]
     for change, refusal in cases:
         if refusal is None:
             dataclasses.replace(header, **change)

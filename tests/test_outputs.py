@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import aekit
+from aekit import disk
 from aekit.apps.denoise import denoise_file
 from aekit.disk import MANIFEST, Output, is_our_folder
 from aekit.errors import AekitError
@@ -52,6 +53,21 @@ def photo_runs(shared_runs, tmp_path_factory) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------- --force replaces only what aekit wrote
+
+
+def test_exchange_swaps_two_paths_without_renameat2_too(tmp_path, monkeypatch):
+    """disk.exchange swaps a new output with the old one in one call (renameat2); where the system has no
+    renameat2 it swaps them through a side name instead."""
+    for system_has_it in (True, False):
+        if not system_has_it:
+            monkeypatch.setattr(disk, "_renameat2", lambda src, dst, flag: False)
+        a, b = tmp_path / f"a{system_has_it}", tmp_path / f"b{system_has_it}"
+        a.write_text("new")
+        b.mkdir()
+        (b / "old.txt").write_text("old")
+        disk.exchange(a, b)
+        assert b.read_text() == "new" and (a / "old.txt").read_text() == "old"
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(str(system_has_it))) == [a.name, b.name]
 
 
 def test_a_folder_is_aekits_only_while_its_manifest_lists_exactly_its_files(tmp_path):

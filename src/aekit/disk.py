@@ -127,10 +127,10 @@ def exchange(a: Path, b: Path) -> None:
     """Swap the entries a and b in one step (so a kill leaves one or the other at b, never neither)."""
     if _renameat2(a, b, 2):
         return
-    side = a.with_name(a.name + ".swap")  # pragma: no cover - systems without renameat2: a short window
-    os.rename(b, side)  # pragma: no cover
-    os.rename(a, b)  # pragma: no cover
-    os.rename(side, a)  # pragma: no cover
+    side = a.with_name(a.name + ".swap")  # systems without renameat2: three renames, a short window
+    os.rename(b, side)
+    os.rename(a, b)
+    os.rename(side, a)
 
 
 def _publish(tmp: Path, path: Path, replace: bool) -> None:
