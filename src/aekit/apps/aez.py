@@ -22,6 +22,7 @@ SECTIONS = {1: 2, 2: 2, 3: 4, 4: 6}  # coded sections after the header, by forma
 U32 = struct.Struct("<I")
 MAX_BITS = 12  # a version 1 file's largest quantization: 2**12 levels a code dimension
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+HEADER = "the .aez file's header"  # how refusals of its fields begin
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class _Identity:
     scaling: Scaling
 
     def __post_init__(self) -> None:
-        where = "the .aez file's header"
+        where = HEADER
         check(re.fullmatch(r"[0-9a-f]{64}", self.model_sha256) is not None, f"{where}: model_sha256 is not a hash")
         check(self.items >= 1, f"{where}: items must be at least 1")
         shape = self.item_shape
@@ -60,7 +61,7 @@ class Header(_Identity):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        where = "the .aez file's header"
+        where = HEADER
         check(self.latent_dim >= 1, f"{where}: latent_dim must be at least 1")
         check(1 <= self.bits <= MAX_BITS, f"{where}: bits must be between 1 and {MAX_BITS}, got {self.bits}")
         check(self.coder == "rans", f"{where}: unknown coder {self.coder[:20]!r}")
@@ -88,7 +89,7 @@ class LearnedHeader(_Identity):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        where = "the .aez file's header"
+        where = HEADER
         check(self.channels >= 1, f"{where}: channels must be at least 1")
         check(
             self.sizes is None
@@ -133,5 +134,5 @@ def parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
     kind = Header if version == VERSION else LearnedHeader
-    header = from_dict(kind, disk.parse_json(parts[0], "the .aez file's header"), "the .aez file's header")
+    header = from_dict(kind, disk.parse_json(parts[0], HEADER), HEADER)
     return version, header, parts[1:]
