@@ -73,6 +73,15 @@ def test_a_known_stream():
     assert coding.decode(data, 40, freqs).tolist() == q.tolist()
 
 
+def test_a_state_exactly_at_its_limit_is_renormalized():
+    """A symbol of frequency 128 at the initial state 2**23: x reaches x_max = 2**16 * 128 exactly, and a byte
+    goes out (without it the state would reach 2**31, beyond the 31 bits it keeps)."""
+    freqs = np.array([[128, PROB_SCALE - 128]])
+    data = coding.encode(np.array([[0]]), freqs)
+    assert data.hex() == "0080000000"
+    assert coding.decode(data, 1, freqs).tolist() == [[0]]
+
+
 @pytest.mark.parametrize("bits", [1, 4, 12])
 def test_round_trip_a_table_per_column(bits):
     rng = np.random.default_rng(bits)
@@ -111,6 +120,20 @@ def test_a_stream_too_short_for_its_items_is_refused_before_decoding(stream):
             coding.decode, data, 4000, freqs)  # fmt: skip
     refused("the coded latents are too short for the 4000 items the file claims: it is corrupt",
             coding.decode, data, 4000, freqs, np.zeros(4000, np.int64))  # fmt: skip
+
+
+def test_the_size_check_is_exact_at_its_limit():
+    """Symbols of probability 1/2 cost exactly their bit each: a stream of them is as short as a stream can be for
+    its symbols. The check refuses a claim of more symbols than 8 bits a byte + 64 hold at 99%, no fewer."""
+    freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
+    data = coding.encode(np.zeros((10_000, 1), np.int64), freqs)
+    assert coding.decode(data, 10_000, freqs).sum() == 0  # at 99.0% of what 8 bits a byte + 64 hold: decoded
+    limit = 8 * len(data) + 64
+    first = int(limit / 0.99) + 1  # the first count the size check refuses
+    assert first * 0.99 > limit >= (first - 1) * 0.99
+    refused(f"the coded latents are too short for the {first} items the file claims: it is corrupt",
+            coding.decode, data, first, freqs)  # fmt: skip
+    refused("the coded latents end early: the file is truncated or corrupt", coding.decode, data, first - 1, freqs)
 
 
 def test_damaged_streams_are_refused(stream):
@@ -168,7 +191,7 @@ GOOD = json.dumps(to_dict(header())).encode()
         (b"AEKZ\x01abc", "not an .aez file (no AEKZ magic)"),  # 8 bytes
         (b"AEKY\x01" + bytes(20), "not an .aez file (no AEKZ magic)"),
         (b"AEKZ\x01abcd", "the .aez file is truncated or corrupt (checksum mismatch)"),  # 9 bytes: a frame too short
-        (frame(1, [b"", b""])[:20] + b"x", "the .aez file is truncated or corrupt (checksum mismatch)"),
+        (frame(1, [b"", b""]), "the .aez file is truncated or corrupt (checksum mismatch)"),  # 17 bytes, checksum right
         (b"AEKZ\x00" + bytes(30), "an .aez file of format version 0; this aekit reads versions 1 to 4"),
         (b"AEKZ\x05" + bytes(30), "an .aez file of format version 5; this aekit reads versions 1 to 4"),
         (frame(1, [GOOD, b"", b""])[:-1] + b"\0", "the .aez file is truncated or corrupt (checksum mismatch)"),
@@ -229,6 +252,7 @@ def test_header_limits_allowed():
     header(bits=12, item_shape=(1,), scaling=Scaling([0.0], [1.0]))
     top = float(np.finfo(np.float32).max)
     header(lo=(top, -top), step=(1e-300, 1e-300), bits=1)  # at float32's limit from both sides
+    header(lo=(0.0, -top), step=(top / 7, top / 7), bits=3)  # the top code value, 7 steps up, at the limit
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,15 @@ def test_rename_noreplace(tmp_path, monkeypatch, native):
     assert (tmp_path / "e").is_dir() and not (tmp_path / "d").exists()
 
 
-def test_exchange_swaps(tmp_path):
+@pytest.mark.parametrize("native", [True, False])
+def test_exchange_swaps(tmp_path, monkeypatch, native):
+    if not native:  # a system without renameat2: three renames through a side name
+        monkeypatch.setattr(disk, "_renameat2", lambda src, dst, flag: False)
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_text("A")
     b.mkdir()
     disk.exchange(a, b)
-    assert a.is_dir() and b.read_text() == "A"
+    assert a.is_dir() and b.read_text() == "A" and sorted(os.listdir(tmp_path)) == ["a", "b"]
 
 
 def test_publish(tmp_path):
@@ -290,6 +294,27 @@ def test_record_keeps_what_exists(tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_record_never_follows_a_link(tmp_path):
+    (tmp_path / MANIFEST).symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "a").write_text("a")
+    disk._record(tmp_path, {"a": SHA})
+    assert not (tmp_path / "elsewhere").exists() and (tmp_path / MANIFEST).is_symlink()
+
+
+def test_record_waits_for_the_manifest_lock(tmp_path):
+    """Two commands recording outputs into one folder: the second waits for the first's lock on the manifest."""
+    (tmp_path / "a").write_text("a")
+    fd = os.open(tmp_path / MANIFEST, os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    thread = threading.Thread(target=disk._record, args=(tmp_path, {"a": SHA}))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and disk.read_manifest(tmp_path) == {}  # waiting, nothing written
+    os.close(fd)
+    thread.join(10)
+    assert disk.read_manifest(tmp_path) == {"a": SHA}
+
+
 def test_is_ours(tmp_path):
     path = disk.write_bytes(tmp_path / "a.png", b"png", record=True)
     assert disk.is_ours(path)
@@ -318,6 +343,13 @@ def test_is_our_folder(tmp_path):
     (folder / "l").symlink_to(folder / "a.png")
     assert not disk.is_our_folder(folder)
     (folder / "l").unlink()
+    (tmp_path / "copy").write_bytes(b"a")
+    (folder / "a.png").unlink()
+    (folder / "a.png").symlink_to(tmp_path / "copy")  # a link in a listed file's place, to the same bytes
+    assert not disk.is_our_folder(folder)
+    (folder / "a.png").unlink()
+    (folder / "a.png").write_bytes(b"a")
+    assert disk.is_our_folder(folder)
     os.mkfifo(folder / "f")
     assert not disk.is_our_folder(folder)
     (folder / "f").unlink()
@@ -428,6 +460,18 @@ def test_write_folder_replaces_only_with_force(here):
     refused("pngs is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
             "only its own outputs: give another name", out.write_folder, lambda f: None)  # fmt: skip
     assert (folder / "new.png").read_bytes() == b"user's now" and sorted(os.listdir(here)) == ["pngs"]
+
+
+def test_a_folder_that_cannot_be_swapped_in(here, monkeypatch):
+    our_folder(here)
+
+    def cross_device(a, b):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(disk, "exchange", cross_device)
+    refused("pngs: cannot replace it (Invalid cross-device link)", Output("pngs", [FOLDER], force=True).write_folder,
+            lambda f: (f / "new.png").write_bytes(b"n"))  # fmt: skip
+    assert sorted(os.listdir(here)) == ["pngs"] and "new.png" not in os.listdir(here / "pngs")
 
 
 def test_write_folder_failures_leave_nothing(here):
