@@ -68,6 +68,16 @@ FUZZ = settings(
 )
 
 
+UNIT_MODULES = ("test_disk", "test_config", "test_checkpoint", "test_coding")  # no training, no processes
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutation testing (`make mutation` sets MUTANT_UNDER_TEST to a mutant's name), the unit tests of the
+    mutated modules first, so that a mutant they kill costs a second, not the fast CLI tests' shared runs."""
+    if "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+        items.sort(key=lambda item: item.module.__name__.rpartition(".")[2] not in UNIT_MODULES)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
     """Tests never see the user's dataset cache: MNIST is "missing" unless a test provides it."""

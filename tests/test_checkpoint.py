@@ -61,7 +61,7 @@ def test_load_restores_everything(saved, tmp_path):
     assert t.optimizer.param_groups[0]["lr"] == 0.0  # the checkpoint's learning rate (0 is one)
     assert t.optimizer.param_groups[0]["eps"] == 1e-8  # the rest from this trainer's config
     state = t.optimizer.state_dict()["state"]
-    for (key, value) in tensors.items():
+    for key, value in tensors.items():
         if key.startswith("optim."):
             _, pid, name = key.split(".")
             assert torch.equal(state[int(pid)][name], value), key
@@ -140,12 +140,14 @@ CASES = {
     "history of true": lambda t, m: _set(m, "history", _history(m, lambda h: h[1].update(test_loss=True))),
     "history of text": lambda t, m: _set(m, "history", _history(m, lambda h: h[0].update(loss="x"))),
     "param_groups 7": lambda t, m: _set(m, "param_groups", "7"),
-    "param_groups other": lambda t, m: _set(m, "param_groups", json.dumps(
-        [{**json.loads(m["param_groups"])[0], "params": [7, 6, 5, 4, 3, 2, 1, 0]}])),  # fmt: skip
+    "param_groups other": lambda t, m: _set(
+        m, "param_groups", json.dumps([{**json.loads(m["param_groups"])[0], "params": [7, 6, 5, 4, 3, 2, 1, 0]}])
+    ),  # fmt: skip
     "negative lr": lambda t, m: _set(m, "param_groups", json.dumps([{**json.loads(m["param_groups"])[0], "lr": -1}])),
     "scheduler {}": lambda t, m: _set(m, "scheduler", "{}"),
-    "scheduler base_lrs": lambda t, m: _set(m, "scheduler", json.dumps(
-        {**json.loads(m["scheduler"]), "base_lrs": [0.5]})),  # fmt: skip
+    "scheduler base_lrs": lambda t, m: _set(
+        m, "scheduler", json.dumps({**json.loads(m["scheduler"]), "base_lrs": [0.5]})
+    ),  # fmt: skip
     "scheduler step": lambda t, m: _set(m, "scheduler", json.dumps({**json.loads(m["scheduler"]), "last_epoch": 3})),
     "optim_scalars []": lambda t, m: _set(m, "optim_scalars", "[]"),
     "optim_scalars text": lambda t, m: _set(m, "optim_scalars", '{"0": {"step": "x"}}'),
@@ -256,6 +258,43 @@ def test_bytes_that_are_no_generator_state_are_refused(saved, tmp_path):
     path = write(tmp_path, {**tensors, "rng.torch": torch.full_like(tensors["rng.torch"], 255)}, meta)
     with pytest.raises(AekitError, match="an RNG state is not a valid generator state"):
         trainer().load_checkpoint(path)
+
+
+class OnGPU:
+    """Just what _rng_states reads of a trainer on a GPU (there is none here): its device and data-order generator."""
+
+    device = torch.device("cuda", 1)
+    order = torch.Generator()
+
+
+def test_rng_states_on_a_gpu(saved, monkeypatch):
+    _, tensors, _ = saved
+    asked = []
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state", lambda device: asked.append(device) or torch.zeros(16, dtype=torch.uint8)
+    )
+    rng = {k.partition(".")[2]: v for k, v in tensors.items() if k.startswith("rng.")}
+    assert set(checkpoint._rng_states(rng, OnGPU(), "w")) == {"order", "torch"}  # made on a CPU: resumed on a GPU
+    assert asked == [OnGPU.device]
+    cuda = torch.full((16,), 7, dtype=torch.uint8)
+    states = checkpoint._rng_states({**rng, "cuda": cuda}, OnGPU(), "w")
+    assert set(states) == {"order", "torch", "cuda"} and torch.equal(states["cuda"], cuda)
+    with pytest.raises(AekitError) as e:
+        checkpoint._rng_states({**rng, "cuda": torch.zeros(8, dtype=torch.uint8)}, OnGPU(), "w")
+    assert str(e.value) == "w: the RNG state rng.cuda is missing or not [16] bytes"
+
+
+def test_an_invalid_generator_state_is_named_with_torchs_reason(saved, tmp_path):
+    _, tensors, meta = saved
+    bad = torch.full_like(tensors["rng.order"], 255)
+    try:
+        torch.Generator().set_state(bad)
+    except (RuntimeError, ValueError) as e:
+        reason = str(e)
+    path = write(tmp_path, {**tensors, "rng.order": bad}, meta)
+    with pytest.raises(AekitError) as e:
+        trainer().load_checkpoint(path)
+    assert str(e.value) == f"{path}: an RNG state is not a valid generator state ({' '.join(reason[:80].split())})"
 
 
 def test_lenient_values_load(saved, tmp_path):

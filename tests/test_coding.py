@@ -229,8 +229,10 @@ def test_a_frame_of_just_enough_bytes_parses():
         ({"item_shape": (0,)}, "item_shape [0] is not a shape"),
         ({"item_shape": (1, 0, 1)}, "item_shape [1, 0, 1] is not a shape"),
         ({"scaling": Scaling([0.0] * 3, [1.0] * 3)}, "a scaling of 3 features does not fit items of shape [4]"),
-        ({"scaling": Scaling([0.0] * 4, [1.0] * 4), "item_shape": (4, 1, 1)},
-         "a scaling of 4 features does not fit items of shape [4, 1, 1]"),  # fmt: skip
+        (
+            {"scaling": Scaling([0.0] * 4, [1.0] * 4), "item_shape": (4, 1, 1)},
+            "a scaling of 4 features does not fit items of shape [4, 1, 1]",
+        ),  # fmt: skip
         ({"latent_dim": 0, "lo": (), "step": ()}, "latent_dim must be at least 1"),
         ({"bits": 0}, "bits must be between 1 and 12, got 0"),
         ({"bits": 13}, "bits must be between 1 and 12, got 13"),

@@ -92,7 +92,11 @@ def test_defaults_and_to_dict():
         "crop": None,
         "color_jitter": 0.0,
     }
-    assert to_dict(DataConfig(size=(2, 3), classes=("a",))) == {**to_dict(DataConfig()), "size": [2, 3], "classes": ["a"]}
+    assert to_dict(DataConfig(size=(2, 3), classes=("a",))) == {
+        **to_dict(DataConfig()),
+        "size": [2, 3],
+        "classes": ["a"],
+    }
     assert to_dict(Options(1, ((1, 2), (3,)))) == {"needed": 1, "listed": [[1, 2], [3]], "count": 1}
 
     @dataclasses.dataclass

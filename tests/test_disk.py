@@ -41,8 +41,11 @@ def test_parse_json():
 
 @pytest.mark.parametrize("depth, ok", [(32, True), (33, False), (100_000, False)])
 def test_json_nesting_limit(depth, ok):
-    for text in ("[" * depth + "]" * depth, '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1),
-                 "[" * (depth - 1) + "1" + "]" * (depth - 1)):  # fmt: skip - a number is a level too
+    for text in (
+        "[" * depth + "]" * depth,
+        '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1),
+        "[" * (depth - 1) + "1" + "]" * (depth - 1),
+    ):  # fmt: skip - a number is a level too
         if ok:
             disk.parse_json(text, "w")
         else:
@@ -99,6 +102,10 @@ def test_rename_noreplace(tmp_path, monkeypatch, native):
     (tmp_path / "d").mkdir()
     disk.rename_noreplace(tmp_path / "d", tmp_path / "e")
     assert (tmp_path / "e").is_dir() and not (tmp_path / "d").exists()
+    (tmp_path / "d").mkdir()
+    with pytest.raises(FileExistsError) as e:
+        disk.rename_noreplace(tmp_path / "d", tmp_path / "e")
+    assert (e.value.errno, e.value.strerror, e.value.filename) == (errno.EEXIST, "File exists", str(tmp_path / "e"))
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -126,8 +133,13 @@ def test_publish(tmp_path):
     refused(f"{tmp_path / 'no' / 'out'}: cannot write (No such file or directory)",
             disk._publish, tmp, tmp_path / "no" / "out", True)  # fmt: skip
     (tmp_path / "d").mkdir()
-    refused(f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
-            disk._publish, tmp_path / "d", path, True)  # fmt: skip - a folder never replaces a file
+    refused(
+        f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
+        disk._publish,
+        tmp_path / "d",
+        path,
+        True,
+    )  # fmt: skip - a folder never replaces a file
 
 
 # ---------------------------------------------------------------- temporaries
@@ -333,7 +345,10 @@ def our_folder(tmp_path) -> Path:
 
 def test_is_our_folder(tmp_path):
     folder = our_folder(tmp_path)
-    assert disk.read_manifest(folder) == {"a.png": disk.digest(folder / "a.png"), "s/b.png": disk.digest(folder / "s/b.png")}
+    assert disk.read_manifest(folder) == {
+        "a.png": disk.digest(folder / "a.png"),
+        "s/b.png": disk.digest(folder / "s/b.png"),
+    }
     assert disk.is_our_folder(folder)
     (tmp_path / "empty").mkdir()
     assert disk.is_our_folder(tmp_path / "empty")
@@ -423,8 +438,11 @@ def test_an_output_of_ours_is_replaced_with_force(here):
     refused("a.png exists; pass --force to replace it", Output, "a.png", [".png"])
     Output("a.png", [".png"], force=True).write_bytes(b"two")
     assert (here / "a.png").read_bytes() == b"two" and disk.is_ours(here / "a.png")
-    refused("a.png exists (it appeared while aekit was writing); pass --force to replace it", out.write,
-            lambda f: f.write(b"three"))  # fmt: skip - checked when made, taken meanwhile: refused when written
+    refused(
+        "a.png exists (it appeared while aekit was writing); pass --force to replace it",
+        out.write,
+        lambda f: f.write(b"three"),
+    )  # fmt: skip - checked when made, taken meanwhile: refused when written
     assert (here / "a.png").read_bytes() == b"two"
 
 
@@ -501,6 +519,7 @@ def test_folder_lock(tmp_path):
     lock = disk.FolderLock(tmp_path)
     with lock as held:
         assert held is lock and (tmp_path / disk.LOCK).read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / disk.LOCK).stat().st_mode & 0o777 == 0o666 & ~disk.current_umask()
         assert lock.__enter__() is lock  # already held: the same lock
         refused(f"{tmp_path} is in use by another aekit process (pid {os.getpid()}); wait for it to finish",
                 disk.FolderLock(tmp_path).acquire)  # fmt: skip
@@ -512,6 +531,9 @@ def test_folder_lock(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)  # held by someone who wrote no pid
     try:
         refused(f"{tmp_path} is in use by another aekit process; wait for it to finish",
+                disk.FolderLock(tmp_path).acquire)  # fmt: skip
+        os.write(fd, b"\xff" + b"9" * 40)  # not a pid: shown as far as 32 bytes, undecodable bytes replaced
+        refused(f"{tmp_path} is in use by another aekit process (pid \ufffd{'9' * 31}); wait for it to finish",
                 disk.FolderLock(tmp_path).acquire)  # fmt: skip
     finally:
         os.close(fd)
