@@ -284,6 +284,17 @@ def test_rng_states_on_a_gpu(saved, monkeypatch):
     assert str(e.value) == "w: the RNG state rng.cuda is missing or not [16] bytes"
 
 
+def test_save_keeps_the_gpus_rng_state(tmp_path, monkeypatch):
+    t = trainer()
+    t.device = OnGPU.device  # as if it trained there: only the RNG's part of save reads the device
+    asked = []
+    state = torch.full((16,), 3, dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: asked.append(device) or state)
+    checkpoint.save(tmp_path / "c.safetensors", t)
+    tensors, _ = read_tensors(tmp_path / "c.safetensors")
+    assert torch.equal(tensors["rng.cuda"], state) and asked == [OnGPU.device]
+
+
 def test_an_invalid_generator_state_is_named_with_torchs_reason(saved, tmp_path):
     _, tensors, meta = saved
     bad = torch.full_like(tensors["rng.order"], 255)

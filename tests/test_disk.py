@@ -83,8 +83,20 @@ def test_renameat2_no_replace_and_exchange(tmp_path):
     a.write_text("A2")
     with pytest.raises(FileExistsError) as e:
         disk._renameat2(a, b, 1)
-    assert e.value.errno == errno.EEXIST and e.value.filename == str(b)
+    assert (e.value.errno, e.value.strerror, e.value.filename) == (errno.EEXIST, "File exists", str(b))
     assert disk._renameat2(a, b, 2) is True and (a.read_text(), b.read_text()) == ("A", "A2")
+    assert disk._renameat2(a, b, 3) is False  # a flag the kernel refuses (EINVAL): as if it had no renameat2
+    assert (a.read_text(), b.read_text()) == ("A", "A2")
+
+
+@pytest.mark.parametrize("error", [OSError, AttributeError])
+def test_a_system_without_renameat2(tmp_path, monkeypatch, error):
+    def no_library(*args, **kwargs):
+        raise error("no renameat2")
+
+    monkeypatch.setattr(disk.ctypes, "CDLL", no_library)
+    (tmp_path / "a").write_text("A")
+    assert disk._renameat2(tmp_path / "a", tmp_path / "b", 1) is False and os.listdir(tmp_path) == ["a"]
 
 
 @pytest.mark.parametrize("native", [True, False])
