@@ -172,6 +172,10 @@ CASES = {
     "exp_avg_sq negative": lambda t, m: _set(t, "optim.1.exp_avg_sq", -torch.ones(16)),
     "exp_avg_sq infinite": lambda t, m: _set(t, "optim.1.exp_avg_sq", torch.full((16,), float("inf"))),
     "step missing": lambda t, m: t.pop("optim.3.step"),
+    "parameter 0 as numbers only": lambda t, m: (
+        [t.pop(f"optim.0.{k}") for k in checkpoint.ADAM_STATE],
+        _set(m, "optim_scalars", '{"0": {"step": 12}}'),
+    ),
     "rng.extra": lambda t, m: _set(t, "rng.extra", torch.zeros(1)),
     "rng.order missing": lambda t, m: t.pop("rng.order"),
     "rng.order float": lambda t, m: _set(t, "rng.order", t["rng.order"].float()),
@@ -215,6 +219,7 @@ REFUSALS = {
     "exp_avg_sq negative": "optimizer state optim.1.exp_avg_sq holds NaN, infinite or impossible values",
     "exp_avg_sq infinite": "optimizer state optim.1.exp_avg_sq holds NaN, infinite or impossible values",
     "step missing": "the optimizer state does not cover the model's 8 parameters",
+    "parameter 0 as numbers only": "the optimizer state does not cover the model's 8 parameters",
     "rng.extra": "unexpected RNG state 'rng.extra'",
     "rng.order missing": f"the RNG state rng.order is missing or not [{ORDER}] bytes",
     "rng.order float": f"the RNG state rng.order is missing or not [{ORDER}] bytes",
