@@ -142,12 +142,12 @@ CASES = {
     "param_groups 7": lambda t, m: _set(m, "param_groups", "7"),
     "param_groups other": lambda t, m: _set(
         m, "param_groups", json.dumps([{**json.loads(m["param_groups"])[0], "params": [7, 6, 5, 4, 3, 2, 1, 0]}])
-    ),  # fmt: skip
+    ),
     "negative lr": lambda t, m: _set(m, "param_groups", json.dumps([{**json.loads(m["param_groups"])[0], "lr": -1}])),
     "scheduler {}": lambda t, m: _set(m, "scheduler", "{}"),
     "scheduler base_lrs": lambda t, m: _set(
         m, "scheduler", json.dumps({**json.loads(m["scheduler"]), "base_lrs": [0.5]})
-    ),  # fmt: skip
+    ),
     "scheduler step": lambda t, m: _set(m, "scheduler", json.dumps({**json.loads(m["scheduler"]), "last_epoch": 3})),
     "optim_scalars []": lambda t, m: _set(m, "optim_scalars", "[]"),
     "optim_scalars text": lambda t, m: _set(m, "optim_scalars", '{"0": {"step": "x"}}'),

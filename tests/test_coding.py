@@ -64,8 +64,8 @@ def test_an_empty_stream_is_the_initial_state():
 
 
 def test_a_known_stream():
-    """Two symbols of probability 1/2 each cost a bit: 40 of them, 1 0 1 0 ..., make 5 bytes of alternating bits
-    (0xaa) between the state's bytes. The stream is the format: this pins it."""
+    """Two symbols of probability 1/2 each cost a bit: 40 of them, 1 0 1 0 ..., show as bytes of alternating bits
+    (0xaa) inside the stream. The stream is the format: this pins it."""
     freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
     q = np.array([[1], [0]] * 20)
     data = coding.encode(q, freqs)
@@ -116,10 +116,21 @@ def stream():
 
 def test_a_stream_too_short_for_its_items_is_refused_before_decoding(stream):
     q, freqs, data = stream
-    refused("the coded latents are too short for the 4000 items the file claims: it is corrupt",
-            coding.decode, data, 4000, freqs)  # fmt: skip
-    refused("the coded latents are too short for the 4000 items the file claims: it is corrupt",
-            coding.decode, data, 4000, freqs, np.zeros(4000, np.int64))  # fmt: skip
+    refused(
+        "the coded latents are too short for the 4000 items the file claims: it is corrupt",
+        coding.decode,
+        data,
+        4000,
+        freqs,
+    )
+    refused(
+        "the coded latents are too short for the 4000 items the file claims: it is corrupt",
+        coding.decode,
+        data,
+        4000,
+        freqs,
+        np.zeros(4000, np.int64),
+    )
 
 
 def test_the_size_check_is_exact_at_its_limit():
@@ -131,8 +142,13 @@ def test_the_size_check_is_exact_at_its_limit():
     limit = 8 * len(data) + 64
     first = int(limit / 0.99) + 1  # the first count the size check refuses
     assert first * 0.99 > limit >= (first - 1) * 0.99
-    refused(f"the coded latents are too short for the {first} items the file claims: it is corrupt",
-            coding.decode, data, first, freqs)  # fmt: skip
+    refused(
+        f"the coded latents are too short for the {first} items the file claims: it is corrupt",
+        coding.decode,
+        data,
+        first,
+        freqs,
+    )
     refused("the coded latents end early: the file is truncated or corrupt", coding.decode, data, first - 1, freqs)
 
 
@@ -149,14 +165,32 @@ def test_damaged_streams_are_refused(stream):
 
 
 def header(**changes) -> Header:
-    fields = dict(model="ae", model_sha256=SHA, run="r", items=2, item_shape=(4,), scaling=Scaling(0.0, 1.0),
-                  latent_dim=2, bits=8, lo=(0.0, -1.0), step=(0.5, 0.25))  # fmt: skip
+    fields = dict(
+        model="ae",
+        model_sha256=SHA,
+        run="r",
+        items=2,
+        item_shape=(4,),
+        scaling=Scaling(0.0, 1.0),
+        latent_dim=2,
+        bits=8,
+        lo=(0.0, -1.0),
+        step=(0.5, 0.25),
+    )
     return Header(**{**fields, **changes})
 
 
 def learned(**changes) -> LearnedHeader:
-    fields = dict(model="conv", model_sha256=SHA, run="r", items=2, item_shape=(3, 8, 8), scaling=Scaling(0.0, 1.0),
-                  channels=4, sizes=((8, 8), (16, 24)))  # fmt: skip
+    fields = dict(
+        model="conv",
+        model_sha256=SHA,
+        run="r",
+        items=2,
+        item_shape=(3, 8, 8),
+        scaling=Scaling(0.0, 1.0),
+        channels=4,
+        sizes=((8, 8), (16, 24)),
+    )
     return LearnedHeader(**{**fields, **changes})
 
 
@@ -232,7 +266,7 @@ def test_a_frame_of_just_enough_bytes_parses():
         (
             {"scaling": Scaling([0.0] * 4, [1.0] * 4), "item_shape": (4, 1, 1)},
             "a scaling of 4 features does not fit items of shape [4, 1, 1]",
-        ),  # fmt: skip
+        ),
         ({"latent_dim": 0, "lo": (), "step": ()}, "latent_dim must be at least 1"),
         ({"bits": 0}, "bits must be between 1 and 12, got 0"),
         ({"bits": 13}, "bits must be between 1 and 12, got 13"),

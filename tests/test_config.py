@@ -61,8 +61,13 @@ def test_from_dict_refusals():
 
 def test_old_option_names():
     assert from_dict(DataConfig, {"val_split": 0.2}, "data").test_split == 0.2
-    refused("data: give test_split (or its old name val_split), not both", new_names, DataConfig,
-            {"test_split": 0.1, "val_split": 0.2}, "data")  # fmt: skip
+    refused(
+        "data: give test_split (or its old name val_split), not both",
+        new_names,
+        DataConfig,
+        {"test_split": 0.1, "val_split": 0.2},
+        "data",
+    )
     assert new_names(DataConfig, {"val_split": 1, "source": "x"}, "d") == {"test_split": 1, "source": "x"}
     assert new_names(TrainConfig, {"lr": 1}, "t") == {"lr": 1}
     assert field_names(Options) == {"needed", "listed", "count"}

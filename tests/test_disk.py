@@ -45,7 +45,7 @@ def test_json_nesting_limit(depth, ok):
         "[" * depth + "]" * depth,
         '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1),
         "[" * (depth - 1) + "1" + "]" * (depth - 1),
-    ):  # fmt: skip - a number is a level too
+    ):  # a number is a level too
         if ok:
             disk.parse_json(text, "w")
         else:
@@ -139,11 +139,21 @@ def test_publish(tmp_path):
     disk._publish(tmp, path, replace=True)
     assert path.read_text() == "new" and not tmp.exists()
     tmp.write_text("newer")
-    refused(f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
-            disk._publish, tmp, path, False)  # fmt: skip
+    refused(
+        f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
+        disk._publish,
+        tmp,
+        path,
+        False,
+    )
     assert path.read_text() == "new" and tmp.read_text() == "newer"
-    refused(f"{tmp_path / 'no' / 'out'}: cannot write (No such file or directory)",
-            disk._publish, tmp, tmp_path / "no" / "out", True)  # fmt: skip
+    refused(
+        f"{tmp_path / 'no' / 'out'}: cannot write (No such file or directory)",
+        disk._publish,
+        tmp,
+        tmp_path / "no" / "out",
+        True,
+    )
     (tmp_path / "d").mkdir()
     refused(
         f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
@@ -151,7 +161,7 @@ def test_publish(tmp_path):
         tmp_path / "d",
         path,
         True,
-    )  # fmt: skip - a folder never replaces a file
+    )  # a folder never replaces a file
 
 
 # ---------------------------------------------------------------- temporaries
@@ -160,9 +170,16 @@ def test_publish(tmp_path):
 def test_temporary_pattern():
     pattern = disk.temporary_pattern("a.png")
     assert pattern.fullmatch(".a.png.aekit-ab_d1234.tmp")
-    for other in (".a.png.aekit-abcd123.tmp", ".a.png.aekit-abcd12345.tmp", ".a.png.aekit-ABCD1234.tmp",
-                  ".aXpng.aekit-abcd1234.tmp", "a.png.aekit-abcd1234.tmp", ".a.png.aekit-abcd1234.tmp2",
-                  ".a.png.aekit-abcd1234Xtmp", ".b.png.aekit-abcd1234.tmp"):  # fmt: skip
+    for other in (
+        ".a.png.aekit-abcd123.tmp",
+        ".a.png.aekit-abcd12345.tmp",
+        ".a.png.aekit-ABCD1234.tmp",
+        ".aXpng.aekit-abcd1234.tmp",
+        "a.png.aekit-abcd1234.tmp",
+        ".a.png.aekit-abcd1234.tmp2",
+        ".a.png.aekit-abcd1234Xtmp",
+        ".b.png.aekit-abcd1234.tmp",
+    ):
         assert not pattern.fullmatch(other), other
     assert disk.temporary_pattern().fullmatch(".b.png.aekit-abcd1234.tmp")
     assert disk.temporary_pattern("a", ".x").fullmatch(".a.aekit-abcd1234.x")
@@ -193,8 +210,7 @@ def test_temporary_is_named_and_locked(tmp_path, folder):
 
 
 def test_temporary_in_a_missing_folder(tmp_path):
-    refused(f"{tmp_path / 'no' / 'x'}: cannot write (No such file or directory)", disk.temporary,
-            tmp_path / "no" / "x")  # fmt: skip
+    refused(f"{tmp_path / 'no' / 'x'}: cannot write (No such file or directory)", disk.temporary, tmp_path / "no" / "x")
 
 
 def test_only_abandoned_temporaries_are_removed(tmp_path):
@@ -235,8 +251,13 @@ def test_atomic_write(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o640
     disk.write_bytes(path, b"new")
     assert path.read_bytes() == b"new" and disk.read_manifest(tmp_path) == {}
-    refused(f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
-            disk.write_bytes, path, b"x", replace=False)  # fmt: skip
+    refused(
+        f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
+        disk.write_bytes,
+        path,
+        b"x",
+        replace=False,
+    )
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["a.bin"]
 
 
@@ -350,8 +371,9 @@ def test_is_ours(tmp_path):
 
 def our_folder(tmp_path) -> Path:
     folder = tmp_path / "pngs"
-    Output(folder, [FOLDER]).write_folder(lambda f: ((f / "a.png").write_bytes(b"a"), (f / "s").mkdir(),
-                                                     (f / "s" / "b.png").write_bytes(b"b")))  # fmt: skip
+    Output(folder, [FOLDER]).write_folder(
+        lambda f: ((f / "a.png").write_bytes(b"a"), (f / "s").mkdir(), (f / "s" / "b.png").write_bytes(b"b"))
+    )
     return folder
 
 
@@ -417,18 +439,35 @@ def test_output_names(here):
 def test_an_output_is_never_an_input(here):
     (here / "in").mkdir()
     (here / "in" / "a.png").write_bytes(b"a")
-    refused("in/a.png is an input of this command; aekit never writes over its input: give another output name",
-            Output, "in/a.png", [".png"], force=True, inputs=[here / "in" / "a.png"])  # fmt: skip
-    refused("in is a folder holding an input of this command; aekit never writes over its input: give another "
-            "output name", Output, "in", [FOLDER], force=True, inputs=[Path("in/a.png")])  # fmt: skip
+    refused(
+        "in/a.png is an input of this command; aekit never writes over its input: give another output name",
+        Output,
+        "in/a.png",
+        [".png"],
+        force=True,
+        inputs=[here / "in" / "a.png"],
+    )
+    refused(
+        "in is a folder holding an input of this command; aekit never writes over its input: give another output name",
+        Output,
+        "in",
+        [FOLDER],
+        force=True,
+        inputs=[Path("in/a.png")],
+    )
     Output("in/b.png", [".png"], inputs=[here / "in" / "a.png"])  # beside an input: fine
 
 
 def test_existing_outputs(here):
     (here / "a.png").write_bytes(b"user's")
     refused("a.png exists; pass --force to replace it", Output, "a.png", [".png"])
-    refused("a.png is not a file aekit wrote (or it changed since); aekit replaces only its own outputs: give another "
-            "name", Output, "a.png", [".png"], force=True)  # fmt: skip
+    refused(
+        "a.png is not a file aekit wrote (or it changed since); aekit replaces only its own outputs: give another name",
+        Output,
+        "a.png",
+        [".png"],
+        force=True,
+    )
     (here / "empty.png").write_bytes(b"")
     Output("empty.png", [".png"], force=True)  # an empty file holds nothing to lose
     (here / "l.png").symlink_to(here / "a.png")
@@ -439,8 +478,14 @@ def test_existing_outputs(here):
     refused("plain is a file; the output is a folder of PNGs", Output, "plain", [".png", FOLDER], force=True)
     (here / "user").mkdir()
     (here / "user" / "x").write_text("x")
-    refused("user is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
-            "only its own outputs: give another name", Output, "user", [FOLDER], force=True)  # fmt: skip
+    refused(
+        "user is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
+        "only its own outputs: give another name",
+        Output,
+        "user",
+        [FOLDER],
+        force=True,
+    )
     Output(Path.cwd() / "new", [FOLDER])
 
 
@@ -454,7 +499,7 @@ def test_an_output_of_ours_is_replaced_with_force(here):
         "a.png exists (it appeared while aekit was writing); pass --force to replace it",
         out.write,
         lambda f: f.write(b"three"),
-    )  # fmt: skip - checked when made, taken meanwhile: refused when written
+    )  # checked when made, taken meanwhile: refused when written
     assert (here / "a.png").read_bytes() == b"two"
 
 
@@ -462,11 +507,14 @@ def test_the_current_folder_is_never_replaced(here):
     (here / "sub").mkdir()
     os.chdir(here / "sub")
     for name in (".", "..", str(here)):
-        refused(f"{name}: aekit never replaces the current folder or one above it", Output, name, [FOLDER],
-                force=True)  # fmt: skip
+        refused(f"{name}: aekit never replaces the current folder or one above it", Output, name, [FOLDER], force=True)
     disk.check_not_here(here / "sub" / "x")
-    refused(f"{here}: aekit never replaces the current folder or one above it (its parent)", disk.check_not_here,
-            here, " (its parent)")  # fmt: skip
+    refused(
+        f"{here}: aekit never replaces the current folder or one above it (its parent)",
+        disk.check_not_here,
+        here,
+        " (its parent)",
+    )
 
 
 def test_output_clears_its_own_leftovers(here):
@@ -487,8 +535,12 @@ def test_write_folder_replaces_only_with_force(here):
     assert disk.leftovers(Path("pngs")) == [] and sorted(os.listdir(here)) == ["pngs"]
     assert folder.stat().st_mode & 0o777 == 0o777 & ~disk.current_umask()
     (folder / "new.png").write_bytes(b"user's now")
-    refused("pngs is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
-            "only its own outputs: give another name", out.write_folder, lambda f: None)  # fmt: skip
+    refused(
+        "pngs is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
+        "only its own outputs: give another name",
+        out.write_folder,
+        lambda f: None,
+    )
     assert (folder / "new.png").read_bytes() == b"user's now" and sorted(os.listdir(here)) == ["pngs"]
 
 
@@ -499,8 +551,11 @@ def test_a_folder_that_cannot_be_swapped_in(here, monkeypatch):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
     monkeypatch.setattr(disk, "exchange", cross_device)
-    refused("pngs: cannot replace it (Invalid cross-device link)", Output("pngs", [FOLDER], force=True).write_folder,
-            lambda f: (f / "new.png").write_bytes(b"n"))  # fmt: skip
+    refused(
+        "pngs: cannot replace it (Invalid cross-device link)",
+        Output("pngs", [FOLDER], force=True).write_folder,
+        lambda f: (f / "new.png").write_bytes(b"n"),
+    )
     assert sorted(os.listdir(here)) == ["pngs"] and "new.png" not in os.listdir(here / "pngs")
 
 
@@ -513,8 +568,9 @@ def test_write_folder_failures_leave_nothing(here):
     assert os.listdir(here) == []
     out = Output("out", [FOLDER])
     (here / "out").mkdir()  # appeared meanwhile
-    refused("out exists (it appeared while aekit was writing); pass --force to replace it", out.write_folder,
-            lambda f: None)  # fmt: skip
+    refused(
+        "out exists (it appeared while aekit was writing); pass --force to replace it", out.write_folder, lambda f: None
+    )
     assert os.listdir(here) == ["out"] and os.listdir(here / "out") == []
 
 
@@ -533,8 +589,10 @@ def test_folder_lock(tmp_path):
         assert held is lock and (tmp_path / disk.LOCK).read_text() == f"{os.getpid()}\n"
         assert (tmp_path / disk.LOCK).stat().st_mode & 0o777 == 0o666 & ~disk.current_umask()
         assert lock.__enter__() is lock  # already held: the same lock
-        refused(f"{tmp_path} is in use by another aekit process (pid {os.getpid()}); wait for it to finish",
-                disk.FolderLock(tmp_path).acquire)  # fmt: skip
+        refused(
+            f"{tmp_path} is in use by another aekit process (pid {os.getpid()}); wait for it to finish",
+            disk.FolderLock(tmp_path).acquire,
+        )
     assert lock.fd is None
     lock.release()  # twice: nothing to do
     other = disk.FolderLock(str(tmp_path)).acquire()
@@ -542,10 +600,13 @@ def test_folder_lock(tmp_path):
     fd = os.open(tmp_path / disk.LOCK, os.O_RDWR | os.O_TRUNC)
     fcntl.flock(fd, fcntl.LOCK_EX)  # held by someone who wrote no pid
     try:
-        refused(f"{tmp_path} is in use by another aekit process; wait for it to finish",
-                disk.FolderLock(tmp_path).acquire)  # fmt: skip
+        refused(
+            f"{tmp_path} is in use by another aekit process; wait for it to finish", disk.FolderLock(tmp_path).acquire
+        )
         os.write(fd, b"\xff" + b"9" * 40)  # not a pid: shown as far as 32 bytes, undecodable bytes replaced
-        refused(f"{tmp_path} is in use by another aekit process (pid \ufffd{'9' * 31}); wait for it to finish",
-                disk.FolderLock(tmp_path).acquire)  # fmt: skip
+        refused(
+            f"{tmp_path} is in use by another aekit process (pid \ufffd{'9' * 31}); wait for it to finish",
+            disk.FolderLock(tmp_path).acquire,
+        )
     finally:
         os.close(fd)
