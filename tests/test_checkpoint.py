@@ -176,6 +176,7 @@ CASES = {
         [t.pop(f"optim.0.{k}") for k in checkpoint.ADAM_STATE],
         _set(m, "optim_scalars", '{"0": {"step": 12}}'),
     ),
+    "model weight NaN": lambda t, m: _set(t, "model.decoder.0.2.bias", torch.full((64,), float("nan"))),
     "rng.extra": lambda t, m: _set(t, "rng.extra", torch.zeros(1)),
     "rng.order missing": lambda t, m: t.pop("rng.order"),
     "rng.order float": lambda t, m: _set(t, "rng.order", t["rng.order"].float()),
@@ -220,6 +221,8 @@ REFUSALS = {
     "exp_avg_sq infinite": "optimizer state optim.1.exp_avg_sq holds NaN, infinite or impossible values",
     "step missing": "the optimizer state does not cover the model's 8 parameters",
     "parameter 0 as numbers only": "the optimizer state does not cover the model's 8 parameters",
+    "model weight NaN": "weight decoder.0.2.bias holds NaN or infinite values; the file is damaged (retrain, or "
+    "restore it)",
     "rng.extra": "unexpected RNG state 'rng.extra'",
     "rng.order missing": f"the RNG state rng.order is missing or not [{ORDER}] bytes",
     "rng.order float": f"the RNG state rng.order is missing or not [{ORDER}] bytes",

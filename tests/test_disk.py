@@ -227,12 +227,17 @@ def test_only_abandoned_temporaries_are_removed(tmp_path):
     link.symlink_to(target)
     other = tmp_path / ".out.png.aekit-abcd1234.tmp2"
     other.write_text("not ours")
+    another = tmp_path / ".out.png.aekit-x.aekit-abcd1234.tmp"  # a temporary of "out.png.aekit-x", not of out.png
+    another.write_text("not out.png's")
+    part, part_fd = disk.temporary(path, suffix=".part")
+    os.close(part_fd)
     try:
         assert disk.leftovers(path) == sorted([live, dead, folder, link])
-        assert disk.temporaries(tmp_path) == sorted([live, dead, folder, link])
+        assert disk.leftovers(path, ".part") == [part]
+        assert disk.temporaries(tmp_path) == sorted([live, dead, folder, link, another])
         disk.remove_abandoned([*disk.leftovers(path), tmp_path / ".gone.aekit-abcd1234.tmp"])
         assert live.exists() and not dead.exists() and not folder.exists()
-        assert link.is_symlink() and target.read_text() == "mine" and other.exists()
+        assert link.is_symlink() and target.read_text() == "mine" and other.exists() and another.exists()
     finally:
         os.close(fd)
 
