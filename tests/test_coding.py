@@ -116,21 +116,9 @@ def stream():
 
 def test_a_stream_too_short_for_its_items_is_refused_before_decoding(stream):
     q, freqs, data = stream
-    refused(
-        "the coded latents are too short for the 4000 items the file claims: it is corrupt",
-        coding.decode,
-        data,
-        4000,
-        freqs,
-    )
-    refused(
-        "the coded latents are too short for the 4000 items the file claims: it is corrupt",
-        coding.decode,
-        data,
-        4000,
-        freqs,
-        np.zeros(4000, np.int64),
-    )
+    message = "the coded latents are too short for the 4000 items the file claims: it is corrupt"
+    for tables in (None, np.zeros(4000, np.int64)):  # a table per column, a table per symbol
+        refused(message, coding.decode, data, 4000, freqs, tables)
 
 
 def test_the_size_check_is_exact_at_its_limit():
@@ -164,33 +152,16 @@ def test_damaged_streams_are_refused(stream):
 # ---------------------------------------------------------------- the .aez frame
 
 
+IDENTITY = {"model_sha256": SHA, "run": "r", "items": 2, "scaling": Scaling(0.0, 1.0)}  # both headers hold these
+
+
 def header(**changes) -> Header:
-    fields = dict(
-        model="ae",
-        model_sha256=SHA,
-        run="r",
-        items=2,
-        item_shape=(4,),
-        scaling=Scaling(0.0, 1.0),
-        latent_dim=2,
-        bits=8,
-        lo=(0.0, -1.0),
-        step=(0.5, 0.25),
-    )
-    return Header(**{**fields, **changes})
+    fields = {**IDENTITY, "model": "ae", "item_shape": (4,), "latent_dim": 2, "bits": 8, "lo": (0.0, -1.0)}
+    return Header(**{**fields, "step": (0.5, 0.25), **changes})
 
 
 def learned(**changes) -> LearnedHeader:
-    fields = dict(
-        model="conv",
-        model_sha256=SHA,
-        run="r",
-        items=2,
-        item_shape=(3, 8, 8),
-        scaling=Scaling(0.0, 1.0),
-        channels=4,
-        sizes=((8, 8), (16, 24)),
-    )
+    fields = {**IDENTITY, "model": "conv", "item_shape": (3, 8, 8), "channels": 4, "sizes": ((8, 8), (16, 24))}
     return LearnedHeader(**{**fields, **changes})
 
 
