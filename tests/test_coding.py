@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
-from aekit import AekitError
+from aekit import AekitError, progress
 from aekit.apps import aez, coding
-from aekit.apps.aez import HEADER, Header, LearnedHeader
+from aekit.apps.aez import FLOAT32_MAX, HEADER, Header, LearnedHeader
 from aekit.apps.coding import PROB_SCALE, RANS_L
 from aekit.config import to_dict
 from aekit.data.datasets import Scaling
@@ -46,6 +46,14 @@ def test_normalize_keeps_every_seen_symbol_codable():
     counts = np.array([1] * 4000 + [10**9, 10**9], np.int64)
     freqs = coding.normalize(counts)
     assert freqs.sum() == PROB_SCALE and freqs.min() == 1
+
+
+def test_normalize_takes_the_excess_from_one_symbol_after_another():
+    """4,000 rare symbols lifted to 1 leave 3,968 too many; 96 common ones of 341 each give 340 at most (keeping
+    1): eleven drop to 1, a twelfth to 113."""
+    freqs = coding.normalize(np.array([1] * 4000 + [10**6] * 96, np.int64))
+    assert (freqs[:4000] == 1).all() and freqs[4000:4011].tolist() == [1] * 11
+    assert freqs[4011] == 113 and (freqs[4012:] == 341).all() and freqs.sum() == PROB_SCALE
 
 
 def test_frequency_tables_per_column():
@@ -104,6 +112,16 @@ def test_round_trip_a_table_per_symbol():
     out = coding.decode(data, len(q), freqs, tables)
     assert out.dtype == np.int16 and out.shape == (2000,) and np.array_equal(out, q)
     assert (out[tables == 5] == 7).all()
+    assert coding.encode(q.reshape(40, 50), freqs, tables.reshape(40, 50)) == data  # any shape, read in order
+
+
+def test_long_streams_report_progress(monkeypatch, capsys):
+    """Decoding more than one chunk of 2**18 symbols says how far it got (here every chunk: no interval)."""
+    monkeypatch.setattr(progress, "INTERVAL", 0)
+    freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
+    q = np.zeros((300_000, 1), np.int64)
+    assert coding.decode(coding.encode(q, freqs), len(q), freqs).sum() == 0
+    assert capsys.readouterr().err.startswith("decoding latents: 50% done, ")
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +265,7 @@ def test_a_frame_of_just_enough_bytes_parses():
         ({"step": (0.5, 0.0)}, "lo and step give code values beyond float32 (or a step <= 0)"),
         ({"step": (0.5, -1.0)}, "lo and step give code values beyond float32 (or a step <= 0)"),
         ({"lo": (0.0, -4e38)}, "lo and step give code values beyond float32 (or a step <= 0)"),
+        ({"bits": 3, "step": (FLOAT32_MAX / 6.5, 1.0)}, "lo and step give code values beyond float32 (or a step <= 0)"),
         ({"lo": (3e38, 0.0), "step": (1e36, 1.0)}, "lo and step give code values beyond float32 (or a step <= 0)"),
     ],
 )

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from aekit import AekitError
+from aekit.apps.aez import Header
 from aekit.config import (
     DataConfig,
     TrainConfig,
@@ -56,6 +57,21 @@ def test_from_dict_refusals():
     refused(f"train: unknown option 'aa', 'zz' (known: {known})", from_dict, TrainConfig, {"zz": 1, "aa": 2}, "train")
     refused("o: unknown option 'derived' (known: needed, listed, count)", from_dict, Options, {"derived": 1}, "o")
     refused("o: missing 'needed'", from_dict, Options, {"count": 2}, "o")  # not listed: it has a default factory
+    refused(
+        "h: missing 'model', 'model_sha256', 'run', 'items', 'item_shape', 'scaling', 'latent_dim', 'bits', 'lo', "
+        "'step'",
+        from_dict,
+        Header,
+        {},
+        "h",
+    )
+    refused(
+        "data: give test_split (or its old name val_split), not both",
+        from_dict,
+        DataConfig,
+        {"test_split": 0.1, "val_split": 0.2},
+        "data",
+    )
     refused("train.lr: expected a finite number, got 'x'", from_dict, TrainConfig, {"lr": "x"}, "train")
 
 
@@ -274,6 +290,7 @@ def test_train_config_refusals(options, message):
 def test_options_left_to_the_data(n_train, batch, epochs):
     config = TrainConfig(lr=0.5).for_data(n_train)
     assert (config.batch_size, config.epochs, config.lr) == (batch, epochs, 0.5)
+    assert type(config.batch_size) is int and type(config.epochs) is int
     assert TrainConfig(epochs=3, batch_size=7).for_data(n_train) == TrainConfig(epochs=3, batch_size=7)
 
 

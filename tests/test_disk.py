@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 from pathlib import Path
 
@@ -246,14 +247,16 @@ def test_only_abandoned_temporaries_are_removed(tmp_path):
 
 
 def test_atomic_write(tmp_path):
-    old = os.umask(0o027)
+    old = os.umask(0o002)
     try:
         path = disk.atomic_write(str(tmp_path / "a.bin"), lambda f: f.write(b"abc"))
-        assert disk.current_umask() == 0o027
+        assert disk.current_umask() == 0o002
     finally:
         os.umask(old)
     assert path == tmp_path / "a.bin" and path.read_bytes() == b"abc"
-    assert path.stat().st_mode & 0o777 == 0o640
+    assert path.stat().st_mode & 0o777 == 0o664
+    disk.atomic_write(path, lambda f: f.write(b"replaced"))  # replacing is the default
+    assert path.read_bytes() == b"replaced"
     disk.write_bytes(path, b"new")
     assert path.read_bytes() == b"new" and disk.read_manifest(tmp_path) == {}
     refused(
@@ -407,6 +410,12 @@ def test_is_our_folder(tmp_path):
     os.mkfifo(folder / "f")
     assert not disk.is_our_folder(folder)
     (folder / "f").unlink()
+    (folder / "a.png").unlink()
+    with socket.socket(socket.AF_UNIX) as s:  # a socket in a listed file's place: refused before it is read
+        s.bind(str(folder / "a.png"))
+        assert not disk.is_our_folder(folder)
+    (folder / "a.png").unlink()
+    (folder / "a.png").write_bytes(b"a")
     (folder / "s" / "b.png").write_bytes(b"B")
     assert not disk.is_our_folder(folder)
     (folder / "s" / "b.png").write_bytes(b"b")
