@@ -179,6 +179,16 @@ def test_detector_finds_the_digits_it_was_not_trained_on():
     np.testing.assert_array_equal(detector.score_samples(X), -scores)
 
 
+def test_detector_code_size_by_default():
+    """8 numbers a row, or as many as the row has where it has fewer; latent_dim given wins."""
+    rows = np.random.default_rng(0).normal(size=(64, 30))
+    sizes = [
+        aekit.AutoencoderDetector(epochs=1, **given).fit(rows[:, :width]).model_.config.latent_dim
+        for width, given in ((30, {}), (4, {}), (30, {"latent_dim": 3}))
+    ]
+    assert sizes == [8, 4, 3] and aekit.AutoencoderDetector().get_params()["latent_dim"] is None
+
+
 # ---------------------------------------------------------------- denoising, generation, anomalies
 
 
