@@ -68,7 +68,7 @@ FUZZ = settings(
 )
 
 
-UNIT_MODULES = ("test_disk", "test_config", "test_checkpoint", "test_coding")  # no training, no processes
+UNIT_MODULES = ("test_disk", "test_config", "test_checkpoint", "test_coding")  # no processes, one 2-epoch run
 
 
 def pytest_collection_modifyitems(config, items):
