@@ -57,8 +57,7 @@ HELD_OUT = {"diabetes": _diabetes_terciles, **{f"synthetic{seed}": _synthetic(se
 def one_class_cases(name: str):
     """(normal class, train rows, test rows, test labels: 1 anomaly) for each class taken as normal."""
     x, y = {**TABLES, **HELD_OUT}[name](return_X_y=True)
-    classes = [0 if name == "breast_cancer" else c for c in np.unique(y)]  # breast cancer: 0 malignant, 1 benign
-    classes = [1] if name == "breast_cancer" else classes
+    classes = [1] if name == "breast_cancer" else np.unique(y)  # breast cancer: 1 benign is normal, 0 malignant
     for c in classes:
         rng = np.random.default_rng(0)
         normal = rng.permutation(np.flatnonzero(y == c))

@@ -189,6 +189,13 @@ def succeeds(capsys, args) -> str:
     return out
 
 
+def refused(message, call, *args, **kwargs):
+    """call(*args, **kwargs) raises AekitError with exactly message (the unit tests of the guarding modules)."""
+    with pytest.raises(aekit.AekitError) as e:
+        call(*args, **kwargs)
+    assert str(e.value) == message
+
+
 def assert_clean_error(result, *fragments):
     """Exit status 2, one line on stderr starting with 'aekit', naming each fragment, no traceback."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)

@@ -14,14 +14,9 @@ from aekit.apps.aez import FLOAT32_MAX, HEADER, Header, LearnedHeader
 from aekit.apps.coding import PROB_SCALE, RANS_L
 from aekit.config import to_dict
 from aekit.data.datasets import Scaling
+from conftest import refused
 
 SHA = "ab" * 32
-
-
-def refused(message, call, *args, **kwargs):
-    with pytest.raises(AekitError) as e:
-        call(*args, **kwargs)
-    assert str(e.value) == message
 
 
 # ---------------------------------------------------------------- frequency tables

@@ -23,15 +23,9 @@ from aekit.config import (
     to_dict,
 )
 from aekit.data.datasets import Scaling
+from conftest import refused
 
 BIG = 2**63  # the first integer a config refuses
-
-
-def refused(message, call, *args, **kwargs):
-    """call(*args, **kwargs) raises AekitError with exactly message."""
-    with pytest.raises(AekitError) as e:
-        call(*args, **kwargs)
-    assert str(e.value) == message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,12 +16,7 @@ import pytest
 
 from aekit import AekitError, disk
 from aekit.disk import FOLDER, MANIFEST, Output
-
-
-def refused(message, call, *args, **kwargs):
-    with pytest.raises(AekitError) as e:
-        call(*args, **kwargs)
-    assert str(e.value) == message
+from conftest import refused
 
 
 @pytest.fixture
