@@ -133,6 +133,15 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
     "negative lr": ([*TRAIN, "--data", "digits", "--lr", "-1"], ["lr must be positive"]),
     "hidden not integers": ([*TRAIN, "--data", "digits", "--hidden", "128,abc"], ["--hidden", "integers"]),
     "epochs not a number": ([*TRAIN, "--data", "digits", "--epochs", "many"], ["--epochs"]),
+    **{
+        f"minutes {value}": ([*TRAIN, "--data", "digits", "--minutes", value], ["train.minutes must be", "a week"])
+        for value in ("0", "-5", "1e9")
+    },
+    **{
+        f"minutes {value}": ([*TRAIN, "--data", "digits", "--minutes", value], [f"minutes: expected a finite number, got {value}"])
+        for value in ("nan", "inf")
+    },
+    "minutes not a number": ([*TRAIN, "--data", "digits", "--minutes", "soon"], ["--minutes"]),
     "missing file": ([*TRAIN, "--data", "TMP/nothing.npy"], ["unknown dataset"]),
     "config not json": ([*TRAIN, "--config", "TMP/nan.npy"], ["not valid JSON"]),
     "config section not an object": ([*TRAIN, "--config", "TMP/bad.json"], ["'model' section must be an object"]),

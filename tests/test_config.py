@@ -47,7 +47,7 @@ def test_from_dict_builds_and_coerces():
 
 def test_from_dict_refusals():
     refused("train: expected an object of options, got list", from_dict, TrainConfig, [1], "train")
-    known = "epochs, batch_size, lr, weight_decay, schedule, grad_clip, seed, device, precision, compile"
+    known = "epochs, minutes, batch_size, lr, weight_decay, schedule, grad_clip, seed, device, precision, compile"
     refused(f"train: unknown option 'aa', 'zz' (known: {known})", from_dict, TrainConfig, {"zz": 1, "aa": 2}, "train")
     refused("o: unknown option 'derived' (known: needed, listed, count)", from_dict, Options, {"derived": 1}, "o")
     refused("o: missing 'needed'", from_dict, Options, {"count": 2}, "o")  # not listed: it has a default factory
@@ -87,10 +87,11 @@ def test_old_option_names():
 def test_defaults_and_to_dict():
     assert to_dict(TrainConfig()) == {
         "epochs": None,
+        "minutes": None,
         "batch_size": None,
-        "lr": 1e-3,
+        "lr": None,
         "weight_decay": 0.0,
-        "schedule": "constant",
+        "schedule": None,
         "grad_clip": None,
         "seed": 0,
         "device": "auto",
@@ -244,6 +245,8 @@ def test_check_seed():
     [
         {"precision": "bf16"},
         {"epochs": 1, "batch_size": 1},
+        {"minutes": 1e-9},
+        {"minutes": 10080},
         {"lr": 1e-12, "weight_decay": 0.0, "grad_clip": 1e-12},
         {"schedule": "cosine", "seed": BIG - 1},
     ],
@@ -258,6 +261,10 @@ def test_train_config_limits_allowed(options):
         ({"precision": "fp16"}, "train.precision must be fp32 or bf16, got 'fp16'"),
         ({"epochs": 0}, "train.epochs must be at least 1, got 0"),
         ({"batch_size": 0}, "train.batch_size must be at least 1, got 0"),
+        *(
+            ({"minutes": m}, f"train.minutes must be a time in minutes above 0 and at most 10080 (a week), got {m}")
+            for m in (0.0, -1.0, math.nan, math.inf, 10080.001)
+        ),
         ({"lr": 0.0}, "train.lr must be positive, got 0.0"),
         ({"weight_decay": -0.5}, "train.weight_decay must be >= 0, got -0.5"),
         ({"schedule": "step"}, "train.schedule must be one of constant, cosine, got 'step'"),
@@ -285,7 +292,13 @@ def test_options_left_to_the_data(n_train, batch, epochs):
     config = TrainConfig(lr=0.5).for_data(n_train)
     assert (config.batch_size, config.epochs, config.lr) == (batch, epochs, 0.5)
     assert type(config.batch_size) is int and type(config.epochs) is int
-    assert TrainConfig(epochs=3, batch_size=7).for_data(n_train) == TrainConfig(epochs=3, batch_size=7)
+    given = TrainConfig(epochs=3, batch_size=7, lr=0.1, schedule="constant")
+    assert given.for_data(n_train, {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"}) == given  # given: kept
+    preferred = TrainConfig().for_data(n_train, {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"})  # the model's
+    assert (preferred.batch_size, preferred.lr, preferred.schedule) == (16, 2e-3, "cosine")
+    assert (TrainConfig().for_data(n_train).lr, TrainConfig().for_data(n_train).schedule) == (1e-3, "constant")
+    timed = TrainConfig(minutes=2).for_data(n_train)  # a timed run: as many epochs as the minutes allow
+    assert (timed.batch_size, timed.epochs, timed.minutes) == (batch, None, 2)
 
 
 @pytest.mark.parametrize(

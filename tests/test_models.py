@@ -63,8 +63,14 @@ def test_backbone_default_widths_are_recorded():
     assert aekit.create_model("ae", (1, 8, 8)).config.hidden == (128, 64)
     assert aekit.create_model("ae", (1, 8, 8), backbone="conv").config.hidden == (32, 64, 128)
     resnet = aekit.create_model("ae", (3, 64, 48), backbone="resnet").config
-    assert (resnet.hidden, resnet.latent_channels, resnet.activation) == ((32, 64), 4, "silu")
-    assert resnet.latent_dim == 4 * 16 * 12 == 3 * 64 * 48 // 12  # an RGB image's code: 1/12 of its numbers
+    assert (resnet.hidden, resnet.patch, resnet.latent_channels, resnet.activation) == ((96,), 4, 16, "silu")
+    assert resnet.latent_dim == 16 * 8 * 6 == 3 * 64 * 48 // 12  # an RGB image's code: 1/12 of its numbers
+    assert resnet.train_defaults() == {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"}
+    widths = aekit.create_model("ae", (3, 64, 48), backbone="resnet", hidden=[32, 64]).config  # its own sizes
+    assert (widths.patch, widths.latent_channels, widths.latent_dim) == (1, 4, 4 * 16 * 12)  # 1/12 too
+    cells = aekit.create_model("ae", (3, 64, 48), backbone="resnet", patch=2, latent_channels=8).config
+    assert (cells.hidden, cells.patch, cells.latent_channels) == ((96,), 2, 8)  # each size left out: the default
+    assert aekit.create_model("ae", (3, 64, 48), backbone="conv").config.train_defaults() == {}
 
 
 def test_resnet_code_is_a_map_and_its_options_are_its_own():

@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import numpy as np
@@ -73,9 +74,9 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 
 
 def test_resume_refuses_changed_settings_and_finished_runs(digits_run_dir):
-    with pytest.raises(AekitError, match="only epochs and device may change"):
+    with pytest.raises(AekitError, match="only epochs, minutes and device may change"):
         aekit.train(out=digits_run_dir, resume=True, latent_dim=4)
-    with pytest.raises(AekitError, match="already trained 30 epochs"):
+    with pytest.raises(AekitError, match="already trained 30 epochs; pass a larger --epochs to train on$"):
         aekit.train(out=digits_run_dir, resume=True, quiet=True)
 
 
@@ -185,8 +186,9 @@ def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
     aekit.train("digits", out=tmp_path / "r", epochs=2, callbacks=[Progress(terminal), Progress(log)], **SMALL)
     assert "batch" in terminal.getvalue() and "loss=" in terminal.getvalue()  # tqdm's bar with the live loss
     lines = log.getvalue().splitlines()
-    assert lines[0].startswith("training ae on digits") and lines[1].startswith("note: only 46 optimizer steps")
-    assert len(lines) == 4 and lines[3].startswith("epoch 2/2") and "test_loss" in lines[3]
+    assert lines[0].startswith("training ae on digits") and lines[2].startswith("note: only 46 optimizer steps")
+    assert lines[1] == "23 steps an epoch of batches of 64, lr 0.001 constant"  # the options left out, as filled in
+    assert len(lines) == 5 and lines[4].startswith("epoch 2/2") and "test_loss" in lines[4]
     assert "batch/s" not in log.getvalue() and "batch/s" in terminal.getvalue()  # no bar in a log
 
 
@@ -297,14 +299,79 @@ def test_a_run_says_when_it_is_too_short_to_learn(capsys):
     model = aekit.create_model("vae", (1, 8, 8), hidden=[16], latent_dim=4, kl_warmup_steps=1000)
     trainer = aekit.Trainer(model, aekit.data.load("digits"), TrainConfig(epochs=2, batch_size=256, device="cpu"))
     notes = trainer.notes()
-    assert "only 12 optimizer steps in all (6 per epoch)" in notes[0] and "--batch-size 143" in notes[0]
+    assert notes[0] == (
+        "only 12 optimizer steps in all (6 per epoch), too few to learn much: train 500 epochs for 3000 steps "
+        "(--epochs), or for a time (--minutes) or a smaller batch (--batch-size 143)"
+    )
     assert "the KL warm-up takes 1000 steps but the run has 12" in notes[1]
     Progress().on_train_start(trainer)
     assert "note: only 12 optimizer steps" in capsys.readouterr().err
+    default_batch = aekit.Trainer(model, aekit.data.load("digits"), TrainConfig(epochs=2, device="cpu"))
+    assert default_batch.notes()[0].endswith("for a time (--minutes)")  # no smaller batch to suggest
+    assert default_batch.notes()[0].startswith("only 22 optimizer steps in all (11 per epoch)")
+    timed = aekit.Trainer(model, aekit.data.load("digits"), TrainConfig(minutes=1, batch_size=256, device="cpu"))
+    assert timed.notes() == []  # the time was chosen: no count of steps to judge yet
     long = aekit.Trainer(
         aekit.create_model("ae", (1, 8, 8)), aekit.data.load("digits"), TrainConfig(device="cpu", epochs=40)
     )
     assert long.notes() == []
+
+
+def test_a_quiet_run_still_says_it_is_too_short(tmp_path, capsys):
+    aekit.train("digits", out=tmp_path / "r", epochs=1, **SMALL)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "note: only 23 optimizer steps in all (23 per epoch), too few to learn much: train 131 epochs for 3000 "
+        "steps (--epochs), or for a time (--minutes)"
+    ]
+
+
+class Clock:
+    """A stand-in for the time module in aekit.train: each optimizer step takes one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    monotonic = perf_counter
+
+
+def timed_run(tmp_path, monkeypatch, name: str, resume: bool = False, **options) -> tuple:
+    """A digits run whose steps take a second each on a fake clock (11 steps an epoch): the Run, and the
+    learning rate after each step (the next step's)."""
+    train_module = importlib.import_module("aekit.train")  # the module: aekit.train is the function
+
+    clock, lrs = Clock(), []
+    monkeypatch.setattr(train_module, "time", clock)
+
+    class Step(train_module.Callback):
+        def on_step(self, trainer, step, loss):
+            clock.now += 1.0
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    options = {"quiet": True, **options} if resume else {**SMALL, "batch_size": 143, "schedule": "cosine", **options}
+    run = aekit.train("digits", out=tmp_path / name, resume=resume, callbacks=[Step()], **options)
+    return run, lrs
+
+
+def test_a_timed_run_stops_after_the_epoch_that_passes_its_minutes(tmp_path, monkeypatch):
+    from aekit.config import lr_factor
+
+    run, lrs = timed_run(tmp_path, monkeypatch, "r", minutes=1)
+    history = run.metrics["history"]
+    assert [r["time_s"] for r in history] == [11.0] * 6  # 55 s < 60 s after five epochs: the sixth passes it
+    assert run.config["train"]["minutes"] == 1 and run.config["train"]["epochs"] is None
+    # timed from the second step (the first is the first check's): the schedule spans the 66 steps from there
+    assert lrs == pytest.approx([1e-3 * lr_factor("cosine", 1, 11)] + [1e-3 * lr_factor("cosine", s, 66) for s in range(2, 67)])
+    with pytest.raises(AekitError, match=r"already trained 6 epochs in 1\.1 of 1 minutes; pass a larger --minutes"):
+        timed_run(tmp_path, monkeypatch, "r", resume=True)
+    longer, lrs = timed_run(tmp_path, monkeypatch, "r", resume=True, minutes=2)  # 66 s done: 5 epochs pass 120 s
+    assert len(longer.metrics["history"]) == 11 and longer.config["train"]["minutes"] == 2
+    assert lrs == pytest.approx([1e-3 * lr_factor("cosine", s, 121) for s in range(67, 122)])
+    capped, _ = timed_run(tmp_path, monkeypatch, "c", minutes=1, epochs=3)  # epochs, given too, is a cap
+    assert len(capped.metrics["history"]) == 3
 
 
 def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
@@ -316,11 +383,13 @@ def test_defaults_fit_the_data_and_are_written_in_the_config(tmp_path):
     assert (mnist.latent_dim, mnist.hidden) == (32, (128, 64))  # the classic example's sizes, as before
     assert (TrainConfig().for_data(160).batch_size, TrainConfig().for_data(160).epochs) == (16, 300)
     assert (TrainConfig().for_data(60000).batch_size, TrainConfig().for_data(60000).epochs) == (256, 20)
-    assert TrainConfig(epochs=3, batch_size=8).for_data(160) == TrainConfig(epochs=3, batch_size=8)  # given: kept
+    given = TrainConfig(epochs=3, batch_size=8, lr=0.01, schedule="cosine")
+    assert given.for_data(160) == given  # given: kept
     table = np.random.default_rng(0).random((40, 6))
     np.save(tmp_path / "t.npy", table)
     run = aekit.train(tmp_path / "t.npy", out=tmp_path / "r", quiet=True, device="cpu", epochs=2)
     assert run.config["train"]["batch_size"] == 16 and run.config["train"]["epochs"] == 2
+    assert (run.config["train"]["lr"], run.config["train"]["schedule"]) == (1e-3, "constant")
     assert run.config["model"]["latent_dim"] == 2 and run.config["model"]["hidden"] == [24, 12]
 
 

@@ -142,6 +142,8 @@ def check_seed(seed: Any, name: str = "seed") -> int:
 
 
 SCHEDULES = ("constant", "cosine")
+MAX_MINUTES = 7 * 24 * 60  # train.minutes: a week
+DEFAULT_STEPS = 3000  # optimizer steps of a run whose epochs are left to the data (at least 20 epochs)
 
 
 def lr_factor(schedule: str, step: int, total_steps: int) -> float:
@@ -160,13 +162,17 @@ class TrainConfig:
     """How to train: Adam, shuffled mini-batches, a checkpoint after every epoch.
 
     epochs: passes over the training data (default: 20, or more for small data, so that a run takes at
-        least 3000 optimizer steps, at most 1000 epochs).
+        least 3000 optimizer steps, at most 1000 epochs; with minutes, none: the most the minutes allow).
+    minutes: train for this long instead of a number of epochs: stop at the end of the epoch during which the
+        epochs' time (training and evaluation, summed over resumes) passes it, the learning-rate schedule fitted
+        to the epochs that fit (re-estimated from their speed as the run goes; so a timed run is not
+        reproducible bit for bit, an epoch-counted one is); at most a week (10080).
     batch_size: items per optimizer step (default: 256, or a tenth of the training items when that is less,
-        at least 16).
-    lr: Adam learning rate.
+        at least 16; 16 for the resnet backbone: crops of photos learn from many small steps).
+    lr: Adam learning rate (default 1e-3; 2e-3 for the resnet backbone).
     weight_decay: Adam's L2 penalty on the weights.
     schedule: learning rate over the run: constant, or cosine (linear warm-up over the first 5% of
-        steps, then a cosine decay to 0).
+        steps, then a cosine decay to 0) (default constant; cosine for the resnet backbone).
     grad_clip: clip the gradients' global norm to this before each step; None (default) does not clip.
     seed: seeds the initial weights, the data order and any noise.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
@@ -175,10 +181,11 @@ class TrainConfig:
     """
 
     epochs: int | None = None
+    minutes: float | None = None
     batch_size: int | None = None
-    lr: float = 1e-3
+    lr: float | None = None
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: str | None = None
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -189,25 +196,36 @@ class TrainConfig:
         check(self.precision in ("fp32", "bf16"), f"train.precision must be fp32 or bf16, got {self.precision!r}")
         check(self.epochs is None or self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}")
         check(
+            self.minutes is None or 0 < self.minutes <= MAX_MINUTES,  # False for NaN
+            f"train.minutes must be a time in minutes above 0 and at most {MAX_MINUTES} (a week), got {self.minutes}",
+        )
+        check(
             self.batch_size is None or self.batch_size >= 1,
             f"train.batch_size must be at least 1, got {self.batch_size}",
         )
 
-        check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        check(self.lr is None or self.lr > 0, f"train.lr must be positive, got {self.lr}")
         check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         check(
-            self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            self.schedule is None or self.schedule in SCHEDULES,
+            f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
         )
         check(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be positive, got {self.grad_clip}")
         check(0 <= self.seed < MAX_INT, f"train.seed must be in [0, 2**63), got {self.seed}")
 
-    def for_data(self, n_train: int) -> TrainConfig:
-        """This config with the options left to the data filled in for n_train training items: a batch of 256,
-        or a tenth of the items (at least 16); epochs enough for 3000 optimizer steps (20 at least, 1000 at
-        most). Small data thus still takes thousands of steps; MNIST keeps 256 and 20."""
-        batch = self.batch_size or min(256, max(16, n_train // 10))
-        epochs = self.epochs or max(20, min(1000, math.ceil(3000 / math.ceil(n_train / batch))))
-        return dataclasses.replace(self, batch_size=batch, epochs=epochs)
+    def for_data(self, n_train: int, preferred: Mapping[str, Any] | None = None) -> TrainConfig:
+        """This config with the options left out filled in, for n_train training items and a model that
+        prefers some (ModelConfig.train_defaults: batch_size, lr, schedule): a batch of 256, or a tenth of the
+        items (at least 16); lr 1e-3, constant; epochs enough for DEFAULT_STEPS optimizer steps (20 at least,
+        1000 at most), none for a timed run. Small data thus still takes thousands of steps; MNIST keeps 256
+        and 20."""
+        preferred = preferred or {}
+        batch = self.batch_size or preferred.get("batch_size") or min(256, max(16, n_train // 10))
+        epochs = self.epochs
+        if epochs is None and self.minutes is None:
+            epochs = max(20, min(1000, math.ceil(DEFAULT_STEPS / math.ceil(n_train / batch))))
+        lr, schedule = self.lr or preferred.get("lr", 1e-3), self.schedule or preferred.get("schedule", "constant")
+        return dataclasses.replace(self, batch_size=batch, epochs=epochs, lr=lr, schedule=schedule)
 
 
 @dataclass(frozen=True)

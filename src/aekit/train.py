@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import checkpoint, disk, distributed, progress
-from .config import DataConfig, TrainConfig, field_names, from_dict, lr_factor
+from .config import DEFAULT_STEPS, DataConfig, TrainConfig, field_names, from_dict, lr_factor
 from .data.datasets import Dataset, Splits, load_config
 from .errors import AekitError, check
 from .folder import RunFolder
@@ -28,6 +28,7 @@ from .registry import get_model_class, model_from_config
 from .run import CHECKPOINT, METRICS, Run, make_config
 
 START_ITEMS, START_VALUES = 2048, 2**24  # what Autoencoder.start sees: at most this many items and values
+MIN_STEPS = 200  # a run of epochs with fewer optimizer steps is named too short to learn (Trainer.notes)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -97,7 +98,7 @@ class Trainer:
         asked = {"bf16": config.precision == "bf16", "compile": config.compile}
         self.ignored = [] if cuda else [name for name, on in asked.items() if on]  # named in the progress line
         self.data = data = Splits(*(_on_device(d, self.device) for d in data))
-        self.config = config = config.for_data(len(data.train))
+        self.config = config = config.for_data(len(data.train), model.config.train_defaults())
         _check_training_fits(model, data.train, config.batch_size)
         self.folder = folder if self.rank == 0 else None  # None: keep nothing on disk
         self.callbacks = list(callbacks)
@@ -108,20 +109,26 @@ class Trainer:
         self.step_logs: dict[str, torch.Tensor] = {}
         self.epoch = 0
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-        total = config.epochs * self.steps_per_epoch
+        self.budget = config.minutes * 60 if config.minutes is not None else None  # seconds of epochs, or None
+        self.planned_epochs = config.epochs or 1  # a timed run's: re-estimated as it goes (plan)
+        self.prior_s, self.began, self.began_at = 0.0, None, 0  # fit sets them (see spent_s)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(config.schedule, step, total)
+            self.optimizer, lambda step: lr_factor(config.schedule, step, self.planned_epochs * self.steps_per_epoch)
         )
 
     # ---------------------------------------------------------------- the loop
 
     def fit(self) -> list[dict[str, float]]:
-        """Train from the current epoch to config.epochs; returns the per-epoch history."""
+        """Train from the current epoch to config.epochs, or until the epochs' time passes config.minutes;
+        returns the per-epoch history."""
         if self.epoch == 0:
             self._start()
+        self.prior_s = _epochs_s(self.history)
+        self.began, self.began_at = time.perf_counter(), self.epoch  # this sitting: its start and first epoch
+        self.plan()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        while self.epoch < self.config.epochs:
+        while not self.finished:
             start = time.perf_counter()
             record = {"epoch": self.epoch + 1}
             record.update(self.train_epoch())
@@ -132,11 +139,42 @@ class Trainer:
             self.epoch += 1
             self.history.append(record)
             self.save_checkpoint()
+            self.plan()
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
+
+    @property
+    def spent_s(self) -> float:
+        """Seconds this run has trained: the finished epochs' of earlier sittings (training and evaluation), and
+        the wall time of this one since its first epoch began (checkpoints included)."""
+        if self.began is None:  # before fit
+            return _epochs_s(self.history)
+        return self.prior_s + time.perf_counter() - self.began
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has trained its epochs, or (timed) its minutes."""
+        if self.config.epochs is not None and self.epoch >= self.config.epochs:
+            return True
+        return self.budget is not None and self.spent_s >= self.budget
+
+    def plan(self, epoch_s: float | None = None, into: float = 0.0) -> None:
+        """A timed run's planned epochs (what the learning-rate schedule spans): those finished, and as many
+        more as it takes to pass the budget at epoch_s seconds an epoch (default: this sitting's mean, else the
+        earlier sittings'; none: one), `into` seconds into the current one. At least the current one, at most
+        config.epochs."""
+        if self.budget is None:
+            return
+        sitting = self.epoch - self.began_at
+        if epoch_s is None and sitting:
+            epoch_s = (time.perf_counter() - self.began) / sitting
+        elif epoch_s is None and self.history:
+            epoch_s = self.prior_s / len(self.history)
+        more = math.ceil(max(0.0, self.budget - self.spent_s + into) / epoch_s) if epoch_s else 1
+        self.planned_epochs = int(min(self.config.epochs or math.inf, self.epoch + max(1, more)))
 
     def _start(self) -> None:
         """The model's data-dependent start (Autoencoder.start) on the first training items (START_ITEMS, fewer
@@ -168,6 +206,7 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         first_bad = torch.tensor(-1, device=self.device)  # step of the first non-finite loss, kept on the device
         check_every = 1 if self.device.type == "cpu" else 16  # reading it back syncs an accelerator
+        began, first = time.perf_counter(), None  # first: (time, step) at the first check of a sitting's first epoch
         for step, start in enumerate(range(0, len(data), bs)):
             idx = perm[start : start + bs]
             mine, share = idx, 1.0
@@ -186,10 +225,15 @@ class Trainer:
             if self.config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip, foreach=True)
             self.optimizer.step()
-            self.scheduler.step()
             first_bad = torch.where((first_bad < 0) & ~out.loss.detach().isfinite(), step, first_bad)
             if (step + 1) % check_every == 0 or start + bs >= len(data):
                 self._stop_if_diverged(int(first_bad), out.loss.detach())
+                if self.epoch == self.began_at:  # a sitting's first epoch: its length from the steps after the first
+                    now = time.perf_counter()  # (the first one also allocates, and on CUDA warms up)
+                    first = first or (now, step)
+                    if step > first[1]:
+                        self.plan((now - first[0]) / (step - first[1]) * self.steps_per_epoch, now - began)
+            self.scheduler.step()  # the next step's learning rate, from the plan
             _accumulate(totals, out, len(x) if share else 0)
             self.step_logs = out.logs  # the step's own numbers (mse, kl, bits, ...), for callbacks that log them
             for cb in self.callbacks:
@@ -223,18 +267,30 @@ class Trainer:
 
     def notes(self) -> list[str]:
         """What a person should know before this run starts: options that do nothing here, a run too short to
-        learn much, a KL warm-up that cannot finish."""
-        total = self.config.epochs * self.steps_per_epoch
+        learn much and what to run instead, a KL warm-up that cannot finish (the last two: runs of epochs)."""
         notes = [f"{', '.join(self.ignored)} apply on CUDA only; training in fp32 here"] if self.ignored else []
-        if total < 200:
+        if self.budget is not None:
+            return notes
+        total, per_epoch = self.planned_epochs * self.steps_per_epoch, self.steps_per_epoch
+        if total < MIN_STEPS:
+            default = TrainConfig().for_data(len(self.data.train), self.model.config.train_defaults()).batch_size
+            smaller = f" or a smaller batch (--batch-size {default})" if self.config.batch_size > default else ""
             notes.append(
-                f"only {total} optimizer steps in all ({self.steps_per_epoch} per epoch): small data needs more epochs "
-                f"or a smaller batch (--batch-size {max(1, len(self.data.train) // 10)})"
+                f"only {total} optimizer steps in all ({per_epoch} per epoch), too few to learn much: train "
+                f"{math.ceil(DEFAULT_STEPS / per_epoch)} epochs for {DEFAULT_STEPS} steps (--epochs), or for a time "
+                f"(--minutes){smaller}"
             )
         warmup = getattr(self.model.config, "kl_warmup_steps", 0)
         if warmup > total:
             notes.append(f"the KL warm-up takes {warmup} steps but the run has {total}: its weight never reaches beta")
         return notes
+
+    @property
+    def epochs_label(self) -> str:
+        """The epochs the run will train, for progress lines: "20", or a timed run's estimate "~20 (30 min)"."""
+        if self.budget is None:
+            return str(self.planned_epochs)
+        return f"~{self.planned_epochs} ({self.config.minutes:g} min)"
 
     @property
     def run_dir(self) -> Path | None:
@@ -274,6 +330,11 @@ def _on_device(data: Dataset | None, device: torch.device) -> Dataset | None:
     return data.to(device) if data.x.nbytes <= free // 3 else data
 
 
+def _epochs_s(history: list[dict[str, float]]) -> float:
+    """Seconds of the epochs in a history (their training and evaluation)."""
+    return sum(record.get("time_s", 0.0) for record in history)
+
+
 def _accumulate(totals: dict[str, torch.Tensor], out, n: int) -> None:
     # Sums stay tensors on the device: no host sync per step.
     for key, value in (("loss", out.loss.detach()), *out.logs.items()):
@@ -287,12 +348,24 @@ def _means(totals: dict[str, torch.Tensor], n: int) -> dict[str, float]:
 # ---------------------------------------------------------------- progress
 
 
-class Progress(Callback):
-    """A tqdm bar per epoch with the live loss on a terminal; otherwise one line per epoch, and within an epoch
-    longer than progress.INTERVAL a line per interval."""
+class Notes(Callback):
+    """What a person should know before a run starts (Trainer.notes), a line each on stderr: shown also where
+    progress is not (quiet)."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        for note in trainer.notes():
+            print(f"note: {note}", file=self.stream)
+
+
+class Progress(Notes):
+    """A tqdm bar per epoch with the live loss on a terminal; otherwise one line per epoch, and within an epoch
+    longer than progress.INTERVAL a line per interval. The run's notes after its first line."""
+
+    def __init__(self, stream=None) -> None:
+        super().__init__(stream)
         self.bar = None
         self.last = 0.0  # when the bar last showed the loss
 
@@ -302,18 +375,22 @@ class Progress(Callback):
         held = f", {len(trainer.data.test)} held out" if trainer.data.test is not None else ""
         print(
             f"training {trainer.model.name} on {trainer.data.train.name} ({n} items{held}) on {trainer.device}, "
-            f"epochs {trainer.epoch + 1}-{trainer.config.epochs} -> {trainer.run_dir}",
+            f"epochs {trainer.epoch + 1}-{trainer.epochs_label} -> {trainer.run_dir}",
             file=self.stream,
         )
-        for note in trainer.notes():
-            print(f"note: {note}", file=self.stream)
+        c = trainer.config
+        print(
+            f"{trainer.steps_per_epoch} steps an epoch of batches of {c.batch_size}, lr {c.lr:g} {c.schedule}",
+            file=self.stream,
+        )
+        super().on_train_start(trainer)
         self.logged = time.monotonic()  # when the last line was written
 
     def on_step(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         if not self.tty:  # a log: a line within an epoch that runs longer than progress.INTERVAL
             now = time.monotonic()
             if now - self.logged >= progress.INTERVAL:
-                where = f"epoch {trainer.epoch + 1}/{trainer.config.epochs}: step {step + 1}/{trainer.steps_per_epoch}"
+                where = f"epoch {trainer.epoch + 1}/{trainer.epochs_label}: step {step + 1}/{trainer.steps_per_epoch}"
                 print(f"{where}  loss {loss.item():.4g}", file=self.stream, flush=True)
                 self.logged = now
             return
@@ -322,7 +399,7 @@ class Progress(Callback):
 
             self.bar = tqdm(
                 total=trainer.steps_per_epoch,
-                desc=f"epoch {trainer.epoch + 1}/{trainer.config.epochs}",
+                desc=f"epoch {trainer.epoch + 1}/{trainer.epochs_label}",
                 file=self.stream,
                 leave=False,
                 unit="batch",
@@ -339,7 +416,7 @@ class Progress(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        parts = [f"epoch {record['epoch']}/{trainer.config.epochs}"]
+        parts = [f"epoch {record['epoch']}/{trainer.epochs_label}"]
         parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "time_s")]
         parts.append(f"{record['time_s']:.2f}s")
         print("  ".join(parts), file=self.stream, flush=True)
@@ -429,8 +506,8 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
     get_model_class(model)  # unknown names fail before the data is read
     if not isinstance(data, Splits):
         splits = load_config(data_cfg, data_dir=data_dir)
-    train_cfg = train_cfg.for_data(len(splits.train))
     net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
+    train_cfg = train_cfg.for_data(len(splits.train), net.config.train_defaults())
     resolve_device(train_cfg.device)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
     name = f"{model}-{Path(splits.train.name).stem}"
@@ -447,18 +524,20 @@ def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any
 
 
 def _callbacks(quiet: bool, extra: Iterable[Callback], saved: bool) -> list[Callback]:
-    """Progress (unless quiet, and on rank 0 only), the run folder's figures (when there is a folder), extra."""
-    show = not quiet and distributed.world()[0] == 0
-    return ([Progress()] if show else []) + ([RunFigures()] if saved else []) + list(extra)
+    """On rank 0 only, Progress (its notes alone when quiet); the run folder's figures (when there is a folder);
+    extra."""
+    shown = [] if distributed.world()[0] != 0 else [Notes() if quiet else Progress()]
+    return shown + ([RunFigures()] if saved else []) + list(extra)
 
 
 def _resume(out, sections, quiet, data_dir, callbacks) -> Run | None:
     check(out is not None, "resume needs the run folder to continue (--resume RUN)")
     train_opts = sections["train"]
-    changed = sorted(set(train_opts) - {"epochs", "device"} | set(sections["data"]) | set(sections["model"]))
+    changed = sorted(set(train_opts) - {"epochs", "minutes", "device"} | set(sections["data"]) | set(sections["model"]))
     check(
         not changed,
-        f"--resume continues {out} with its own settings; only epochs and device may change (got {', '.join(changed)})",
+        f"--resume continues {out} with its own settings; only epochs, minutes and device may change (got "
+        f"{', '.join(changed)})",
     )
     check((Path(out) / CHECKPOINT).exists(), f"{out}: no checkpoint to resume from")
     folder = distributed.on_rank0(lambda: RunFolder.reopen(Path(out)))
@@ -469,13 +548,18 @@ def _resume(out, sections, quiet, data_dir, callbacks) -> Run | None:
         data = run.load_data(data_dir=data_dir)
         trainer = Trainer(run.model, data, train_cfg, folder, _callbacks(quiet, callbacks, folder is not None))
         trainer.load_checkpoint(run.path / CHECKPOINT)
-        check(
-            trainer.epoch < train_cfg.epochs,
-            f"{out} has already trained {trainer.epoch} epochs; pass a larger --epochs to train further",
-        )
+        check(not trainer.finished, f"{out} has already trained {_trained(trainer)}")
         if folder is not None:
             folder.write_config(run.config)
         return _finish(trainer, run.config)
+
+
+def _trained(trainer: Trainer) -> str:
+    """What a finished run has trained and how to train it further."""
+    if trainer.budget is None or trainer.epoch >= (trainer.config.epochs or math.inf):
+        return f"{trainer.epoch} epochs; pass a larger --epochs to train on"
+    done = f"{trainer.spent_s / 60:.1f} of {trainer.config.minutes:g} minutes"
+    return f"{trainer.epoch} epochs in {done}; pass a larger --minutes to train on"
 
 
 def _finish(trainer: Trainer, config: dict[str, Any]) -> Run | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,10 +14,11 @@ from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
 from ..progress import chunks
-from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, build_decoder, build_encoder, code_size
+from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, RESNET_DEFAULTS, build_decoder, build_encoder, code_size
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
 MAX_REFINE_STEPS = 100_000  # Adam settles in hundreds of steps; each is a backward pass
+RESNET_TRAINING = {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"}  # ModelConfig.train_defaults
 REFINE_LR = 0.03  # Adam's step size when codes are fitted to items (refine_codes), chosen on validation photos
 
 
@@ -30,15 +32,17 @@ class ModelConfig:
         its code is a map of latent_channels x H/2^s x W/2^s for s stages).
     hidden: layer widths from input to code, mirrored by the decoder: units per layer for mlp (default
         128,64, narrower for items of under 32 values: 4 and 2 units per value), channels per stride-2
-        convolution for conv (default 32,64,128), channels per stage for resnet (default 32,64).
+        convolution for conv (default 32,64,128), channels per stage for resnet (default 96: one stage, on
+        4x4 cells with a code of 16 channels where patch and latent_channels are left out too).
     latent_dim: size of the code z (default 32, or a third of an item's values when that is less: a code
         smaller than what it encodes). For resnet it follows from latent_channels and the image size.
-    latent_channels: resnet: channels of the code map (default 4: an RGB image's code holds 1/12 of its
-        numbers with two stages).
+    latent_channels: resnet: channels of the code map (default 16 with the default hidden: 16 numbers per 8x8
+        block of pixels; 4 with hidden given: 4 per 4x4 block with two stages; either 1/12 of an RGB image's
+        numbers).
     patch: resnet: cut the image into patch x patch cells, each a position of patch*patch*C channels (a pixel
         unshuffle) before the first stage, and rebuild them after the last (a pixel shuffle): the stages run at
         1/patch of the size, about patch^2 times fewer operations, and the code map is patch times smaller
-        again. A power of 2; default 1 (the stages start at full size).
+        again. A power of 2; default 4 with the default hidden, else 1 (the stages start at full size).
     activation: nonlinearity between layers (default relu; silu for resnet).
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
         there, which switches code units off for good and costs reconstruction quality).
@@ -51,7 +55,7 @@ class ModelConfig:
     latent_channels: int | None = None
     activation: str | None = None
     latent_activation: str = "none"
-    patch: int = 1
+    patch: int | None = None
 
     def __post_init__(self) -> None:
         check(
@@ -62,6 +66,10 @@ class ModelConfig:
             self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
         )
         values = math.prod(self.input_shape)
+        if self.hidden is None and self.backbone == "resnet":  # the default resnet: sizes that go together
+            for name, value in RESNET_DEFAULTS.items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         if self.hidden is None:  # frozen: fill in the defaults once, so that config.json records them
             hidden = DEFAULT_HIDDEN[self.backbone]
             if self.backbone == "mlp":
@@ -69,6 +77,8 @@ class ModelConfig:
             object.__setattr__(self, "hidden", hidden)
         if self.activation is None:
             object.__setattr__(self, "activation", "silu" if self.backbone == "resnet" else "relu")
+        if self.patch is None:
+            object.__setattr__(self, "patch", 1)
         check(
             all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
         )
@@ -93,6 +103,12 @@ class ModelConfig:
             f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}",
         )
 
+    def train_defaults(self) -> dict[str, Any]:
+        """Training options this model trains best with where the user gives none (TrainConfig.for_data): the
+        resnet backbone, on crops of photos, many small batches at a higher rate decaying to 0 (batch 16, lr
+        2e-3, cosine: docs/benchmarks.md, "Photos with the defaults"); none for the others."""
+        return dict(RESNET_TRAINING) if self.backbone == "resnet" else {}
+
     @property
     def any_size(self) -> bool:
         """Whether the model is fully convolutional: its uses take images of any size (in tiles of input_shape)."""
@@ -108,7 +124,8 @@ class ModelConfig:
         return code_size(height, width, self.stages)
 
     def _resnet_code(self) -> None:
-        """latent_channels (default 4) and the latent_dim it makes: channels x the code map's size."""
+        """latent_channels (default 4 where hidden is given) and the latent_dim it makes: channels x the code
+        map's size."""
         if self.latent_channels is None:
             object.__setattr__(self, "latent_channels", 4)
         check(self.latent_channels >= 1, f"model.latent_channels must be positive, got {self.latent_channels}")

@@ -12,6 +12,7 @@ from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..registry import register_model
 from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
+from .layers import start_from_pca
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class DenoisingAutoencoder(Autoencoder):
     @property
     def decodes_codes(self) -> bool:
         return not self.config.skips
+
+    def start(self, x: torch.Tensor) -> None:
+        """On the resnet backbone, start as block PCA of the clean items (layers.start_from_pca), as the ae does:
+        a projection on the main components already removes part of the noise."""
+        if self.config.backbone == "resnet":
+            start_from_pca(self.encoder, self.decoder, x, 1.0)
 
     def forward(self, x: torch.Tensor) -> Output:
         z, logits = self._through(self.corrupt(x) if self.training else x)

@@ -319,6 +319,11 @@ BACKBONES = {
     "resnet": (resnet_encoder, ResnetDecoder),
 }
 DEFAULT_HIDDEN = {"mlp": (128, 64), "conv": (32, 64, 128), "resnet": (32, 64)}
+# The resnet where its sizes are left out: one stage of 96 channels on 4x4 cells of pixels and 16 code channels,
+# so the code is one position per 8x8 block of pixels with 16 numbers (1/12 of an RGB image's) and the linear path
+# starts as 8x8 block PCA (start_from_pca); about 16 times fewer operations than (32, 64) at full size
+# (docs/benchmarks.md, "Photos with the defaults").
+RESNET_DEFAULTS = {"hidden": (96,), "patch": 4, "latent_channels": 16}
 
 
 def build_encoder(config, out_features: int) -> nn.Module:

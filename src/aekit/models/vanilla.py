@@ -143,17 +143,21 @@ class VanillaAutoencoder(Autoencoder):
         return torch.round(fit_codes(y, gradient, steps, RATE_REFINE_LR, what))
 
     def start(self, x: torch.Tensor) -> None:
-        """A compressor on the resnet backbone starts as a block transform coder (layers.start_from_pca, with the
-        quantization step that minimises bits + rate_lambda * squared error for a high-rate uniform quantizer of
-        orthonormal coefficients: sqrt(6 / (rate_lambda ln 2))), and its density fitted to those first codes:
-        from scratch, a few minutes of CPU training leave it far behind JPEG (docs/benchmarks.md)."""
+        """On the resnet backbone, start as a block transform (layers.start_from_pca): 8x8 block PCA with the
+        default sizes, which training then improves (from random weights, minutes of CPU training stay below
+        it). A compressor quantizes those coefficients with the step that minimises bits + rate_lambda *
+        squared error for a high-rate uniform quantizer of orthonormal coefficients, sqrt(6 / (rate_lambda ln
+        2)), and its density is fitted to those first codes (from scratch, a few minutes of CPU training leave
+        it far behind JPEG; docs/benchmarks.md)."""
         c = self.config
-        if self.entropy is None or c.backbone != "resnet":
+        if c.backbone != "resnet":
             return
-        start_from_pca(self.encoder, self.decoder, x, math.sqrt(6 / (c.rate_lambda * math.log(2))))
-        with torch.no_grad():
-            codes = self.code_map(self.encoder(x))
-        self.entropy.fit(codes)
+        step = 1.0 if self.entropy is None else math.sqrt(6 / (c.rate_lambda * math.log(2)))
+        start_from_pca(self.encoder, self.decoder, x, step)
+        if self.entropy is not None:
+            with torch.no_grad():
+                codes = self.code_map(self.encoder(x))
+            self.entropy.fit(codes)
 
     def after_epoch(self) -> None:
         if self.entropy is not None:
