@@ -49,6 +49,28 @@ def test_crops_are_the_images_pixels_and_held_out_images_stay_whole(tmp_path):
     assert len(tops) > len(drawn) // 2  # fresh places, not the grid
 
 
+def test_a_fully_convolutional_model_trains_on_crops_of_photos_by_default(tmp_path):
+    from aekit.config import DataConfig
+    from aekit.data.datasets import with_photo_crop
+
+    photo_folder(tmp_path / "photos", sizes=[(70, 90), (80, 66)])  # photos of two sizes: crops of 64
+    photo_folder(tmp_path / "small", sizes=[(40, 90), (80, 50)])  # the smallest sides: crops of 40 x 50
+    photo_folder(tmp_path / "same", sizes=[(30, 40), (30, 40)])  # small and of one size: whole
+    photo_folder(tmp_path / "large", sizes=[(65, 20), (65, 20)])  # of one size, but taller than a crop
+    cases = {"photos": (64, 64), "small": (40, 50), "same": None, "large": (64, 20), "digits": None}
+    for name, crop in cases.items():
+        source = str(tmp_path / name) if name != "digits" else name
+        assert with_photo_crop(DataConfig(source)).crop == crop, name
+    assert with_photo_crop(DataConfig(str(tmp_path / "photos" / "p0.png"))).crop == (64, 64)  # one photo
+    assert with_photo_crop(DataConfig(str(tmp_path / "photos" / "*.png"))).crop == (64, 64)  # a pattern
+    assert with_photo_crop(DataConfig(str(tmp_path / "photos"), crop=(8, 8))).crop == (8, 8)  # given: kept
+    assert with_photo_crop(DataConfig(str(tmp_path / "photos"), size=(32, 32))).crop is None  # resized: whole
+    run = aekit.train(tmp_path / "photos", "ae", out=tmp_path / "r", epochs=1, **RESNET)
+    assert run.config["data"]["crop"] == [64, 64] and run.model.config.input_shape == (3, 64, 64)
+    with pytest.raises(AekitError, match="p1.png: is 80x66 but p0.png is 70x90"):  # other backbones: as before
+        aekit.train(tmp_path / "photos", "ae", out=tmp_path / "m", epochs=1, backbone="conv", quiet=True)
+
+
 def test_training_on_crops_resumes_bit_for_bit_and_the_run_scores_its_held_out_crops(tmp_path):
     photo_folder(tmp_path / "photos")
     options = {**RESNET, "crop": (16, 16), "schedule": "constant"}  # a cosine schedule would span 1 epoch, then 3

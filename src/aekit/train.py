@@ -20,10 +20,11 @@ import torch
 
 from . import checkpoint, disk, distributed, progress
 from .config import DEFAULT_STEPS, DataConfig, TrainConfig, field_names, from_dict, lr_factor
-from .data.datasets import Dataset, Splits, load_config
+from .data.datasets import Dataset, Splits, load_config, with_photo_crop
 from .errors import AekitError, check
 from .folder import RunFolder
 from .limits import INFERENCE_BATCH, check_load_size
+from .models.base import ModelConfig
 from .registry import get_model_class, model_from_config
 from .run import CHECKPOINT, METRICS, Run, make_config
 
@@ -505,6 +506,8 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
         data_cfg = from_dict(DataConfig, {"source": str(data), **sections["data"]}, "data")
     get_model_class(model)  # unknown names fail before the data is read
     if not isinstance(data, Splits):
+        if _any_size(sections["model"]):
+            data_cfg = with_photo_crop(data_cfg)
         splits = load_config(data_cfg, data_dir=data_dir)
     net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
     train_cfg = train_cfg.for_data(len(splits.train), net.config.train_defaults())
@@ -516,6 +519,11 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
         trainer = Trainer(net, splits, train_cfg, folder, _callbacks(quiet, callbacks, folder is not None))
         distributed.on_rank0(lambda: (trainer.save_checkpoint(), folder.place()))  # epoch 0, then in place
         return _finish(trainer, config)
+
+
+def _any_size(options: dict[str, Any]) -> bool:
+    """Whether a model with these options takes images of any size (its backbone is fully convolutional)."""
+    return ModelConfig(input_shape=(3, 64, 64), backbone=options.get("backbone", "mlp")).any_size
 
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):

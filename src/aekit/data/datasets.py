@@ -466,6 +466,24 @@ def from_array(x: np.ndarray, scaling: Scaling | None = None, name: str = "array
     return _make_splits(_layout(Path(name), x), None, name, None, DataConfig(name, 0.0), None, scaling)
 
 
+PHOTO_CROP = 64  # the side of the crops a fully convolutional model trains on where --crop is left out
+
+
+def with_photo_crop(cfg: DataConfig) -> DataConfig:
+    """cfg for a fully convolutional model (one that takes images of any size): where neither crop nor size is
+    given and the source is image files of several sizes or larger than PHOTO_CROP (photos), crops of
+    PHOTO_CROP x PHOTO_CROP, or of the smallest image's side where that is less; cfg as it is otherwise."""
+    if cfg.crop is not None or cfg.size is not None or builtin(cfg.source) is not None:
+        return cfg
+    path = Path(cfg.source).expanduser()
+    if not (path.exists() or sources.is_glob(path)) or "crop" not in format_for(path).options:
+        return cfg
+    sizes = np.array(sources.image_sizes(path))
+    if len(np.unique(sizes, axis=0)) == 1 and sizes.max() <= PHOTO_CROP:
+        return cfg  # images of one size that a crop would not cut: trained whole
+    return dataclasses.replace(cfg, crop=tuple(int(min(PHOTO_CROP, side)) for side in sizes.min(axis=0)))
+
+
 def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scaling: Scaling | None = None) -> Splits:
     """load() from a DataConfig (the "data" section of a run's config)."""
     name = cfg.source

@@ -32,7 +32,7 @@ import numpy as np
 from .. import disk
 from ..errors import AekitError, check
 from ..limits import check_load_size, human
-from .registry import FOLDER, BuiltinArrays, Raw, is_glob, register_dataset, register_format
+from .registry import FOLDER, BuiltinArrays, Raw, is_glob, many_files, register_dataset, register_format
 
 MASKS = "masks"  # a subfolder of ground-truth masks for anomaly maps, not images to learn from
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -617,6 +617,13 @@ class _Scan:
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8).reshape(h, w, self.channels)
+
+
+def image_sizes(path: Path) -> list[tuple[int, int]]:
+    """(height, width) of each image of an image file, folder or glob pattern, upright, from their headers
+    (nothing decoded)."""
+    files = image_files(path)[0] if many_files(path) else [path]
+    return _scan_images(files).sizes
 
 
 def _scan_images(files: list[Path]) -> _Scan:
