@@ -141,7 +141,10 @@ BAD_INPUTS = {  # name: (CLI args, fragments the one-line error must contain); T
         for value in ("0", "-5", "1e9")
     },
     **{
-        f"minutes {value}": ([*TRAIN, "--data", "digits", "--minutes", value], [f"minutes: expected a finite number, got {value}"])
+        f"minutes {value}": (
+            [*TRAIN, "--data", "digits", "--minutes", value],
+            [f"minutes: expected a finite number, got {value}"],
+        )
         for value in ("nan", "inf")
     },
     "minutes not a number": ([*TRAIN, "--data", "digits", "--minutes", "soon"], ["--minutes"]),

@@ -364,7 +364,9 @@ def test_a_timed_run_stops_after_the_epoch_that_passes_its_minutes(tmp_path, mon
     assert [r["time_s"] for r in history] == [11.0] * 6  # 55 s < 60 s after five epochs: the sixth passes it
     assert run.config["train"]["minutes"] == 1 and run.config["train"]["epochs"] is None
     # timed from the second step (the first is the first check's): the schedule spans the 66 steps from there
-    assert lrs == pytest.approx([1e-3 * lr_factor("cosine", 1, 11)] + [1e-3 * lr_factor("cosine", s, 66) for s in range(2, 67)])
+    assert lrs == pytest.approx(
+        [1e-3 * lr_factor("cosine", 1, 11)] + [1e-3 * lr_factor("cosine", s, 66) for s in range(2, 67)]
+    )
     with pytest.raises(AekitError, match=r"already trained 6 epochs in 1\.1 of 1 minutes; pass a larger --minutes"):
         timed_run(tmp_path, monkeypatch, "r", resume=True)
     longer, lrs = timed_run(tmp_path, monkeypatch, "r", resume=True, minutes=2)  # 66 s done: 5 epochs pass 120 s

@@ -175,6 +175,9 @@ class TrainConfig:
         steps, then a cosine decay to 0) (default constant; cosine for the resnet backbone).
     grad_clip: clip the gradients' global norm to this before each step; None (default) does not clip.
     seed: seeds the initial weights, the data order and any noise.
+    init: a run folder, or the name of a model that ships with aekit (aekit models), to start from: the new run
+        takes its type, its options (those given here may change what leaves the weights' shapes as they are:
+        a dae's noise, the sizes of a resnet's images) and its weights, so that a few items and minutes adapt it.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
     precision: "fp32", or "bf16" for bfloat16 autocast on CUDA (the loss stays float32; ignored elsewhere).
     compile: torch.compile the model on CUDA (ignored elsewhere).
@@ -188,6 +191,7 @@ class TrainConfig:
     schedule: str | None = None
     grad_clip: float | None = None
     seed: int = 0
+    init: str | None = None
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
@@ -212,6 +216,7 @@ class TrainConfig:
         )
         check(self.grad_clip is None or self.grad_clip > 0, f"train.grad_clip must be positive, got {self.grad_clip}")
         check(0 <= self.seed < MAX_INT, f"train.seed must be in [0, 2**63), got {self.seed}")
+        check(self.init != "", "train.init must name a run folder or a shipped model")
 
     def for_data(self, n_train: int, preferred: Mapping[str, Any] | None = None) -> TrainConfig:
         """This config with the options left out filled in, for n_train training items and a model that

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from . import pretrained
 from .errors import AekitError, check
 
 TMP = ".tmp"
@@ -429,6 +430,11 @@ def check_not_here(path: Path, what: str = "") -> None:
           f"above it{what}")  # fmt: skip
 
 
+def check_not_shipped(path: Path, what: str = "") -> None:
+    """AekitError if path is the folder of the models that ship with aekit or inside it (never written)."""
+    check(not pretrained.is_shipped(path), f"{path}: the models that ship with aekit are never written over{what}")
+
+
 class Output:
     """An output path, checked before any work, then written whole.
 
@@ -447,6 +453,7 @@ class Output:
         check(self.kind in kinds, f"{self.path}: name this output {_describe(kinds)}")
         check(self.path.name != MANIFEST, f"{self.path}: that name is aekit's manifest; give another output name")
         check(self.path.parent.is_dir(), f"{self.path.parent}: no such folder for the output")
+        check_not_shipped(self.path, "; give another output name")
         target = self.path.resolve()
         for given in inputs:
             check(

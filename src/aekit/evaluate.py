@@ -103,7 +103,7 @@ def _result(run: Run, data, split: str, items: int, model: dict, baselines: dict
         "model": model,
         "baselines": baselines,
     }
-    if save:
+    if save and not run.shipped:  # a shipped model's folder is never written
         with FolderLock(run.path):  # not while a training writes the same metrics.json
             run.update_metrics(evaluation=result)
     return result

@@ -65,6 +65,7 @@ class RunFolder:
     @classmethod
     def reopen(cls, run_dir: Path) -> RunFolder:
         """An existing run folder to train further (--resume): locked, a killed process's temporaries gone."""
+        disk.check_not_shipped(run_dir, "; start from its weights in a run of your own with --init")
         lock = disk.FolderLock(run_dir).acquire()
         disk.remove_abandoned(disk.temporaries(run_dir))
         return cls(run_dir, lock)
@@ -137,6 +138,7 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
             run_dir = base.with_name(f"{base.name}-{n}")
     else:
         run_dir = Path(out)
+    disk.check_not_shipped(run_dir, "; give another --out")
     if os.path.lexists(run_dir):
         check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
         check(run_dir.is_dir(), f"{run_dir} is a file; give another --out")

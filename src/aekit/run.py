@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from . import __version__, disk
+from . import __version__, disk, pretrained
 from .config import DataConfig, TrainConfig, from_dict
 from .data.datasets import (
     Dataset,
@@ -128,6 +128,18 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: P
     model.load_state_dict(tensors)
 
 
+def run_folder(path: str | os.PathLike) -> Path:
+    """The run folder at path, or the folder of the model that ships with aekit by that name where there is no
+    such folder (aekit.pretrained); AekitError naming the shipped models if neither exists."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    shipped = pretrained.path_of(path)
+    known = ", ".join(pretrained.names()) or "none here"
+    check(shipped is not None, f"{path}: no such run folder, nor a model that ships with aekit ({known})")
+    return shipped
+
+
 @dataclass
 class Run:
     """A run folder opened: its config sections, its model (eval mode) and its metrics."""
@@ -139,9 +151,9 @@ class Run:
 
     @classmethod
     def open(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-        """Open the run folder at path, loading its weights (never unpickling) onto device."""
-        path = Path(path)
-        check(path.is_dir(), f"{path}: no such run folder")
+        """Open the run folder at path, or the shipped model of that name (aekit.pretrained) where no such folder
+        exists, loading its weights (never unpickling) onto device."""
+        path = run_folder(path)
         weights_path = path / WEIGHTS
         if not weights_path.exists():
             pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
@@ -157,6 +169,11 @@ class Run:
         metrics = disk.read_json(path / METRICS) if (path / METRICS).exists() else {}
         check(isinstance(metrics, dict), f"{path / METRICS}: expected a JSON object")
         return cls(path, config, model.to(device).eval(), metrics)
+
+    @property
+    def shipped(self) -> bool:
+        """Whether this is a model that ships with aekit (read-only: nothing is stored in it)."""
+        return pretrained.is_shipped(self.path)
 
     @property
     def scaling(self) -> Scaling:

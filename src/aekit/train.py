@@ -26,7 +26,7 @@ from .folder import RunFolder
 from .limits import INFERENCE_BATCH, check_load_size
 from .models.base import ModelConfig
 from .registry import get_model_class, model_from_config
-from .run import CHECKPOINT, METRICS, Run, make_config
+from .run import CHECKPOINT, METRICS, Run, load_state, make_config, read_config, run_folder
 
 START_ITEMS, START_VALUES = 2048, 2**24  # what Autoencoder.start sees: at most this many items and values
 MIN_STEPS = 200  # a run of epochs with fewer optimizer steps is named too short to learn (Trainer.notes)
@@ -122,7 +122,7 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train from the current epoch to config.epochs, or until the epochs' time passes config.minutes;
         returns the per-epoch history."""
-        if self.epoch == 0:
+        if self.epoch == 0 and self.config.init is None:  # started from a trained model's weights: kept
             self._start()
         self.prior_s = _epochs_s(self.history)
         self.began, self.began_at = time.perf_counter(), self.epoch  # this sitting: its start and first epoch
@@ -428,7 +428,7 @@ class Progress(Notes):
 
 def train(
     data: str | os.PathLike | Splits = "mnist",
-    model: str = "ae",
+    model: str | None = None,
     *,
     out: str | os.PathLike | None = None,
     resume: bool = False,
@@ -456,6 +456,9 @@ def train(
     --nproc N`) every process calls this; they train one model with DistributedDataParallel, rank 0
     writes the run folder and returns the Run, the others return None.
     """
+    if not resume:  # the type: the one asked for, else the type of the run to start from (init), else ae
+        init = {**((config or {}).get("train") or {}), **options}.get("init")
+        model = model or (read_config(run_folder(init))["model"]["name"] if init else "ae")
     sections = option_sections(None if resume else model, config, options)
     started = distributed.setup()  # under torchrun or --nproc: join the other processes
     try:
@@ -490,7 +493,9 @@ def option_sections(
     for key, value in options.items():
         home = next((name for name, fields in homes.items() if key in fields), None if model else "model")
         check(home is not None, f"unknown option {key!r} for a {model} model (see: aekit train --help)")
-        sections[home][key] = list(value) if isinstance(value, tuple) else value
+        sections[home][key] = (
+            list(value) if isinstance(value, tuple) else os.fspath(value) if isinstance(value, os.PathLike) else value
+        )
     if isinstance(sections["data"].get("classes"), list):  # labels may be given as numbers in Python
         sections["data"]["classes"] = [str(c) for c in sections["data"]["classes"]]
     return sections
@@ -505,11 +510,14 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
     else:
         data_cfg = from_dict(DataConfig, {"source": str(data), **sections["data"]}, "data")
     get_model_class(model)  # unknown names fail before the data is read
+    start = _init(train_cfg.init, model, sections["model"])
     if not isinstance(data, Splits):
         if _any_size(sections["model"]):
             data_cfg = with_photo_crop(data_cfg)
         splits = load_config(data_cfg, data_dir=data_dir)
     net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
+    if start is not None:
+        load_state(net, start.model.state_dict(), f"--init {train_cfg.init}")
     train_cfg = train_cfg.for_data(len(splits.train), net.config.train_defaults())
     resolve_device(train_cfg.device)
     config = make_config(net, train_cfg, data_cfg, splits.train.scaling)
@@ -519,6 +527,22 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
         trainer = Trainer(net, splits, train_cfg, folder, _callbacks(quiet, callbacks, folder is not None))
         distributed.on_rank0(lambda: (trainer.save_checkpoint(), folder.place()))  # epoch 0, then in place
         return _finish(trainer, config)
+
+
+def _init(init: str | None, model: str, options: dict[str, Any]) -> Run | None:
+    """The run to start from (train.init), opened, its model options put under those given (in place); None
+    without one."""
+    if init is None:
+        return None
+    start = Run.open(init)
+    check(
+        start.model.name == model,
+        f"--init {init} is a {start.model.name}; drop --model {model}, or start from a run of that type",
+    )
+    derived = {"name", "input_shape"} | ({"latent_dim"} if start.model.config.any_size else set())  # from the data
+    inherited = {k: v for k, v in start.config["model"].items() if k not in derived}
+    options.update({**inherited, **options})
+    return start
 
 
 def _any_size(options: dict[str, Any]) -> bool:

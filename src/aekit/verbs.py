@@ -130,13 +130,22 @@ def _data_export(p):
     )
 
 
-@verb("models", "list the autoencoder types")
+@verb("models", "list the autoencoder types, and the trained models that ship with aekit")
 def _models(p):
+    from . import pretrained
     from .registry import get_model_class, list_models
 
     def models(args):
         lines = [(name, (get_model_class(name).__doc__ or "").strip().splitlines()) for name in list_models()]
-        return "\n".join(f"{name:6} {doc[0] if doc else ''}" for name, doc in lines)
+        out = ["types (aekit train --model TYPE):"]
+        out += [f"  {name:6} {doc[0] if doc else ''}" for name, doc in lines]
+        out.append("shipped, trained (a name works wherever a run folder does; --init NAME starts a run from one):")
+        for name in pretrained.names() or ["(none in this installation)"]:
+            shipped = pretrained.SHIPPED.get(name)
+            out.append(f"  {name}  {shipped.what if shipped else ''}".rstrip())
+            if shipped:
+                out += [f"    {pretrained.summary(name)}", f"    {shipped.example}"]
+        return "\n".join(out)
 
     return models
 
@@ -192,9 +201,7 @@ def _train(p):
             check(not given, f"--resume continues the run with its own data and model; drop {', '.join(given)}")
             run = train(out=args.resume, resume=True, **common)
         else:
-            run = train(
-                data or source or "mnist", args.model or model or "ae", out=args.out, force=args.force, **common
-            )
+            run = train(data or source or "mnist", args.model or model, out=args.out, force=args.force, **common)
         if run is None:  # a rank other than 0 of a multi-process run: rank 0 reports
             return None
         final = run.metrics.get("final", {})

@@ -33,8 +33,14 @@ def shift(x: torch.Tensor, pixels: int, generator: torch.Generator | None = None
     return padded[items, channels, rows, cols]
 
 
-def gaussian(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """x + N(0, sigma^2) per value, clipped to [0, 1]."""
+def gaussian(
+    x: torch.Tensor, sigma: float, generator: torch.Generator | None = None, sigma_max: float | None = None
+) -> torch.Tensor:
+    """x + N(0, sigma^2) per value, clipped to [0, 1]; with sigma_max, each item's sigma drawn uniformly from
+    [sigma, sigma_max] (noise of a strength the denoiser is not told)."""
+    if sigma_max is not None:  # (N, 1, ...): one sigma per item
+        u = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=generator, device=x.device, dtype=x.dtype)
+        sigma = sigma + (sigma_max - sigma) * u
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (x + sigma * noise).clamp_(0, 1)
 
@@ -85,12 +91,13 @@ def corrupt(
     p: float,
     generator: torch.Generator | None = None,
     pixels: int = 1,
+    sigma_max: float | None = None,
 ) -> torch.Tensor:
     """Apply each named corruption in kinds, in the order of NOISES (shifts first, masking last)."""
     if "shift" in kinds and pixels > 0:
         x = shift(x, pixels, generator)
     if "gaussian" in kinds:
-        x = gaussian(x, sigma, generator)
+        x = gaussian(x, sigma, generator, sigma_max)
     if "salt_pepper" in kinds:
         x = salt_pepper(x, p, generator)
     if "masking" in kinds:

@@ -25,6 +25,8 @@ class DenoisingConfig(ModelConfig):
         foreign content over a part of half the images: a dae trained so (with skips) makes anomaly maps
         that mark what does not belong (data.noise.paste).
     noise_sigma: standard deviation of the Gaussian noise (the result is clipped to [0, 1]).
+    noise_sigma_max: with it, each training item's standard deviation is drawn uniformly from [noise_sigma,
+        noise_sigma_max]: a blind denoiser, for noise of a strength it is not told (evaluate draws them so too).
     noise_p: fraction of values hit by salt_pepper (set to 0 or 1) and by masking (set to 0).
     noise_shift: largest shift, in pixels, of each image's rows and columns, either way.
     skips: resnet backbone only: U-Net skip connections, each encoder stage's features added into the decoder
@@ -35,6 +37,7 @@ class DenoisingConfig(ModelConfig):
 
     noise: tuple[str, ...] = ("gaussian",)
     noise_sigma: float = 0.5
+    noise_sigma_max: float | None = None
     noise_p: float = 0.25
     noise_shift: int = 1
     skips: bool = False
@@ -47,6 +50,10 @@ class DenoisingConfig(ModelConfig):
             f"model.noise must name one or more of {', '.join(NOISES)}, got {', '.join(self.noise) or 'nothing'}",
         )
         check(self.noise_sigma >= 0, f"model.noise_sigma must be >= 0, got {self.noise_sigma}")
+        check(
+            self.noise_sigma_max is None or self.noise_sigma_max >= self.noise_sigma,
+            f"model.noise_sigma_max must be at least noise_sigma ({self.noise_sigma}), got {self.noise_sigma_max}",
+        )
         check(0 <= self.noise_p <= 1, f"model.noise_p must be in [0, 1], got {self.noise_p}")
         check(self.noise_shift >= 0, f"model.noise_shift must be >= 0, got {self.noise_shift}")
         check(not self.skips or self.backbone == "resnet", "model.skips needs the resnet backbone")
@@ -70,7 +77,7 @@ class DenoisingAutoencoder(Autoencoder):
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x with this model's training noise applied."""
         c = self.config
-        return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator, c.noise_shift)
+        return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator, c.noise_shift, c.noise_sigma_max)
 
     @property
     def decodes_codes(self) -> bool:
