@@ -195,14 +195,18 @@ def reconstruction(args, folder: Path, tmp: Path) -> None:
         (args.figures / "photos_reconstruction.png").write_bytes(figure)
 
 
+def nlm(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """scikit-image's non-local means of noisy (H, W, 3) in [0, 1], told the sigma (in [0, 1] units): the settings
+    of its documentation's example."""
+    from skimage.restoration import denoise_nl_means
+
+    return denoise_nl_means(noisy, h=0.6 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6,
+                            channel_axis=-1)  # fmt: skip
+
+
 def denoisers(run) -> dict:
     """name -> function (noisy (H, W, 3) in [0, 1], sigma in [0, 1] units) -> denoised."""
     import bm3d
-    from skimage.restoration import denoise_nl_means
-
-    def nlm(noisy, sigma):
-        return denoise_nl_means(noisy, h=0.6 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6,
-                                channel_axis=-1)  # fmt: skip
 
     return {"dae": lambda noisy, sigma: rebuilt(run, noisy), "NLM": nlm,
             "BM3D": lambda noisy, sigma: bm3d.bm3d_rgb(noisy, sigma_psd=sigma)}  # fmt: skip

@@ -36,7 +36,7 @@ from PIL import Image
 from scipy.ndimage import median_filter
 
 import aekit
-from photos import TEST, crops_of, denoisers, pca_rebuilt, photo, psnr, test_photo
+from photos import TEST, crops_of, nlm, pca_rebuilt, photo, psnr, test_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("crops", "photos")
@@ -88,7 +88,8 @@ def crops(tmp: Path) -> None:
     for name in TEST:
         test = crops_of([test_photo(name)], TEST_CROPS, seed=2)
         made = as_pixels(aekit.reconstruct(run, as_batch(test)))
-        pca = np.stack([pca_rebuilt(train, t, 8) for t in test])
+        side_by_side = np.concatenate(list(test), axis=1)  # (64, 64 N, 3): the same 8x8 blocks, one PCA fit
+        pca = np.stack(np.split(pca_rebuilt(train, side_by_side, 8), len(test), axis=1))
         rows.append((psnr(test, made), psnr(test, pca)))
         print(f"{name:12} {rows[-1][0]:7.2f} {rows[-1][1]:8.2f}")
     mean = np.mean(rows, axis=0)
@@ -110,7 +111,6 @@ def photos(tmp: Path, names: list[str]) -> None:
         runs[kind] = aekit.Run.open(tmp / re.search(r"--out (\S+)", line)[1])
     train = [photo(name) for name in names]
     rng = np.random.default_rng(0)
-    nlm = denoisers(None)["NLM"]
     print(f"{'test photo':12} {'ae':>7} {'PCA 8x8':>8} | {'noisy':>7} {'dae':>7} {'median':>7} {'NLM':>7}   (PSNR, dB)")
     rows = []
     for name in TEST:

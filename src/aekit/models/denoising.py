@@ -87,7 +87,7 @@ class DenoisingAutoencoder(Autoencoder):
         """On the resnet backbone, start as block PCA of the clean items (layers.start_from_pca), as the ae does:
         a projection on the main components already removes part of the noise."""
         if self.config.backbone == "resnet":
-            start_from_pca(self.encoder, self.decoder, x, 1.0)
+            start_from_pca(self.encoder, self.decoder, x, 1.0, weighted=True)
 
     def forward(self, x: torch.Tensor) -> Output:
         z, logits = self._through(self.corrupt(x) if self.training else x)

@@ -152,12 +152,13 @@ class VanillaAutoencoder(Autoencoder):
         c = self.config
         if c.backbone != "resnet":
             return
-        step = 1.0 if self.entropy is None else math.sqrt(6 / (c.rate_lambda * math.log(2)))
-        start_from_pca(self.encoder, self.decoder, x, step)
-        if self.entropy is not None:
-            with torch.no_grad():
-                codes = self.code_map(self.encoder(x))
-            self.entropy.fit(codes)
+        if self.entropy is None:
+            start_from_pca(self.encoder, self.decoder, x, 1.0, weighted=True)
+            return
+        start_from_pca(self.encoder, self.decoder, x, math.sqrt(6 / (c.rate_lambda * math.log(2))))
+        with torch.no_grad():
+            codes = self.code_map(self.encoder(x))
+        self.entropy.fit(codes)
 
     def after_epoch(self) -> None:
         if self.entropy is not None:
