@@ -47,7 +47,7 @@ def test_from_dict_builds_and_coerces():
 
 def test_from_dict_refusals():
     refused("train: expected an object of options, got list", from_dict, TrainConfig, [1], "train")
-    known = "epochs, minutes, batch_size, lr, weight_decay, schedule, grad_clip, seed, device, precision, compile"
+    known = "epochs, minutes, batch_size, lr, weight_decay, schedule, grad_clip, seed, init, device, precision, compile"
     refused(f"train: unknown option 'aa', 'zz' (known: {known})", from_dict, TrainConfig, {"zz": 1, "aa": 2}, "train")
     refused("o: unknown option 'derived' (known: needed, listed, count)", from_dict, Options, {"derived": 1}, "o")
     refused("o: missing 'needed'", from_dict, Options, {"count": 2}, "o")  # not listed: it has a default factory
@@ -94,6 +94,7 @@ def test_defaults_and_to_dict():
         "schedule": None,
         "grad_clip": None,
         "seed": 0,
+        "init": None,
         "device": "auto",
         "precision": "fp32",
         "compile": False,

@@ -109,3 +109,16 @@ def test_blind_noise_draws_a_sigma_per_item():
     assert fixed.min() > 0.09 and fixed.max() < 0.11
     with pytest.raises(AekitError, match=r"model.noise_sigma_max must be at least noise_sigma \(0.1\), got 0.05"):
         aekit.create_model("dae", (3, 16, 16), noise_sigma=0.1, noise_sigma_max=0.05)
+
+
+def test_the_shipped_denoiser_removes_noise_of_a_strength_it_is_not_told():
+    import skimage.data
+
+    clean = torch.from_numpy(skimage.data.chelsea()[100:196, 150:278].transpose(2, 0, 1).copy()).float()[None] / 255
+    generator = torch.Generator().manual_seed(0)
+    for sigma in (10 / 255, 25 / 255, 45 / 255):
+        noisy = (clean + sigma * torch.randn(clean.shape, generator=generator)).clamp(0, 1)
+        denoised = aekit.denoise(NAME, noisy)
+        gain = 10 * torch.log10((noisy - clean).pow(2).mean() / (denoised - clean).pow(2).mean())
+        assert float(gain) > 4, (sigma * 255, float(gain))  # dB of noise removed
+    assert aekit.Run.open(NAME).metrics["shipped"]["summary"].startswith("held-out photos, sigma not told")

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import aekit
+from aekit.models.layers import start_from_pca
 from aekit.apps import coding
 from aekit.apps.aez import SECTIONS, parse
 from aekit.apps.compress import compress, compress_file, decompress
@@ -96,6 +97,10 @@ def test_a_photo_compressor_starts_as_a_block_transform_coder_with_a_density_tha
     with torch.no_grad():
         step = math.sqrt(6 / (300.0 * math.log(2)))  # the compressor's quantization step
         assert torch.allclose(plain.encoder.linear.weight / step, model.encoder.linear.weight, atol=1e-6)
+    unweighted = aekit.create_model("ae", (3, 32, 32), **options).eval()
+    start_from_pca(unweighted.encoder, unweighted.decoder, x, 1.0)  # the compressor's fit, unquantized
+    errors = [float(((m.reconstruct(x) - x) ** 2).mean()) for m in (plain, unweighted)]
+    assert errors[0] < 0.95 * errors[1]  # a plain ae's fit weighs each logit by the pixels' slope: closer
 
 
 def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_and_decodes_them_exactly():

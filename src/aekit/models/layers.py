@@ -294,10 +294,10 @@ def start_from_pca(
     quantization with that step); the decoder's path is the least-squares map from those coefficients to the
     blocks' logits (the decoder ends in a sigmoid), with pixels clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP].
     weighted: fit the pixels' first-order error instead (each logit error weighted by the sigmoid's slope at its
-    pixel), which reaches pixels near black and white (clipped to [WEIGHTED_CLIP, 1 - WEIGHTED_CLIP]): the
-    start of a plain ae or dae, 0.5 dB closer to block PCA on validation photos after training, 1.6 dB on a dark
-    one (docs/benchmarks.md, "Photos with the defaults"); a compressor keeps the unweighted fit that its measured
-    figures were made with."""
+    pixel, pixels clipped to [WEIGHTED_CLIP, 1 - WEIGHTED_CLIP]), which puts the fit where pixel errors are, in
+    the mid-tones (pixels near black or white weigh little): the start of a plain ae or dae, which ended closer to
+    block PCA on validation photos after training (docs/benchmarks.md, "Photos with the defaults"); a compressor
+    keeps the unweighted fit that its measured figures were made with."""
     linear, back = encoder.linear, decoder.linear[0]
     channels, c_in, block, _ = linear.weight.shape
     blocks = F.unfold(pad_to_stages(x, encoder.stages).cpu().double(), block, stride=block)  # CPU: any rank
