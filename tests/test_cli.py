@@ -12,7 +12,8 @@ from conftest import assert_clean_error, fake_mnist_files, run_cli
 
 def test_models_and_help():
     result = run_cli("models")
-    assert result.returncode == 0 and result.stdout.startswith("ae")
+    assert result.returncode == 0 and result.stdout.startswith("types (aekit train --model TYPE):\n  ae     ")
+    assert "shipped, trained" in result.stdout and "  photo-denoiser  removes Gaussian noise" in result.stdout
     assert run_cli("--version").stdout.startswith("aekit ")
     assert "--latent-dim" in run_cli("train", "--help").stdout
 

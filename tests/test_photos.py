@@ -117,7 +117,7 @@ def test_crop_options_fail_in_one_line(tmp_path):
         (["--crop", "0,8"], tmp_path / "photos", "data.crop must be two positive integers"),
         (["--crop", "8,8"], tmp_path / "table.npy", "--crop does not apply to table.npy"),
         (["--crop", "8,8"], "digits", "--crop applies to files and folders"),
-        ([], tmp_path / "photos", "train on crops with --crop HEIGHT,WIDTH"),
+        (["--backbone", "conv"], tmp_path / "photos", "train on crops with --crop HEIGHT,WIDTH"),  # resnet: crops
     ]
     for flags, source, message in cases:
         done = run_cli("train", source, "--backbone", "resnet", "--epochs", "1", "--out", out, *flags)
