@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.models.layers import start_from_pca
 from aekit.apps import coding
 from aekit.apps.aez import SECTIONS, parse
 from aekit.apps.compress import compress, compress_file, decompress
 from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
+from aekit.models.layers import start_from_pca
 from conftest import RESNET, assert_clean_error, photo_folder, run_cli, succeeds
 
 
