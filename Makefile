@@ -54,7 +54,7 @@ pretrained: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check bm3d
 	$(BIN)/python bench/pretrained.py
 
-# Every benchmark in docs/benchmarks.md, one after another (about 4.5 hours on 2 cores). The peer libraries they
+# Every benchmark in docs/benchmarks.md, one after another (about 5 hours on 2 cores). The peer libraries they
 # compare with (Pythae, PyOD) and BM3D are installed here only, next to torch 2.13.0 (scikit-image comes with dev).
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod bm3d
@@ -69,6 +69,8 @@ bench: setup
 	$(BIN)/python bench/large_npy.py
 	$(BIN)/python bench/small_data.py
 	$(BIN)/python bench/photos.py
+	$(BIN)/python bench/readme.py
+	$(BIN)/python bench/tables.py --held-out
 	$(BIN)/python bench/gpu_speed.py
 
 lint: setup
