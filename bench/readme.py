@@ -100,6 +100,11 @@ def crops(tmp: Path, test_photos: tuple[str, ...]) -> None:
     print(f"{'mean':12} {mean[0]:7.2f} {mean[1]:8.2f}")
 
 
+def _row(values) -> str:
+    """The photos part's PSNRs: the ae's and PCA's, then the noisy input's and the denoisers'."""
+    return " ".join(f"{v:7.2f}" for v in values[:2]) + " | " + " ".join(f"{v:7.2f}" for v in values[2:])
+
+
 def photos(tmp: Path, names: list[str]) -> None:
     folder = tmp / "photos"
     folder.mkdir()
@@ -129,14 +134,8 @@ def photos(tmp: Path, names: list[str]) -> None:
             psnr(clean, denoised, 1.0), psnr(clean, median_filter(noisy, size=(3, 3, 1)), 1.0),
             psnr(clean, np.clip(nlm(noisy, SIGMA), 0, 1), 1.0),
         ])  # fmt: skip
-        print(
-            f"{name:12} "
-            + " ".join(f"{v:7.2f}" for v in rows[-1][:2])
-            + " | "
-            + " ".join(f"{v:7.2f}" for v in rows[-1][2:])
-        )
-    mean = np.mean(rows, axis=0)
-    print(f"{'mean':12} " + " ".join(f"{v:7.2f}" for v in mean[:2]) + " | " + " ".join(f"{v:7.2f}" for v in mean[2:]))
+        print(f"{name:12} {_row(rows[-1])}")
+    print(f"{'mean':12} {_row(np.mean(rows, axis=0))}")
     print(f"training photos: {', '.join(names)}; the dae's noise: Gaussian, sigma {SIGMA} (of 1), clipped")
 
 

@@ -229,8 +229,8 @@ class Trainer:
             first_bad = torch.where((first_bad < 0) & ~out.loss.detach().isfinite(), step, first_bad)
             if (step + 1) % check_every == 0 or start + bs >= len(data):
                 self._stop_if_diverged(int(first_bad), out.loss.detach())
-                if self.epoch == self.began_at:  # a sitting's first epoch: its length from the steps after the first
-                    now = time.perf_counter()  # (the first one also allocates, and on CUDA warms up)
+                if self.budget is not None and self.epoch == self.began_at:  # a timed sitting's first epoch: its
+                    now = time.perf_counter()  # length from the steps after the first (which also allocates)
                     first = first or (now, step)
                     if step > first[1]:
                         self.plan((now - first[0]) / (step - first[1]) * self.steps_per_epoch, now - began)
