@@ -9,12 +9,14 @@ on crops of stereo_motorcycle). Parts (--parts, all by default):
   crops   1,800 64x64 crops (900 each, seeded) of two photos (astronaut, immunohistochemistry) written as PNG
           files, then `aekit train crops --model ae --backbone resnet`: nothing but the defaults.
           Scored on 200 crops of each test photo: PSNR against 8x8 block PCA with 16 components (the code's
-          numbers per pixel: 1/12) fitted on the training crops.
+          numbers per pixel: 1/12) fitted on the training crops; the ae with its encoder's codes, and with each
+          crop's code fitted to it for the README's --refine steps (the same decoder, codes of the same size).
   photos  a folder of whole photos (--photos: three of the photo bench's training photos), then the README's
           photo lines that train an `ae` and a `dae` (its "Photos of any size" section). The test photos
-          whole: the ae's reconstruction against block PCA (16 per 8x8 block) fitted on the same photos; the
-          dae on Gaussian noise of sigma 0.1 (seeded) against a 3x3 median filter and scikit-image's non-local
-          means (sigma given; the photo bench's settings).
+          whole: the ae's reconstruction (its codes as they come, and fitted for the steps of the README's
+          `--refine` line) against block PCA (16 per 8x8 block) fitted on the same photos; the dae on Gaussian
+          noise of sigma 0.1 (seeded) against a 3x3 median filter and scikit-image's non-local means (sigma
+          given; the photo bench's settings).
 
     python bench/readme.py [--parts crops,photos] [--photos astronaut,immunohistochemistry,stereo_motorcycle]
 
@@ -46,7 +48,7 @@ PARTS = ("crops", "photos")
 CROP_PHOTOS, CROPS_EACH, TEST_CROPS = ("astronaut", "immunohistochemistry"), 900, 200
 VALIDATION = ("stereo_motorcycle", "hubble_deep_field", "moon", "coins")  # --tune: the crops part scores these
 PHOTOS = ("astronaut", "immunohistochemistry", "stereo_motorcycle")
-SIGMA = 0.1  # the README's dae line trains at --noise-sigma 0.1
+SIGMA = 0.1  # the noise the README's denoise line adds (--add-noise gaussian --noise-sigma 0.1)
 CROPS_LINE = "aekit train crops --model ae --backbone resnet --out runs/crops-ae"  # the defaults alone
 
 
@@ -56,6 +58,11 @@ def readme_line(pattern: str) -> str:
     if len(found) != 1:
         raise SystemExit(f"README.md: {len(found)} lines match {pattern!r}, expected one")
     return shlex.join(shlex.split(found[0], comments=True))
+
+
+def refine_steps() -> int:
+    """The steps of the README's line that rebuilds a photo with its codes fitted (`--refine N`)."""
+    return int(re.search(r"--refine (\d+)", readme_line(r"aekit evaluate runs/photo-ae \S+ --refine"))[1])
 
 
 def run_readme(line: str, cwd: Path) -> float:
@@ -87,22 +94,25 @@ def crops(tmp: Path, test_photos: tuple[str, ...]) -> None:
         Image.fromarray(crop).save(folder / f"{i:04d}.png")
     run_readme(CROPS_LINE, tmp)
     run = aekit.Run.open(tmp / "runs" / "crops-ae")
-    print(f"{'test photo':12} {'ae':>7} {'PCA 8x8':>8}   (PSNR of {TEST_CROPS} 64x64 crops, dB)")
+    steps = refine_steps()
+    print(f"{'test photo':12} {'ae':>7} {'refined':>8} {'PCA 8x8':>8}   (PSNR of {TEST_CROPS} 64x64 crops, dB; "
+          f"refined: codes fitted {steps} steps)")  # fmt: skip
     rows = []
     for name in test_photos:
         test = crops_of([test_photo(name)], TEST_CROPS, seed=2)
         made = as_pixels(aekit.reconstruct(run, as_batch(test)))
+        fitted = as_pixels(aekit.reconstruct(run, as_batch(test), refine=steps))
         side_by_side = np.concatenate(list(test), axis=1)  # (64, 64 N, 3): the same 8x8 blocks, one PCA fit
         pca = np.stack(np.split(pca_rebuilt(train, side_by_side, 8), len(test), axis=1))
-        rows.append((psnr(test, made), psnr(test, pca)))
-        print(f"{name:12} {rows[-1][0]:7.2f} {rows[-1][1]:8.2f}")
-    mean = np.mean(rows, axis=0)
-    print(f"{'mean':12} {mean[0]:7.2f} {mean[1]:8.2f}")
+        rows.append((psnr(test, made), psnr(test, fitted), psnr(test, pca)))
+        print(f"{name:12} " + " ".join(f"{v:8.2f}" for v in rows[-1]))
+    print(f"{'mean':12} " + " ".join(f"{v:8.2f}" for v in np.mean(rows, axis=0)))
 
 
 def _row(values) -> str:
-    """The photos part's PSNRs: the ae's and PCA's, then the noisy input's and the denoisers'."""
-    return " ".join(f"{v:7.2f}" for v in values[:2]) + " | " + " ".join(f"{v:7.2f}" for v in values[2:])
+    """The photos part's PSNRs: the ae's (codes as they come, fitted) and PCA's, then the noisy input's and the
+    denoisers'."""
+    return " ".join(f"{v:7.2f}" for v in values[:3]) + " | " + " ".join(f"{v:7.2f}" for v in values[3:])
 
 
 def photos(tmp: Path, names: list[str]) -> None:
@@ -120,17 +130,20 @@ def photos(tmp: Path, names: list[str]) -> None:
         runs[kind] = aekit.Run.open(tmp / re.search(r"--out (\S+)", line)[1])
     train = [photo(name) for name in names]
     rng = np.random.default_rng(0)
-    print(f"{'test photo':12} {'ae':>7} {'PCA 8x8':>8} | {'noisy':>7} {'dae':>7} {'median':>7} {'NLM':>7}   (PSNR, dB)")
+    steps = refine_steps()
+    print(f"{'test photo':12} {'ae':>7} {'refined':>7} {'PCA 8x8':>7} | {'noisy':>7} {'dae':>7} {'median':>7} "
+          f"{'NLM':>7}   (PSNR, dB; refined: codes fitted {steps} steps)")  # fmt: skip
     rows = []
     for name in TEST:
         test = test_photo(name)
         made = as_pixels(aekit.reconstruct(runs["ae"], as_batch(test[None])))[0]
+        fitted = as_pixels(aekit.reconstruct(runs["ae"], as_batch(test[None]), refine=steps))[0]
         clean = test / 255.0
         noisy = np.clip(clean + rng.normal(0, SIGMA, clean.shape), 0, 1)
         noisy_x = torch.from_numpy(noisy.transpose(2, 0, 1)).float()[None]
         denoised = aekit.denoise(runs["dae"], noisy_x)[0].permute(1, 2, 0).double().numpy()
         rows.append([
-            psnr(test, made), psnr(test, pca_rebuilt(train, test, 8)), psnr(clean, noisy, 1.0),
+            psnr(test, made), psnr(test, fitted), psnr(test, pca_rebuilt(train, test, 8)), psnr(clean, noisy, 1.0),
             psnr(clean, denoised, 1.0), psnr(clean, median_filter(noisy, size=(3, 3, 1)), 1.0),
             psnr(clean, np.clip(nlm(noisy, SIGMA), 0, 1), 1.0),
         ])  # fmt: skip

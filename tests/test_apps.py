@@ -59,6 +59,8 @@ def test_compress_round_trip_is_exact(digits_run, digits_test):
         for b in (2, 8)
     }
     assert mse[8] < mse[2]  # finer quantization, closer to the input
+    by_name, _ = aekit.decompress(aekit.compress(digits_run, "digits"), digits_run)  # a dataset name: its items
+    assert len(by_name) == len(digits_run.read("digits")[0])
 
 
 def test_aez_files_that_are_damaged_or_from_another_model_are_refused(digits_run, digits_test, tmp_path):

@@ -298,6 +298,8 @@ def test_options_left_to_the_data(n_train, batch, epochs):
     preferred = TrainConfig().for_data(n_train, {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"})  # the model's
     assert (preferred.batch_size, preferred.lr, preferred.schedule) == (16, 2e-3, "cosine")
     assert (TrainConfig().for_data(n_train).lr, TrainConfig().for_data(n_train).schedule) == (1e-3, "constant")
+    adapted = TrainConfig(init="photo-denoiser").for_data(n_train, {"lr": 2e-3})  # trained weights: smaller steps
+    assert adapted.lr == pytest.approx(2e-4) and TrainConfig(init="r", lr=0.1).for_data(n_train).lr == 0.1
     timed = TrainConfig(minutes=2).for_data(n_train)  # a timed run: as many epochs as the minutes allow
     assert (timed.batch_size, timed.epochs, timed.minutes) == (batch, None, 2)
 

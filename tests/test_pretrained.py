@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import aekit
 from aekit import AekitError, pretrained
-from conftest import RESNET, assert_clean_error, photo_folder, refused, run_cli
+from conftest import RESNET, assert_clean_error, photo_folder, refused, run_cli, run_process
 
 NAME = "photo-denoiser"
 BLIND = {"skips": True, "noise_sigma": 0.02, "noise_sigma_max": 0.2, "crop": (16, 16), "epochs": 2}
@@ -122,3 +123,64 @@ def test_the_shipped_denoiser_removes_noise_of_a_strength_it_is_not_told():
         gain = 10 * torch.log10((noisy - clean).pow(2).mean() / (denoised - clean).pow(2).mean())
         assert float(gain) > 4, (sigma * 255, float(gain))  # dB of noise removed
     assert aekit.Run.open(NAME).metrics["shipped"]["summary"].startswith("held-out photos, sigma not told")
+
+
+CODEC = "photo-codec"
+
+
+@pytest.fixture(scope="module")
+def coffee(tmp_path_factory):
+    """A 128x192 RGB photo the codec never saw in training, as a PNG file."""
+    import skimage.data
+
+    path = tmp_path_factory.mktemp("codec") / "coffee.png"
+    Image.fromarray(skimage.data.coffee()[100:228, 200:392]).save(path)
+    return path
+
+
+def test_the_shipped_codec_codes_a_photo_at_each_quality(coffee, tmp_path):
+    from aekit.apps import aez
+    from aekit.apps.compress import compress_file
+
+    reports = [compress_file(CODEC, str(coffee), tmp_path / f"{q}.aez", quality=q) for q in range(1, 5)]
+    sizes, psnrs = [r["bytes"] for r in reports], [r["psnr_db"] for r in reports]
+    assert sizes == sorted(sizes) and psnrs == sorted(psnrs) and psnrs[0] > 20, (sizes, psnrs)  # more bytes, better
+    for q in range(1, 5):  # the file names the shipped level, wherever the package is installed
+        assert aez.parse((tmp_path / f"{q}.aez").read_bytes())[1].run == f"{CODEC}/{q}"
+    compress_file(CODEC, str(coffee), tmp_path / "default.aez")  # the name alone: the default level
+    assert (tmp_path / "default.aez").read_bytes() == (tmp_path / "3.aez").read_bytes()
+    assert aekit.Run.open(CODEC).path == pretrained.FOLDER / CODEC / "3"
+    # decoded in a fresh process with no model given: the pixels this process decodes
+    result = run_process("decompress", tmp_path / "2.aez", "-o", tmp_path / "back.png")
+    assert result.returncode == 0, result.stderr
+    image = aekit.decompress((tmp_path / "2.aez").read_bytes())[0][0]
+    mine = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png").convert("RGB")), mine)
+
+
+def test_quality_names_a_level_of_a_shipped_codec(coffee, tmp_path):
+    x = torch.rand(1, 3, 32, 32)
+    refused(f"--quality of {CODEC} is 1 to 4, got 0", aekit.compress, CODEC, x, quality=0)
+    refused(
+        f"--quality picks a level of a shipped codec ({CODEC} 1 to 4); {NAME} is not one",
+        aekit.compress, NAME, x, quality=1,
+    )  # fmt: skip
+    assert_clean_error(run_cli("compress", CODEC, coffee, "-o", tmp_path / "c.aez", "--quality", "5"), "1 to 4, got 5")
+    assert_clean_error(run_cli("compress", f"{CODEC}/9", coffee, "-o", tmp_path / "c.aez"), "no such run folder")
+    assert not (tmp_path / "c.aez").exists()
+    level = pretrained.FOLDER / CODEC / "2"
+    assert pretrained.name_of(level) == f"{CODEC}/2" and pretrained.name_of(tmp_path) is None
+    assert_clean_error(run_cli("compress", CODEC, coffee, "-o", level / "c.aez"), "never written over")
+
+
+def test_a_float16_weight_stands_for_a_float32_one(tmp_path):
+    from aekit.run import load_state
+
+    model = aekit.create_model("ae", (1, 8, 8), hidden=[4], latent_dim=2)
+    half = {k: v.half() for k, v in model.state_dict().items()}
+    fresh = aekit.create_model("ae", (1, 8, 8), hidden=[4], latent_dim=2)
+    load_state(fresh, half, tmp_path)
+    assert all(v.dtype == torch.float32 and torch.equal(v, half[k].float()) for k, v in fresh.state_dict().items())
+    wide = {k: v.double() for k, v in model.state_dict().items()}
+    with pytest.raises(AekitError, match=r"has shape \[.*\] \(float64\), the model expects \[.*\] \(float32\)"):
+        load_state(fresh, wide, tmp_path)

@@ -144,6 +144,7 @@ def check_seed(seed: Any, name: str = "seed") -> int:
 SCHEDULES = ("constant", "cosine")
 MAX_MINUTES = 7 * 24 * 60  # train.minutes: a week
 DEFAULT_STEPS = 3000  # optimizer steps of a run whose epochs are left to the data (at least 20 epochs)
+INIT_LR_SHARE = 0.1  # a run started from trained weights (train.init): this share of the default learning rate
 
 
 def lr_factor(schedule: str, step: int, total_steps: int) -> float:
@@ -169,7 +170,8 @@ class TrainConfig:
         reproducible bit for bit, an epoch-counted one is); at most a week (10080).
     batch_size: items per optimizer step (default: 256, or a tenth of the training items when that is less,
         at least 16; 16 for the resnet backbone: crops of photos learn from many small steps).
-    lr: Adam learning rate (default 1e-3; 2e-3 for the resnet backbone).
+    lr: Adam learning rate (default 1e-3; 2e-3 for the resnet backbone; a tenth of that with init: steps that
+        adapt trained weights rather than undo them).
     weight_decay: Adam's L2 penalty on the weights.
     schedule: learning rate over the run: constant, or cosine (linear warm-up over the first 5% of
         steps, then a cosine decay to 0) (default constant; cosine for the resnet backbone).
@@ -221,15 +223,16 @@ class TrainConfig:
     def for_data(self, n_train: int, preferred: Mapping[str, Any] | None = None) -> TrainConfig:
         """This config with the options left out filled in, for n_train training items and a model that
         prefers some (ModelConfig.train_defaults: batch_size, lr, schedule): a batch of 256, or a tenth of the
-        items (at least 16); lr 1e-3, constant; epochs enough for DEFAULT_STEPS optimizer steps (20 at least,
-        1000 at most), none for a timed run. Small data thus still takes thousands of steps; MNIST keeps 256
-        and 20."""
+        items (at least 16); lr 1e-3 (INIT_LR_SHARE of it for a run started from trained weights), constant;
+        epochs enough for DEFAULT_STEPS optimizer steps (20 at least, 1000 at most), none for a timed run. Small
+        data thus still takes thousands of steps; MNIST keeps 256 and 20."""
         preferred = preferred or {}
         batch = self.batch_size or preferred.get("batch_size") or min(256, max(16, n_train // 10))
         epochs = self.epochs
         if epochs is None and self.minutes is None:
             epochs = max(20, min(1000, math.ceil(DEFAULT_STEPS / math.ceil(n_train / batch))))
-        lr, schedule = self.lr or preferred.get("lr", 1e-3), self.schedule or preferred.get("schedule", "constant")
+        lr = self.lr or preferred.get("lr", 1e-3) * (INIT_LR_SHARE if self.init else 1.0)
+        schedule = self.schedule or preferred.get("schedule", "constant")
         return dataclasses.replace(self, batch_size=batch, epochs=epochs, lr=lr, schedule=schedule)
 
 

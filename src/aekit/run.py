@@ -107,7 +107,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy tensors into model, checking names, shapes, dtypes and that every value is finite."""
+    """Copy tensors into model, checking names, shapes, dtypes and that every value is finite. A float16 tensor
+    may stand for a float32 weight (the shipped models are stored at half size) and is widened."""
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     check(
@@ -117,7 +118,7 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: P
     for k, v in own.items():
         t = tensors[k]
         check(
-            t.shape == v.shape and t.dtype == v.dtype,
+            t.shape == v.shape and (t.dtype == v.dtype or (t.dtype, v.dtype) == (torch.float16, torch.float32)),
             f"{path}: weight {k} has shape {list(t.shape)} ({str(t.dtype)[6:]}), the model expects "
             f"{list(v.shape)} ({str(v.dtype)[6:]})",
         )

@@ -307,9 +307,14 @@ def _compress(p):
         help="a compressor (--rate-lambda): fit each image's codes to it by STEPS steps first (100: about 1.5 dB "
         "more at the same size on photos; slow: about 70 s per megapixel on 2 CPU cores)",
     )
+    p.add_argument(
+        "--quality", type=int, metavar="Q", help="the level of a shipped codec (photo-codec: 1 the smallest files to "
+        "4 the best photos; 3 when left out)"
+    )  # fmt: skip
     return lambda args: compress_file(
-        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir, args.refine
-    )
+        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir, args.refine,
+        args.quality,
+    )  # fmt: skip
 
 
 @verb("decompress", ".aez file -> the decoded items (.npz, .npy, a folder of PNGs, or a PNG for one image)")

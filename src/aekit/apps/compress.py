@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import metrics
+from .. import metrics, pretrained
 from ..config import to_dict
 from ..data.datasets import UINT8, Scaling
 from ..data.sources import png_image, write_images
@@ -96,27 +96,47 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def at_quality(run: Run | str | os.PathLike, quality: int | None) -> Run | str | os.PathLike:
+    """run, or the level quality of the shipped codec it names (pretrained.with_quality)."""
+    return run if quality is None else pretrained.with_quality(run.path if isinstance(run, Run) else run, quality)
+
+
+def run_name(run: Run) -> str:
+    """What a file's header names its model by: a shipped model's name (NAME or NAME/Q, wherever the package is
+    installed), or the run folder's absolute path."""
+    return pretrained.name_of(run.path) or str(run.path.resolve())
+
+
 def is_learned(model: torch.nn.Module) -> bool:
     """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2, 3 or 4."""
     return getattr(model, "entropy", None) is not None
 
 
-def compress(run: Run | str | os.PathLike, x, bits: int = 8, scaling: Scaling | None = None, refine: int = 0) -> bytes:
+def compress(
+    run: Run | str | os.PathLike,
+    x,
+    bits: int = 8,
+    scaling: Scaling | None = None,
+    refine: int = 0,
+    quality: int | None = None,
+) -> bytes:
     """Items x -> the bytes of an .aez file. x: a tensor of items in [0, 1], or a numpy array, a dataset name or a
     path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's).
     refine: a compressor (rate_lambda) fits each item's or image's codes to it for that many steps first
-    (VanillaAutoencoder.refine_rate: fewer bits and less error, the same decoder; slow, see the README)."""
-    run = cpu_run(run)
+    (VanillaAutoencoder.refine_rate: fewer bits and less error, the same decoder; slow, see the README).
+    quality: the level of a shipped codec named by run ("photo-codec": 1 the smallest files)."""
+    run = cpu_run(at_quality(run, quality))
     model = run.model
     check_refine(model, refine)
     if is_learned(model):
         return _compress_learned(run, as_inputs(run, x), scaling or run.scaling, refine)[0]
-    code = quantize(encode_all(model, as_items(run, x)), bits)
+    x = as_items(run, x)  # (N, ...) floats, whatever form the items were given in
+    code = quantize(encode_all(model, x), bits)
     freqs = coding.frequency_tables(code.q, 1 << bits)
     header = Header(
         model=model.name,
         model_sha256=weights_sha256(model),
-        run=str(run.path.resolve()),
+        run=run_name(run),
         items=len(x),
         item_shape=tuple(model.config.input_shape),
         scaling=scaling or run.scaling,
@@ -206,7 +226,7 @@ def _compress_learned(
     header = LearnedHeader(
         model=model.name,
         model_sha256=weights_sha256(model),
-        run=str(run.path.resolve()),
+        run=run_name(run),
         items=len(x),
         item_shape=tuple(model.config.input_shape),
         scaling=scaling,
@@ -314,11 +334,12 @@ def compress_file(
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
     refine: int = 0,
+    quality: int | None = None,
 ) -> dict:
     """Compress the items of source (any data aekit reads) into the .aez file out; returns a size/quality report,
     measured on what the file decodes to. For a compressor (rate_lambda) also the bits its entropy model
-    expected, beside the file's own, and bits per pixel for images. refine: see compress."""
-    run = cpu_run(run)
+    expected, beside the file's own, and bits per pixel for images. refine, quality: see compress."""
+    run = cpu_run(at_quality(run, quality))
     check_refine(run.model, refine)
     output = Output(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
