@@ -16,7 +16,7 @@ from aekit.apps import coding
 from aekit.apps.aez import SECTIONS, parse
 from aekit.apps.compress import compress, compress_file, decompress
 from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
-from aekit.models.layers import start_from_pca
+from aekit.models.layers import pixel_logits, start_from_pca
 from conftest import RESNET, assert_clean_error, photo_folder, run_cli, succeeds
 
 
@@ -101,6 +101,32 @@ def test_a_photo_compressor_starts_as_a_block_transform_coder_with_a_density_tha
     start_from_pca(unweighted.encoder, unweighted.decoder, x, 1.0)  # the compressor's fit, unquantized
     errors = [float(((m.reconstruct(x) - x) ** 2).mean()) for m in (plain, unweighted)]
     assert errors[0] < 0.95 * errors[1]  # a plain ae's fit weighs each logit by the pixels' slope: closer
+
+
+def test_the_default_resnet_decodes_pixels_and_starts_as_block_pca_exactly():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(64, 3, 4, 4), size=(32, 32), mode="bilinear")
+    x[:8] = 0.0  # black items too: a sigmoid's logits cannot fit these and the mid-tones with one linear map
+    model = aekit.create_model("ae", (3, 32, 32), backbone="resnet").eval()  # sizes left out: 8x8 blocks, 16
+    assert model.config.pixel_output and model.config.latent_channels == 16
+    model.start(x)
+    blocks = x.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 192).double()
+    mean = blocks.mean(0)
+    basis = torch.linalg.svd(blocks - mean, full_matrices=False).Vh[:16]
+    pca = ((blocks - mean) @ basis.T @ basis + mean).clamp(0, 1)
+    rebuilt = model.reconstruct(x).unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 192)
+    assert torch.allclose(rebuilt.double(), pca, atol=2e-4)  # PCA's blocks, to the clamp's 1e-4
+    logits_model = aekit.create_model("ae", (3, 32, 32), backbone="resnet", pixel_output=False).eval()
+    logits_model.start(x)
+    errors = [float(((m.reconstruct(x) - x) ** 2).mean()) for m in (model, logits_model)]
+    assert errors[1] > 1.5 * errors[0]  # the sigmoid's start is further from the photos
+    u = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)  # pushed past [0, 1]: still pulled back by its error
+    torch.sigmoid(pixel_logits(u)).sum().backward()
+    assert torch.allclose(torch.sigmoid(pixel_logits(u.detach())), torch.tensor([1e-4, 0.5, 1 - 1e-4]), atol=1e-6)
+    assert bool((u.grad > 0.5).all())
+    assert aekit.create_model("ae", (3, 32, 32), backbone="resnet", hidden=[8]).config.pixel_output is False
+    with pytest.raises(aekit.AekitError, match="model.pixel_output applies to the resnet backbone only"):
+        aekit.create_model("ae", (1, 8, 8), pixel_output=True)
 
 
 def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_and_decodes_them_exactly():

@@ -46,6 +46,10 @@ class ModelConfig:
     activation: nonlinearity between layers (default relu; silu for resnet).
     latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
         there, which switches code units off for good and costs reconstruction quality).
+    pixel_output: resnet: the decoder's sum (its stages plus its linear path) is the pixels, clamped to [0, 1]
+        (layers.pixel_logits), so that the linear path is a linear map to pixels and starts as block PCA exactly
+        (start_from_pca); false: it is their logits, turned into pixels by a sigmoid. Default true for the resnet
+        whose sizes are left out, false otherwise (what runs trained before the option have).
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
@@ -56,6 +60,7 @@ class ModelConfig:
     activation: str | None = None
     latent_activation: str = "none"
     patch: int | None = None
+    pixel_output: bool | None = None
 
     def __post_init__(self) -> None:
         check(
@@ -67,6 +72,8 @@ class ModelConfig:
         )
         values = math.prod(self.input_shape)
         if self.hidden is None and self.backbone == "resnet":  # the default resnet: sizes that go together
+            if self.pixel_output is None:
+                object.__setattr__(self, "pixel_output", True)
             for name, value in RESNET_DEFAULTS.items():
                 if getattr(self, name) is None:
                     object.__setattr__(self, name, value)
@@ -88,9 +95,12 @@ class ModelConfig:
             check(len(self.hidden) >= 1, f"the {self.backbone} backbone needs at least one entry in hidden (channels)")
         if self.backbone == "resnet":
             self._resnet_code()
+            if self.pixel_output is None:
+                object.__setattr__(self, "pixel_output", False)
         else:
             check(self.latent_channels is None, "model.latent_channels applies to the resnet backbone only")
             check(self.patch == 1, "model.patch applies to the resnet backbone only")
+            check(not self.pixel_output, "model.pixel_output applies to the resnet backbone only")
         if self.latent_dim is None:
             object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
         check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")

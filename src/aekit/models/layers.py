@@ -11,6 +11,7 @@ from torch import nn
 
 LOGIT_CLIP = 0.02  # start_from_pca: pixels clipped to [this, 1 - this] before their logits are fitted
 WEIGHTED_CLIP = 0.002  # the same for its weighted fit: about half a level of 255
+PIXEL_EPS = 1e-4  # pixel_logits: pixels clamped to [this, 1 - this], whose logits are finite
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -265,6 +266,7 @@ class ResnetDecoder(nn.Module):
         self.linear = nn.Sequential(nn.Conv2d(config.latent_channels, c_img * block**2, 1), nn.PixelShuffle(block))
         if getattr(config, "skips", False):  # U-Net skips: each encoder stage's features into the decoder's
             self.skips = nn.ModuleList(nn.Conv2d(w, w, 1) for w in reversed(widths))
+        self.pixels = bool(config.pixel_output)  # the sum stands for pixels, not logits
 
     def forward(
         self, z: torch.Tensor, skips: list[torch.Tensor] | None = None, size: tuple[int, int] | None = None
@@ -281,7 +283,15 @@ class ResnetDecoder(nn.Module):
             if i in added:
                 projection, features = added[i]
                 h = h + projection(features)
-        return (h + self.linear(z))[..., :height, :width]
+        out = (h + self.linear(z))[..., :height, :width]
+        return pixel_logits(out) if self.pixels else out
+
+
+def pixel_logits(u: torch.Tensor) -> torch.Tensor:
+    """The logits of pixel values u (any shape), so that a sigmoid gives u back: u clamped to [PIXEL_EPS,
+    1 - PIXEL_EPS] going forward and left as it is going back (a straight-through clamp), so that a value
+    pushed past [0, 1] is still pulled back by its error instead of losing its gradient."""
+    return torch.logit(u + (u.clamp(PIXEL_EPS, 1 - PIXEL_EPS) - u).detach())
 
 
 @torch.no_grad()
@@ -297,7 +307,8 @@ def start_from_pca(
     pixel, pixels clipped to [WEIGHTED_CLIP, 1 - WEIGHTED_CLIP]), which puts the fit where pixel errors are, in
     the mid-tones (pixels near black or white weigh little): the start of a plain ae or dae, which ended closer to
     block PCA on validation photos after training (docs/benchmarks.md, "Photos with the defaults"); a compressor
-    keeps the unweighted fit that its measured figures were made with."""
+    keeps the unweighted fit that its measured figures were made with. A decoder of pixels (pixel_output)
+    gets PCA's own map back to the blocks instead: the start is block PCA exactly, whatever weighted says."""
     linear, back = encoder.linear, decoder.linear[0]
     channels, c_in, block, _ = linear.weight.shape
     blocks = F.unfold(pad_to_stages(x, encoder.stages).cpu().double(), block, stride=block)  # CPU: any rank
@@ -307,7 +318,9 @@ def start_from_pca(
     basis = torch.cat([basis, basis.new_zeros(channels - len(basis), basis.shape[1])])  # more channels than values
     coefficients = (blocks - mean) @ basis.T
     design = F.pad(coefficients, (0, 1), value=1.0)  # (B, channels + 1): the coefficients and a 1 for the bias
-    if not weighted:
+    if decoder.pixels:  # coefficients c = (x - mean) V^T / step give back mean + c (step V) = mean + (x - mean) V^T V
+        fit = torch.cat([basis * step**2, mean[None]])  # (channels + 1, values)
+    elif not weighted:
         target = torch.logit(blocks.clamp(LOGIT_CLIP, 1 - LOGIT_CLIP))
         fit = torch.linalg.lstsq(design, target).solution  # (channels + 1, values)
     else:  # each value's own least squares, logit errors weighted by the sigmoid's slope p (1 - p) at the pixel
@@ -340,9 +353,9 @@ BACKBONES = {
 }
 DEFAULT_HIDDEN = {"mlp": (128, 64), "conv": (32, 64, 128), "resnet": (32, 64)}
 # The resnet where its sizes are left out: one stage of 96 channels on 4x4 cells of pixels and 16 code channels,
-# so the code is one position per 8x8 block of pixels with 16 numbers (1/12 of an RGB image's) and the linear path
-# starts as 8x8 block PCA (start_from_pca); about 16 times fewer operations than (32, 64) at full size
-# (docs/benchmarks.md, "Photos with the defaults").
+# so the code is one position per 8x8 block of pixels with 16 numbers (1/12 of an RGB image's), a decoder of pixels
+# (ModelConfig.pixel_output), and the linear path starts as 8x8 block PCA exactly (start_from_pca); about 16 times
+# fewer operations than (32, 64) at full size (docs/benchmarks.md, "Photos with the defaults").
 RESNET_DEFAULTS = {"hidden": (96,), "patch": 4, "latent_channels": 16}
 
 
