@@ -212,8 +212,8 @@ def train_codec(folder: Path, tmp: Path, minutes: float):
     m = measure_codec(runs, tmp)
     aekit_rows = m["rows"]["aekit"]
     levels = "; ".join(f"{q}: {r['bpp']:.2f} bpp {r['psnr']:.2f} dB" for q, r in zip(runs, aekit_rows, strict=True))
-    summary = (f"held-out photos, quality {levels}; BD-rate against JPEG {m['bd_rate']['JPEG psnr']:+.0%} (PSNR), "
-               f"against WebP {m['bd_rate']['WebP psnr']:+.0%}")  # fmt: skip
+    summary = (f"held-out photos, quality {levels}; BD-rate against JPEG {m['bd_rate']['JPEG psnr']:+.1%} (PSNR), "
+               f"against WebP {m['bd_rate']['WebP psnr']:+.1%}")  # fmt: skip
     parts = {}
     per_level = zip(runs.items(), CODEC_LAMBDAS, aekit_rows, m["512x512"].values(), strict=True)
     for (quality, run), value, row, speed in per_level:
