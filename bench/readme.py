@@ -4,7 +4,7 @@ Every photo command is read from README.md and run as written (a fresh `aekit` p
 bench's data, with the README's options), so the figures the README states beside them are what a user gets.
 Test data: the photo bench's held-out photos (bench/photos.py TEST: chelsea, coffee, rocket, retina), each cut
 to a multiple of 16 pixels; nothing of them is seen in training or in choosing the defaults (those were chosen
-on crops of stereo_motorcycle). Parts (--parts, all by default):
+on crops of validation photos: --tune). Parts (--parts, all by default):
 
   crops   1,800 64x64 crops (900 each, seeded) of two photos (astronaut, immunohistochemistry) written as PNG
           files, then `aekit train crops --model ae --backbone resnet`: nothing but the defaults.
@@ -12,11 +12,11 @@ on crops of stereo_motorcycle). Parts (--parts, all by default):
           numbers per pixel: 1/12) fitted on the training crops; the ae with its encoder's codes, and with each
           crop's code fitted to it for the README's --refine steps (the same decoder, codes of the same size).
   photos  a folder of whole photos (--photos: three of the photo bench's training photos), then the README's
-          photo lines that train an `ae` and a `dae` (its "Photos of any size" section). The test photos
-          whole: the ae's reconstruction (its codes as they come, and fitted for the steps of the README's
-          `--refine` line) against block PCA (16 per 8x8 block) fitted on the same photos; the dae on Gaussian
-          noise of sigma 0.1 (seeded) against a 3x3 median filter and scikit-image's non-local means (sigma
-          given; the photo bench's settings).
+          photo lines that train an `ae` and a `dae` (its "Photos of any size" section; the dae starts from the
+          shipped photo-denoiser, as the README's line does). The test photos whole: the ae's reconstruction
+          (its codes as they come, and fitted for the steps of the README's `--refine` line) against block PCA
+          (16 per 8x8 block) fitted on the same photos; the dae on Gaussian noise of sigma 0.1 (seeded) against
+          a 3x3 median filter and scikit-image's non-local means (sigma given; the photo bench's settings).
 
     python bench/readme.py [--parts crops,photos] [--photos astronaut,immunohistochemistry,stereo_motorcycle]
 
