@@ -244,7 +244,7 @@ def ship(name: str, parts: dict, figures: dict, out: Path) -> None:
     for part, (run, part_figures) in parts.items():
         (staged / part).mkdir(parents=True, exist_ok=True)
         for kept_name in KEPT:
-            shutil.copy2(run.path / kept_name, staged / part / kept_name)
+            shutil.copyfile(run.path / kept_name, staged / part / kept_name)  # files of the package: mode 644
         if part:
             (staged / part / "metrics.json").write_text(json.dumps({"shipped": part_figures}, indent=1) + "\n")
     (staged / "metrics.json").write_text(json.dumps({"shipped": figures}, indent=1) + "\n")

@@ -75,10 +75,9 @@ def with_quality(name: str | os.PathLike, quality: int | None) -> str | os.PathL
     if quality is None:
         return name
     codecs = ", ".join(f"{n} 1 to {s.qualities}" for n, s in SHIPPED.items() if s.qualities)
-    shipped = SHIPPED.get(str(name))
-    check(shipped is not None and shipped.qualities > 0, f"--quality picks a level of a shipped codec ({codecs}); "
-          f"{name} is not one")  # fmt: skip
-    check(1 <= quality <= shipped.qualities, f"--quality of {name} is 1 to {shipped.qualities}, got {quality}")
+    levels = SHIPPED[str(name)].qualities if str(name) in SHIPPED else 0
+    check(levels > 0, f"--quality picks a level of a shipped codec ({codecs}); {name} is not one")
+    check(1 <= quality <= levels, f"--quality of {name} is 1 to {levels}, got {quality}")
     return f"{name}/{quality}"
 
 
