@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aekit
-from aekit.apps import coding, compress
+from aekit import frequencies
 from aekit.apps.anomaly import anomaly_file
 from aekit.apps.denoise import denoise_file
 from aekit.apps.features import features_file
+from aekit.codec import fitted, rans
 from aekit.errors import AekitError
 from conftest import assert_clean_error, run_cli
 
@@ -31,17 +32,17 @@ def test_rans_decodes_what_it_encodes(n, d, bits, seed):
     rng = np.random.default_rng(seed)
     skew = rng.uniform(0.5, 20)  # from nearly uniform to very peaked symbol distributions
     q = np.minimum(rng.exponential(skew, (n, d)).astype(np.int64), (1 << bits) - 1)
-    freqs = coding.frequency_tables(q, 1 << bits)
-    assert (freqs.sum(1) == coding.PROB_SCALE).all()
+    freqs = frequencies.frequency_tables(q, 1 << bits)
+    assert (freqs.sum(1) == frequencies.PROB_SCALE).all()
     assert all((freqs[j, np.unique(q[:, j])] > 0).all() for j in range(d))  # every symbol seen is codable
-    np.testing.assert_array_equal(coding.decode(coding.encode(q, freqs), n, freqs), q)
+    np.testing.assert_array_equal(rans.decode(rans.encode(q, freqs), n, freqs), q)
 
 
 def test_rans_reaches_the_entropy():
     q = np.random.default_rng(0).binomial(255, 0.5, (20000, 1))
     p = np.bincount(q[:, 0]) / len(q)
     entropy_bytes = -(p[p > 0] * np.log2(p[p > 0])).sum() * len(q) / 8
-    size = len(coding.encode(q, coding.frequency_tables(q, 256)))
+    size = len(rans.encode(q, frequencies.frequency_tables(q, 256)))
     assert entropy_bytes <= size <= entropy_bytes * 1.005 + 8
 
 
@@ -50,7 +51,7 @@ def test_compress_round_trip_is_exact(digits_run, digits_test):
     model = digits_run.model
     blob = aekit.compress(digits_run, x, bits=6)
     x_hat, header = aekit.decompress(blob, digits_run)
-    expected = model.decode(compress.dequantize(compress.quantize(model.encode(x), 6))).detach()
+    expected = model.decode(fitted.dequantize(fitted.quantize(model.encode(x), 6))).detach()
     assert torch.equal(x_hat, expected)
     assert header["items"] == len(x) and header["item_shape"] == [1, 8, 8] and header["bits"] == 6
     assert len(blob) < len(x) * 8 * 6 / 8 + 1500  # at most 6 bits per code value, plus header and tables

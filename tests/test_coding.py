@@ -1,4 +1,4 @@
-"""The rANS coder (apps/coding.py) and the .aez frame (apps/aez.py) on their own: exact tables, round trips of
+"""The rANS coder (codec/rans.py) and the .aez frame (codec/aez.py) on their own: exact tables, round trips of
 every kind of table, the exact refusal of each way a stream or a frame can be damaged. Unit tests: no model."""
 
 import json
@@ -8,12 +8,13 @@ import zlib
 import numpy as np
 import pytest
 
-from aekit import AekitError, progress
-from aekit.apps import aez, coding
-from aekit.apps.aez import FLOAT32_MAX, HEADER, Header, LearnedHeader
-from aekit.apps.coding import PROB_SCALE, RANS_L
+from aekit import AekitError, frequencies, progress
+from aekit.codec import aez, rans
+from aekit.codec.aez import FLOAT32_MAX, HEADER, Header, LearnedHeader
+from aekit.codec.rans import RANS_L
 from aekit.config import to_dict
 from aekit.data.datasets import Scaling
+from aekit.frequencies import PROB_SCALE
 from conftest import refused
 
 SHA = "ab" * 32
@@ -33,27 +34,27 @@ SHA = "ab" * 32
     ],
 )
 def test_normalize(counts, freqs):
-    result = coding.normalize(np.array(counts, np.int64))
+    result = frequencies.normalize(np.array(counts, np.int64))
     assert result.tolist() == freqs and result.dtype == np.int64
 
 
 def test_normalize_keeps_every_seen_symbol_codable():
     counts = np.array([1] * 4000 + [10**9, 10**9], np.int64)
-    freqs = coding.normalize(counts)
+    freqs = frequencies.normalize(counts)
     assert freqs.sum() == PROB_SCALE and freqs.min() == 1
 
 
 def test_normalize_takes_the_excess_from_one_symbol_after_another():
     """4,000 rare symbols lifted to 1 leave 3,968 too many; 96 common ones of 341 each give 340 at most (keeping
     1): eleven drop to 1, a twelfth to 113."""
-    freqs = coding.normalize(np.array([1] * 4000 + [10**6] * 96, np.int64))
+    freqs = frequencies.normalize(np.array([1] * 4000 + [10**6] * 96, np.int64))
     assert (freqs[:4000] == 1).all() and freqs[4000:4011].tolist() == [1] * 11
     assert freqs[4011] == 113 and (freqs[4012:] == 341).all() and freqs.sum() == PROB_SCALE
 
 
 def test_frequency_tables_per_column():
     q = np.array([[0, 1], [0, 0], [1, 1]])
-    assert coding.frequency_tables(q, 3).tolist() == [[21846, 10922, 0], [10922, 21846, 0]]
+    assert frequencies.frequency_tables(q, 3).tolist() == [[21846, 10922, 0], [10922, 21846, 0]]
 
 
 # ---------------------------------------------------------------- encode / decode
@@ -61,9 +62,9 @@ def test_frequency_tables_per_column():
 
 def test_an_empty_stream_is_the_initial_state():
     freqs = np.array([[0, PROB_SCALE]])  # one certain symbol: costs nothing
-    data = coding.encode(np.ones((5, 1), np.int64), freqs)
+    data = rans.encode(np.ones((5, 1), np.int64), freqs)
     assert data == RANS_L.to_bytes(4, "big")
-    assert coding.decode(data, 5, freqs).tolist() == [[1]] * 5
+    assert rans.decode(data, 5, freqs).tolist() == [[1]] * 5
 
 
 def test_a_known_stream():
@@ -71,18 +72,18 @@ def test_a_known_stream():
     (0xaa) inside the stream. The stream is the format: this pins it."""
     freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
     q = np.array([[1], [0]] * 20)
-    data = coding.encode(q, freqs)
+    data = rans.encode(q, freqs)
     assert data.hex() == "00806aaaaaaa8a8000"
-    assert coding.decode(data, 40, freqs).tolist() == q.tolist()
+    assert rans.decode(data, 40, freqs).tolist() == q.tolist()
 
 
 def test_a_state_exactly_at_its_limit_is_renormalized():
     """A symbol of frequency 128 at the initial state 2**23: x reaches x_max = 2**16 * 128 exactly, and a byte
     goes out (without it the state would reach 2**31, beyond the 31 bits it keeps)."""
     freqs = np.array([[128, PROB_SCALE - 128]])
-    data = coding.encode(np.array([[0]]), freqs)
+    data = rans.encode(np.array([[0]]), freqs)
     assert data.hex() == "0080000000"
-    assert coding.decode(data, 1, freqs).tolist() == [[0]]
+    assert rans.decode(data, 1, freqs).tolist() == [[0]]
 
 
 @pytest.mark.parametrize("bits", [1, 4, 12])
@@ -90,24 +91,24 @@ def test_round_trip_a_table_per_column(bits):
     rng = np.random.default_rng(bits)
     q = rng.integers(0, 1 << bits, (300, 5)) // rng.integers(1, 4, 5)  # columns of different spreads
     q[:, 2] = 3 % (1 << bits)  # a constant column: one certain symbol
-    freqs = coding.frequency_tables(q, 1 << bits)
-    data = coding.encode(q, freqs)
-    out = coding.decode(data, len(q), freqs)
+    freqs = frequencies.frequency_tables(q, 1 << bits)
+    data = rans.encode(q, freqs)
+    out = rans.decode(data, len(q), freqs)
     assert out.dtype == np.int16 and out.shape == q.shape and np.array_equal(out, q)
 
 
 def test_round_trip_a_table_per_symbol():
     rng = np.random.default_rng(0)
-    freqs = np.stack([coding.normalize(rng.integers(0, 50, 16)) for _ in range(6)])
+    freqs = np.stack([frequencies.normalize(rng.integers(0, 50, 16)) for _ in range(6)])
     freqs[5] = 0
     freqs[5, 7] = PROB_SCALE  # a certain table, used by some symbols
     tables = rng.integers(0, 6, 2000)
     q = np.array([rng.choice(16, p=freqs[t] / PROB_SCALE) for t in tables])
-    data = coding.encode(q, freqs, tables)
-    out = coding.decode(data, len(q), freqs, tables)
+    data = rans.encode(q, freqs, tables)
+    out = rans.decode(data, len(q), freqs, tables)
     assert out.dtype == np.int16 and out.shape == (2000,) and np.array_equal(out, q)
     assert (out[tables == 5] == 7).all()
-    assert coding.encode(q.reshape(40, 50), freqs, tables.reshape(40, 50)) == data  # any shape, read in order
+    assert rans.encode(q.reshape(40, 50), freqs, tables.reshape(40, 50)) == data  # any shape, read in order
 
 
 def test_long_streams_report_progress(monkeypatch, capsys):
@@ -115,7 +116,7 @@ def test_long_streams_report_progress(monkeypatch, capsys):
     monkeypatch.setattr(progress, "INTERVAL", 0)
     freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
     q = np.zeros((300_000, 1), np.int64)
-    assert coding.decode(coding.encode(q, freqs), len(q), freqs).sum() == 0
+    assert rans.decode(rans.encode(q, freqs), len(q), freqs).sum() == 0
     assert capsys.readouterr().err.startswith("decoding latents: 50% done, ")
 
 
@@ -123,43 +124,43 @@ def test_long_streams_report_progress(monkeypatch, capsys):
 def stream():
     rng = np.random.default_rng(1)
     q = rng.integers(0, 16, (400, 3))
-    freqs = coding.frequency_tables(q, 16)
-    return q, freqs, coding.encode(q, freqs)
+    freqs = frequencies.frequency_tables(q, 16)
+    return q, freqs, rans.encode(q, freqs)
 
 
 def test_a_stream_too_short_for_its_items_is_refused_before_decoding(stream):
     q, freqs, data = stream
     message = "the coded latents are too short for the 4000 items the file claims: it is corrupt"
     for tables in (None, np.zeros(4000, np.int64)):  # a table per column, a table per symbol
-        refused(message, coding.decode, data, 4000, freqs, tables)
+        refused(message, rans.decode, data, 4000, freqs, tables)
 
 
 def test_the_size_check_is_exact_at_its_limit():
     """Symbols of probability 1/2 cost exactly their bit each: a stream of them is as short as a stream can be for
     its symbols. The check refuses a claim of more symbols than 8 bits a byte + 64 hold at 99%, no fewer."""
     freqs = np.array([[PROB_SCALE // 2, PROB_SCALE // 2]])
-    data = coding.encode(np.zeros((10_000, 1), np.int64), freqs)
-    assert coding.decode(data, 10_000, freqs).sum() == 0  # at 99.0% of what 8 bits a byte + 64 hold: decoded
+    data = rans.encode(np.zeros((10_000, 1), np.int64), freqs)
+    assert rans.decode(data, 10_000, freqs).sum() == 0  # at 99.0% of what 8 bits a byte + 64 hold: decoded
     limit = 8 * len(data) + 64
     first = int(limit / 0.99) + 1  # the first count the size check refuses
     assert first * 0.99 > limit >= (first - 1) * 0.99
     refused(
         f"the coded latents are too short for the {first} items the file claims: it is corrupt",
-        coding.decode,
+        rans.decode,
         data,
         first,
         freqs,
     )
-    refused("the coded latents end early: the file is truncated or corrupt", coding.decode, data, first - 1, freqs)
+    refused("the coded latents end early: the file is truncated or corrupt", rans.decode, data, first - 1, freqs)
 
 
 def test_damaged_streams_are_refused(stream):
     q, freqs, data = stream
-    refused("the coded latents end early: the file is truncated or corrupt", coding.decode, data[:-8], 400, freqs)
-    refused("the coded latents do not decode cleanly: the file is corrupt", coding.decode, data + b"\0", 400, freqs)
-    refused("the coded latents do not decode cleanly: the file is corrupt", coding.decode, data, 399, freqs)
+    refused("the coded latents end early: the file is truncated or corrupt", rans.decode, data[:-8], 400, freqs)
+    refused("the coded latents do not decode cleanly: the file is corrupt", rans.decode, data + b"\0", 400, freqs)
+    refused("the coded latents do not decode cleanly: the file is corrupt", rans.decode, data, 399, freqs)
     flipped = bytes([data[0] ^ 1]) + data[1:]  # a larger first state: it runs out of bytes before its symbols
-    refused("the coded latents end early: the file is truncated or corrupt", coding.decode, flipped, 400, freqs)
+    refused("the coded latents end early: the file is truncated or corrupt", rans.decode, flipped, 400, freqs)
 
 
 # ---------------------------------------------------------------- the .aez frame

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from aekit import AekitError
-from aekit.apps.aez import Header
+from aekit.codec.aez import Header
 from aekit.config import (
     DataConfig,
     TrainConfig,

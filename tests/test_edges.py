@@ -18,13 +18,14 @@ from PIL import Image
 
 import aekit
 from aekit import limits
-from aekit.apps.aez import MAGIC, U32, VERSION
-from aekit.apps.coding import PROB_SCALE, RANS_L
 from aekit.apps.compress import compress_file, decompress_file
 from aekit.cli import main
+from aekit.codec.aez import FITTED, MAGIC, U32
+from aekit.codec.rans import RANS_L
 from aekit.disk import MANIFEST
 from aekit.errors import AekitError
 from aekit.export import Graph
+from aekit.frequencies import PROB_SCALE
 from conftest import RESNET, fails, run_cli, succeeds
 
 TINY = [(1, 1), (1, 2), (2, 1), (3, 3), (4, 4), (5, 7), (8, 8)]
@@ -220,8 +221,8 @@ def test_aez_headers_that_claim_too_much_are_one_line_before_anything_is_allocat
     freqs[:, 3] = PROB_SCALE
     tables, stream = zlib.compress(freqs.tobytes()), RANS_L.to_bytes(4, "big")
     with pytest.raises(AekitError, match="needs .* over the"):
-        aekit.decompress(_aez(VERSION, {**header, "items": 10**8}, [tables, stream]), digits_run_dir)
-    back, _ = aekit.decompress(_aez(VERSION, {**header, "items": 3000}, [tables, stream]), digits_run_dir)
+        aekit.decompress(_aez(FITTED, {**header, "items": 10**8}, [tables, stream]), digits_run_dir)
+    back, _ = aekit.decompress(_aez(FITTED, {**header, "items": 3000}, [tables, stream]), digits_run_dir)
     assert back.shape == (3000, 1, 8, 8) and torch.equal(back[0], back[-1])  # within the limit: decoded
 
     # versions 2 to 4: a count of items no list can hold, and sizes that are not (height, width)

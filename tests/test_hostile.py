@@ -28,8 +28,8 @@ from safetensors.torch import save as safetensors_bytes
 
 import aekit
 from aekit import AekitError, datasets, disk, progress
-from aekit.apps.aez import MAGIC, MAX_BITS, U32, VERSION, parse
 from aekit.apps.compress import compress_file
+from aekit.codec.aez import FITTED, MAGIC, MAX_BITS, U32, parse
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
 from aekit.disk import MANIFEST, FolderLock, Output
@@ -305,7 +305,7 @@ def craft_aez(valid: bytes, header=None, freqs: bytes | None = None, raw_header=
         parts[1] = zlib.compress(freqs)
     if stream is not None:
         parts[2] = stream
-    body = MAGIC + bytes([VERSION]) + b"".join(U32.pack(len(p)) + p for p in parts)
+    body = MAGIC + bytes([FITTED]) + b"".join(U32.pack(len(p)) + p for p in parts)
     return body + U32.pack(zlib.crc32(body))
 
 

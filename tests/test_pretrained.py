@@ -139,8 +139,8 @@ def coffee(tmp_path_factory):
 
 
 def test_the_shipped_codec_codes_a_photo_at_each_quality(coffee, tmp_path):
-    from aekit.apps import aez
     from aekit.apps.compress import compress_file
+    from aekit.codec import aez
 
     reports = [compress_file(CODEC, str(coffee), tmp_path / f"{q}.aez", quality=q) for q in range(1, 5)]
     sizes, psnrs = [r["bytes"] for r in reports], [r["psnr_db"] for r in reports]

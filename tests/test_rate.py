@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import aekit
-from aekit.apps import coding
-from aekit.apps.aez import SECTIONS, parse
+from aekit import frequencies
 from aekit.apps.compress import compress, compress_file, decompress
+from aekit.codec import learned, rans
+from aekit.codec.aez import SECTIONS, parse
 from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
 from aekit.models.layers import pixel_logits, start_from_pca
 from conftest import RESNET, assert_clean_error, photo_folder, run_cli, succeeds
@@ -37,12 +38,14 @@ def test_the_density_gives_each_channel_a_distribution_over_the_integers_and_tab
     for c in range(3):
         n = int(density.count[c])
         freqs = density.frequencies[c].numpy()
-        assert 3 <= n <= TABLE and freqs.sum() == coding.PROB_SCALE and (freqs[:n] >= 1).all() and not freqs[n:].any()
+        assert (
+            3 <= n <= TABLE and freqs.sum() == frequencies.PROB_SCALE and (freqs[:n] >= 1).all() and not freqs[n:].any()
+        )
         symbols = torch.arange(n - 1) + int(density.offset[c])  # the table's range holds all but a sliver
         inside = p[c, symbols + 400]
         assert float(inside.sum()) > 1 - 1e-5
         # coding with the table costs at most a hundredth of a bit a symbol more than the density says
-        table = freqs[: n - 1] / coding.PROB_SCALE
+        table = freqs[: n - 1] / frequencies.PROB_SCALE
         assert float((inside.numpy() * np.log2(inside.numpy() / table)).sum()) < 0.01
 
 
@@ -140,14 +143,14 @@ def test_a_hyperprior_codes_values_whose_spread_varies_by_region_in_fewer_bits_a
     with torch.no_grad():
         assert float(hyper.bits(y).mean()) < 0.9 * float(factorized.bits(y).mean())
         maps = [y[0], y[1, :, :5, :7]]  # code maps of any size (not multiples of the side information's 4)
-        sections = hyper.encode(maps)
+        sections = learned.encode(hyper, maps)
         expected = sum(float(hyper.bits(m[None])) for m in maps) / 8
-    back = hyper.decode(sections, [tuple(m.shape[1:]) for m in maps])
+    back = learned.decode(hyper, sections, [tuple(m.shape[1:]) for m in maps])
     assert all(torch.equal(a, b) for a, b in zip(maps, back, strict=True))
     coded = sum(len(part) for part in sections)
     assert abs(coded - expected) < 0.03 * expected + 8  # each stream's final state: 4 bytes
     freqs = hyper.frequencies.numpy()
-    assert (freqs.sum(1) == coding.PROB_SCALE).all() and (freqs[:, : int(hyper.count.min())] >= 1).all()
+    assert (freqs.sum(1) == frequencies.PROB_SCALE).all() and (freqs[:, : int(hyper.count.min())] >= 1).all()
 
 
 def test_a_hyperprior_base_level_past_the_widest_table_is_counted_as_files_code_it():
@@ -162,7 +165,7 @@ def test_a_hyperprior_base_level_past_the_widest_table_is_counted_as_files_code_
             hyper.base[0] = base
             hyper.update_tables()
             bits.append(hyper.bits(y))
-            files.append(hyper.encode(list(y)))
+            files.append(learned.encode(hyper, list(y)))
     assert files[0] == files[1]  # the files use the widest level
     assert torch.equal(bits[0], bits[1])  # and so does the estimate
 
@@ -182,10 +185,10 @@ def test_a_mean_scale_hyperprior_codes_slowly_varying_channels_in_fewer_bits_and
     with torch.no_grad():
         assert float(mean_scale.bits(y).mean()) < 0.9 * float(scale.bits(y).mean())
         maps = [y[0], y[1, :, :5, :7]]  # code maps of any size (not multiples of the blocks' 4)
-        sections = mean_scale.encode(maps)
+        sections = learned.encode(mean_scale, maps)
         expected = sum(float(mean_scale.bits(m[None])) for m in maps) / 8
-    assert len(sections) == SECTIONS[MeanScaleHyperprior.VERSION]
-    back = mean_scale.decode(sections, [tuple(m.shape[1:]) for m in maps])
+    assert len(sections) == SECTIONS[learned.VERSIONS["meanscale"]]
+    back = learned.decode(mean_scale, sections, [tuple(m.shape[1:]) for m in maps])
     assert all(torch.equal(a, b) for a, b in zip(maps, back, strict=True))
     assert abs(sum(len(part) for part in sections) - expected) < 0.02 * expected + 12  # 4 bytes a stream's state
 
@@ -218,7 +221,7 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
     done = run_cli("compress", run.path, root / "photo.png", "-o", tmp_path / "p.aez")
     assert done.returncode == 0, done.stderr
     blob = (tmp_path / "p.aez").read_bytes()
-    assert blob[4] == run.model.entropy.VERSION == ENTROPY_VERSIONS[run.config["model"]["entropy"]]
+    assert blob[4] == learned.version(run.model) == ENTROPY_VERSIONS[run.config["model"]["entropy"]]
     report = compress_file(run, str(root / "photo.png"), tmp_path / "q.aez")
     assert report["bytes"] == len(blob) and report["bits_per_pixel"] == pytest.approx(8 * len(blob) / (37 * 53))
     assert report["coded_bytes"] + report["header_bytes"] == len(blob)
@@ -236,7 +239,7 @@ def test_a_photo_of_any_size_compresses_to_a_file_whose_size_the_model_predicts(
 def _as_expected(run, report: dict) -> bool:
     """The file is the truth: its coded bytes within 1% of the entropy model's estimate, beside the coder's final
     states (4 bytes a stream; a stream and its escaped values make two sections)."""
-    streams = SECTIONS[run.model.entropy.VERSION] // 2
+    streams = SECTIONS[learned.version(run.model)] // 2
     return abs(report["coded_bytes"] - report["expected_bytes"]) < 0.01 * report["expected_bytes"] + 4 * streams
 
 
@@ -370,12 +373,12 @@ def test_the_coder_takes_learned_tables_whose_unused_symbols_have_no_frequency()
     freqs = density.frequencies.numpy().astype(np.int64)
     assert (freqs[4:] == 0).any() and (density.count[4:] < TABLE).all()  # tables of TABLE symbols, some using fewer
     symbols = np.minimum(np.abs(rng.laplace(0, 3, (5000, 8))).astype(np.int64), density.count.numpy() - 1)
-    stream = coding.encode(symbols, freqs)
-    assert np.array_equal(coding.decode(stream, len(symbols), freqs), symbols)
+    stream = rans.encode(symbols, freqs)
+    assert np.array_equal(rans.decode(stream, len(symbols), freqs), symbols)
 
 
 def test_fitted_tables_sum_to_the_coders_scale_when_many_symbols_are_rare():
     q = np.concatenate([np.zeros(100_000, np.int64), np.arange(4096)])[:, None]  # one common symbol, 4095 rare
-    freqs = coding.frequency_tables(q, 4096)
-    assert freqs.sum() == coding.PROB_SCALE and (freqs >= 1).all()
-    assert np.array_equal(coding.decode(coding.encode(q, freqs), len(q), freqs), q)
+    freqs = frequencies.frequency_tables(q, 4096)
+    assert freqs.sum() == frequencies.PROB_SCALE and (freqs >= 1).all()
+    assert np.array_equal(rans.decode(rans.encode(q, freqs), len(q), freqs), q)

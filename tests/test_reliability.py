@@ -420,7 +420,7 @@ def _():
     read_tensors(tmp / "t.safetensors")
 
 def aez_claiming(items):
-    from aekit.apps.aez import MAGIC, U32, VERSION
+    from aekit.codec.aez import FITTED, MAGIC, U32
     import json
     x = aekit.data.load("digits").test.floats()[:5]
     blob = aekit.compress(run, x, bits=4)
@@ -432,7 +432,7 @@ def aez_claiming(items):
     header = json.loads(parts[0])
     header["items"] = items
     parts[0] = json.dumps(header).encode()
-    body = MAGIC + bytes([VERSION]) + b"".join(U32.pack(len(p)) + p for p in parts)
+    body = MAGIC + bytes([FITTED]) + b"".join(U32.pack(len(p)) + p for p in parts)
     aekit.decompress(body + U32.pack(zlib.crc32(body)), run)
 
 @case(".aez claiming 10**9 items (over the load limit)")

@@ -1,20 +1,13 @@
-"""Compression: items -> quantized, entropy-coded latent codes in an .aez file, and back.
+"""Compression, the use: items -> an .aez file of their model's entropy-coded codes, and back.
 
-Two formats (docs/formats.md), chosen by the model:
-- version 1, any model whose code alone rebuilds an item: each code dimension is quantized uniformly over its
-  range in the file (2**bits levels), and the integers are coded with a static rANS coder whose per-dimension
-  tables travel in the file.
-- version 2, an ae trained for rate and distortion (rate_lambda): its codes are integers already, coded with
-  the integer tables of its learned entropy model, which the run holds (nothing of them travels in the file).
-- version 3, the same with a hyperprior (entropy "hyperprior"): the side information first, then each code
-  value with the table of its scale level (models.entropy.ScaleHyperprior).
-- version 4, the same with a mean-scale hyperprior (entropy "meanscale"): block means of the first code channels
-  first, then version 3's sections for the code less them (models.entropy.MeanScaleHyperprior).
-  A fully convolutional model codes photos of any size whole: one code map per photo.
+The format follows the model (aekit.codec, docs/formats.md): version 1 for any model whose code alone rebuilds
+an item (codes quantized uniformly per dimension, tables fitted to them in the file), versions 2 to 4 for an ae
+trained for rate and distortion (rate_lambda: integer codes coded with its entropy model's tables, which the run
+holds). A fully convolutional compressor codes photos of any size whole: one code map per photo.
 Decoding checks the magic, the version, a CRC-32 of the whole file and the SHA-256 of the model's weights
 (tables included) before it trusts anything else. The codec runs on the CPU whatever device a run was opened on
-(run.cpu_run), so that a photo gives the same file, and a file the same pixels, with or without a GPU (a float
-network gives other low bits there: on an H100 about 1% of the decoded 8-bit values one level apart).
+(run.cpu_run): a float network gives other low bits on a GPU, and a photo must give the same file, and a file
+the same pixels, on every machine.
 """
 
 from __future__ import annotations
@@ -22,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import metrics, pretrained
+from ..codec import aez, fitted, learned
+from ..codec.aez import FITTED, Header, LearnedHeader
+from ..codec.fitted import Quantized
 from ..config import to_dict
 from ..data.datasets import UINT8, Scaling
 from ..data.sources import png_image, write_images
@@ -42,13 +35,11 @@ from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
     IMAGE_KINDS,
-    aez,
     as_inputs,
     as_items,
     check_finite,
     check_images_fit,
     check_items,
-    coding,
     decode_all,
     encode_all,
     inputs_of,
@@ -57,34 +48,6 @@ from . import (
     to_raw,
     write_array,
 )
-from .aez import VERSION, Header, LearnedHeader
-
-
-@dataclass(frozen=True)
-class Quantized:
-    """Latent codes as integers: z ~= lo + q * step, per dimension. q: (N, D) integers; lo, step: (D,) float32."""
-
-    q: np.ndarray
-    lo: np.ndarray
-    step: np.ndarray
-    bits: int
-
-
-def quantize(z: torch.Tensor, bits: int = 8) -> Quantized:
-    """Uniform quantization of codes z (N, D) to 2**bits levels spanning each dimension's range."""
-    check(1 <= bits <= aez.MAX_BITS, f"bits must be between 1 and {aez.MAX_BITS}, got {bits}")
-    check(bool(torch.isfinite(z).all()), "the model gives non-finite codes for this input")
-    z = z.detach().float().cpu().numpy()
-    lo, hi = z.min(0), z.max(0)
-    step = np.where(hi > lo, (hi - lo) / ((1 << bits) - 1), 1.0).astype(np.float32)
-    step[step <= 0] = 1.0  # a range too small for float32 steps: one level
-    q = np.clip(np.rint((z - lo) / step), 0, (1 << bits) - 1).astype(np.int64)
-    return Quantized(q, lo, step, bits)
-
-
-def dequantize(code: Quantized) -> torch.Tensor:
-    """The codes (N, D) float32 that the quantized integers stand for."""
-    return torch.from_numpy(code.q).float() * torch.from_numpy(code.step) + torch.from_numpy(code.lo)
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -131,8 +94,7 @@ def compress(
     if is_learned(model):
         return _compress_learned(run, as_inputs(run, x), scaling or run.scaling, refine)[0]
     x = as_items(run, x)  # (N, ...) floats, whatever form the items were given in
-    code = quantize(encode_all(model, x), bits)
-    freqs = coding.frequency_tables(code.q, 1 << bits)
+    code = fitted.quantize(encode_all(model, x), bits)
     header = Header(
         model=model.name,
         model_sha256=weights_sha256(model),
@@ -145,7 +107,7 @@ def compress(
         lo=tuple(code.lo.tolist()),
         step=tuple(code.step.tolist()),
     )
-    return aez.write(VERSION, header, [zlib.compress(freqs.astype("<u2").tobytes(), 9), coding.encode(code.q, freqs)])
+    return aez.write(FITTED, header, fitted.encode(code))
 
 
 @torch.no_grad()
@@ -235,7 +197,7 @@ def _compress_learned(
     )
     with torch.no_grad():
         expected = sum(float(model.entropy.bits(m[None].float().to(model.device)).sum()) for m in maps)
-    return aez.write(model.entropy.VERSION, header, model.entropy.encode(maps)), expected
+    return aez.write(learned.version(model), header, learned.encode(model.entropy, maps)), expected
 
 
 def map_sizes(header: LearnedHeader, model) -> list[tuple[int, ...]]:
@@ -249,31 +211,8 @@ def read_aez(data: bytes) -> tuple[Header, Quantized]:
     """Parse and check a version 1 .aez file's bytes: (its header, its quantized codes). AekitError if anything
     is off."""
     version, header, sections = aez.parse(data)
-    check(version == VERSION, f"this .aez file codes with its model's own tables (version {version}): use decompress")
-    return header, _fitted_codes(header, *sections)
-
-
-def _fitted_codes(header: Header, tables: bytes, stream: bytes) -> Quantized:
-    """The quantized codes of a version 1 file, from its tables and stream."""
-    d, n_symbols = header.latent_dim, 1 << header.bits
-    n, values = header.items, math.prod(header.item_shape)
-    # Per code value: its symbol (2 bytes), its place in the coder's list (8) and its float (4) with the float
-    # arithmetic of dequantizing (2 more); per item value: the decoded items (4), the float copy and the result of
-    # putting them back in the data's units (4 + 1), and the finiteness check (1)
-    need = n * (16 * d + 10 * values) + 2 * d * n_symbols * 8
-    check_load_size(need, "the .aez file", f"decoding {n:,} items of {values:,} values")
-    expected = d * n_symbols * 2
-    inflate = zlib.decompressobj()
-    try:
-        raw = inflate.decompress(tables, expected + 1)
-    except zlib.error:
-        raise AekitError("the .aez file's frequency tables are corrupt") from None
-    check(len(raw) == expected, "the .aez file's frequency tables have the wrong size")
-    freqs = np.frombuffer(raw, "<u2").astype(np.int64).reshape(d, n_symbols)
-    check(bool((freqs.sum(1) == coding.PROB_SCALE).all()), "the .aez file's frequency tables are corrupt")
-    q = coding.decode(stream, n, freqs)
-    lo, step = np.asarray(header.lo, np.float32), np.asarray(header.step, np.float32)
-    return Quantized(q, lo, step, header.bits)
+    check(version == FITTED, f"this .aez file codes with its model's own tables (version {version}): use decompress")
+    return header, fitted.decode(header, *sections)
 
 
 def _decode_learned(
@@ -282,7 +221,7 @@ def _decode_learned(
     """The items of a version 2, 3 or 4 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
     check(is_learned(model), "the .aez file codes with a learned entropy model; this model has none")
     check(
-        version == model.entropy.VERSION and header.channels == model.code_channels,
+        version == learned.version(model) and header.channels == model.code_channels,
         "the .aez file does not match this model's entropy model",
     )
     _check_tables(model)
@@ -297,7 +236,7 @@ def _decode_learned(
     check_load_size(codes * 64 + 10 * values, "the .aez file", f"decoding {header.items:,} items")
     if images is not None:  # each image decoded whole: the outputs, their raw copies and the model's activations
         check_whole(model, images, "decoding the .aez file", 5 * c)
-    maps = model.entropy.decode(sections, map_sizes(header, model))
+    maps = learned.decode(model.entropy, sections, map_sizes(header, model))
     if images is None:
         return decode_all(model, torch.stack([m.flatten() for m in maps]))
     out = [whole_image(model, m, hw) for m, hw in zip(maps, images, strict=True)]
@@ -319,10 +258,10 @@ def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple
         f"the .aez file was made with another model than the one in {run.path} (weights hash differs)",
     )
     check(tuple(run.model.config.input_shape) == header.item_shape, "the .aez file does not match this model's shapes")
-    if version != VERSION:
+    if version != FITTED:
         return _decode_learned(run.model, version, header, sections), to_dict(header)
     check(run.model.config.latent_dim == header.latent_dim, "the .aez file does not match this model's shapes")
-    return decode_all(run.model, dequantize(_fitted_codes(header, *sections))), to_dict(header)
+    return decode_all(run.model, fitted.dequantize(fitted.decode(header, *sections))), to_dict(header)
 
 
 def compress_file(
@@ -393,7 +332,7 @@ def decompress_file(
     version, header, _ = aez.parse(data)
     png = output.kind == ".png"
     check(not png or (header.items == 1 and len(header.item_shape) == 3), f"{out}: a PNG file holds one image")
-    sizes = header.item_sizes() if version != VERSION else None
+    sizes = header.item_sizes() if version != FITTED else None
     mixed = sizes is not None and len(set(sizes)) > 1 and output.kind in (".npy", ".npz")
     check(not mixed, f"{out}: images of several sizes are written as PNGs; name a folder")
     x_hat, header = decompress(data, run)

@@ -7,9 +7,10 @@ probability of an integer symbol k is c(k + 1/2) - c(k - 1/2): the density convo
 also the density of y + u, u ~ U(-1/2, 1/2), the noisy code used in training (Balle, Laparra, Simoncelli,
 "End-to-end optimized image compression", ICLR 2017). -log2 of it is the code's cost in bits.
 
-Real files are coded from integer tables (`tables`), computed once from the density when the model is saved and
+Real files are coded from integer tables (`Tables`), computed once from the density when the model is saved and
 stored with its weights: encoder and decoder read the same integers, on any machine and thread count, and the
-floating-point density is never evaluated to decode.
+floating-point density is never evaluated to decode. An entropy model says which integers are coded with which
+table, in which order (`symbols`, `from_symbols`); the coder and the file format are the codec's (aekit.codec).
 
     codes y (N, C, L) --round--> integers q --tables[c]--> symbol in [0, count[c]) (or the escape symbol)
 """
@@ -17,32 +18,51 @@ floating-point density is never evaluated to decode.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..apps import coding
-from ..apps.coding import normalize
-from ..errors import check
+from ..frequencies import normalize
 
 FILTERS = (3, 3, 3)  # hidden widths of each channel's cumulative network (the paper's choice)
 INIT_SCALE = 10.0  # the initial density's spread, in code units
 LIKELIHOOD_FLOOR = 1e-9  # probabilities below this cost its bits (about 30): keeps the rate finite
 TABLE = 256  # symbols per channel's table: the last one is the escape of values outside the rest's range
 TAIL = 1e-6  # probability mass left outside a channel's table range on each side (coded by escape)
-FIT_STEPS = 300  # steps of fit(): about 1.3 bits per pixel from 5.4 on photo codes after 100 (docs/benchmarks.md)
+FIT_STEPS = 300  # steps of fit(): a first compressor's codes are several bits per value from the initial density
+
+
+class Tables(NamedTuple):
+    """T integer coding tables: offset (T,) each table's lowest value, count (T,) its symbols with the escape last
+    (the symbol of values outside the table's range), frequencies (T, S) in units of 2**PROB_BITS (zero beyond
+    count). int64."""
+
+    offset: np.ndarray
+    count: np.ndarray
+    frequencies: np.ndarray
+
+
+class Symbols(NamedTuple):
+    """Integers to code, in order: values (M,) int64, value i with table table[i] of tables."""
+
+    values: np.ndarray
+    table: np.ndarray
+    tables: Tables
+
+
+Reader = Callable[[np.ndarray, Tables], np.ndarray]  # (table (M,), tables) -> the next M values, coded with them
 
 
 class EntropyModel(nn.Module):
     """What a compressor's entropy models share: bits(y, noisy) of codes y (N, C, ...) per item (noisy: as in
-    training, with y + uniform noise in [-1/2, 1/2) standing in for round(y)), fit to a first
-    set of codes, integer tables (update_tables, has_tables; buffers offset, count and frequencies: each
-    table's lowest value, its symbols' count with the escape last, and their frequencies), and encode/decode
-    of integer code maps to the sections of an .aez file of format VERSION."""
-
-    VERSION = 2
+    training, with y + uniform noise in [-1/2, 1/2) standing in for round(y)), fit to a first set of codes,
+    integer tables (update_tables, has_tables; buffers offset, count and frequencies, see Tables), and the
+    integers of code maps in coding order: symbols(maps) for the encoder, from_symbols(read, sizes) for the
+    decoder, which reads them group by group (a later group's tables can depend on what came before)."""
 
     def bits(self, y: torch.Tensor, noisy: bool = False) -> torch.Tensor:
         raise NotImplementedError
@@ -51,36 +71,16 @@ class EntropyModel(nn.Module):
     def _noise(y: torch.Tensor, noisy: bool) -> torch.Tensor:
         return y + torch.empty_like(y).uniform_(-0.5, 0.5) if noisy else y
 
-    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
-        """Integer code maps (C, *size) -> the file's sections."""
+    def symbols(self, maps: list[torch.Tensor]) -> list[Symbols]:
+        """Integer code maps (C, *size) -> the groups of integers that code them, in order."""
         raise NotImplementedError
 
-    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
-        """The file's sections -> the code maps (C, *size) of the given sizes. AekitError if they are not that."""
+    def from_symbols(self, read: Reader, sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """Inverse of symbols: the code maps (C, *size) of the given sizes, each group of integers taken from read."""
         raise NotImplementedError
 
-    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(t.cpu().numpy().astype(np.int64) for t in (self.offset, self.count, self.frequencies))
-
-    def _stream(self, values: np.ndarray, tables: np.ndarray) -> list[bytes]:
-        """Integers (M,), each coded with table tables[i]: the rANS stream of their symbols, and the values
-        outside their tables' range (the escape symbol's) as int32."""
-        offset, count, freqs = self._tables()
-        symbols = values - offset[tables]
-        outside = (symbols < 0) | (symbols >= count[tables] - 1)
-        symbols = np.where(outside, count[tables] - 1, symbols)
-        return [coding.encode(symbols, freqs, tables), values[outside].astype("<i4").tobytes()]
-
-    def _unstream(self, sections: list[bytes], tables: np.ndarray) -> np.ndarray:
-        """Inverse of _stream: the integers (M,) of the given tables."""
-        offset, count, freqs = self._tables()
-        stream, escaped = sections
-        symbols = coding.decode(stream, len(tables), freqs, tables).astype(np.int64)
-        outside = symbols == count[tables] - 1
-        check(len(escaped) == 4 * int(outside.sum()), "the .aez file's escaped values do not match its codes: corrupt")
-        values = symbols + offset[tables]
-        values[outside] = np.frombuffer(escaped, "<i4")
-        return values
+    def tables(self) -> Tables:
+        return Tables(*(t.cpu().numpy().astype(np.int64) for t in (self.offset, self.count, self.frequencies)))
 
     @torch.enable_grad()
     def fit(self, codes: torch.Tensor, steps: int = FIT_STEPS, batch: int = 64) -> None:
@@ -145,14 +145,14 @@ class FactorizedDensity(EntropyModel):
         with torch.autocast(y.device.type, enabled=False):
             return -torch.log2(self.likelihood(self._noise(y.flatten(2).float(), noisy))).sum(dim=(1, 2))
 
-    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
-        """Position by position, a table per channel (format version 2): the stream and the escaped values."""
-        rows = torch.cat([m.reshape(self.channels, -1).T for m in maps]).long().numpy()
-        return self._stream(rows.reshape(-1), np.tile(np.arange(self.channels), len(rows)))
+    def symbols(self, maps: list[torch.Tensor]) -> list[Symbols]:
+        """One group: position by position, a table per channel."""
+        rows = torch.cat([m.reshape(self.channels, -1).T for m in maps]).long().numpy()  # (positions, C)
+        return [Symbols(rows.reshape(-1), np.tile(np.arange(self.channels), len(rows)), self.tables())]
 
-    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    def from_symbols(self, read: Reader, sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
         positions = [math.prod(size) for size in sizes]
-        values = self._unstream(sections, np.tile(np.arange(self.channels), sum(positions)))
+        values = read(np.tile(np.arange(self.channels), sum(positions)), self.tables())
         rows = torch.from_numpy(values.reshape(-1, self.channels).T.astype(np.float32)).split(positions, dim=1)
         return [r.reshape(self.channels, *size) for r, size in zip(rows, sizes, strict=True)]
 
@@ -233,8 +233,6 @@ class ScaleHyperprior(EntropyModel):
     per 4x4 block and group of channels the codes stay heavy-tailed; on a validation photo's codes the best
     single scale per channel costs 1.18 bits per pixel as a Gaussian and 1.04 as a Laplace.)"""
 
-    VERSION = 3
-
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels, groups = channels, min(GROUPS, channels)
@@ -297,19 +295,20 @@ class ScaleHyperprior(EntropyModel):
         super().fit(codes, steps, batch)
 
     @torch.no_grad()
-    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
-        """The side information (the side density's stream and escapes), then the code values in channel-major
-        order, each with its scale level's table (format version 3)."""
+    def symbols(self, maps: list[torch.Tensor]) -> list[Symbols]:
+        """The side information (the side density's group), then the code values in channel-major order, each with
+        its scale level's table."""
         device = self.base.device
         sides = [self.side_code(m[None].float().to(device))[0].cpu() for m in maps]
         levels = [self._levels(z, m.shape[1:]) for z, m in zip(sides, maps, strict=True)]
         values = torch.cat([m.flatten() for m in maps]).long().numpy()
-        return self.side.encode(sides) + self._stream(values, torch.cat([k.flatten() for k in levels]).numpy())
+        table = torch.cat([k.flatten() for k in levels]).numpy()
+        return self.side.symbols(sides) + [Symbols(values, table, self.tables())]
 
-    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
-        sides = self.side.decode(sections[:2], [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
+    def from_symbols(self, read: Reader, sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        sides = self.side.from_symbols(read, [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
         levels = [self._levels(z, size) for z, size in zip(sides, sizes, strict=True)]
-        values = self._unstream(sections[2:], torch.cat([k.flatten() for k in levels]).numpy())
+        values = read(torch.cat([k.flatten() for k in levels]).numpy(), self.tables())
         maps = torch.from_numpy(values.astype(np.float32)).split([k.numel() for k in levels])
         return [m.reshape(k.shape) for m, k in zip(maps, levels, strict=True)]
 
@@ -351,8 +350,6 @@ class MeanScaleHyperprior(ScaleHyperprior):
     its first channels: slowly varying values of a wide spread, which a zero-mean distribution codes at the
     width of their whole range."""
 
-    VERSION = 4
-
     def __init__(self, channels: int) -> None:
         super().__init__(channels)
         self.means = min(MEANS, channels)
@@ -382,16 +379,16 @@ class MeanScaleHyperprior(ScaleHyperprior):
             return self._scale_bits(self._less(y, means), noisy) + self.mean_density.bits(means)
 
     @torch.no_grad()
-    def encode(self, maps: list[torch.Tensor]) -> list[bytes]:
-        """The block means (their density's stream and escapes), then the rest as ScaleHyperprior codes the
-        code maps less those means (format version 4)."""
+    def symbols(self, maps: list[torch.Tensor]) -> list[Symbols]:
+        """The block means (their density's group), then the rest as ScaleHyperprior codes the code maps less
+        those means."""
         means = [self.block_means(m[None].float())[0] for m in maps]
         rest = [self._less(m[None].float(), u[None])[0] for m, u in zip(maps, means, strict=True)]
-        return self.mean_density.encode(means) + super().encode(rest)
+        return self.mean_density.symbols(means) + super().symbols(rest)
 
-    def decode(self, sections: list[bytes], sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
-        means = self.mean_density.decode(sections[:2], [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
-        rest = super().decode(sections[2:], sizes)
+    def from_symbols(self, read: Reader, sizes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        means = self.mean_density.from_symbols(read, [tuple(-(-n // SIDE_SCALE) for n in size) for size in sizes])
+        rest = super().from_symbols(read, sizes)
         return [self._less(m[None], -u[None])[0] for m, u in zip(rest, means, strict=True)]  # the means added back
 
     @torch.no_grad()

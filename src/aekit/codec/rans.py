@@ -1,12 +1,8 @@
-"""Entropy coding of quantized latent codes: a static rANS coder (Duda 2013) with integer frequency tables.
+"""A static rANS coder (Duda 2013) over integer frequency tables (aekit.frequencies).
 
-Symbols are coded in order, each with its own table: item by item and dimension by dimension where dimension j
-uses table freqs[j] (format versions 1 and 2), or a table chosen per symbol (version 3: the scale level a
-hyperprior gives each code value). Format version 1 fits the tables to the codes themselves and stores them in
-the file; versions 2 and 3 (a compressor trained with rate_lambda) take them from the model's entropy model
-(models.entropy), fixed integers in the run. State: 32 bits, renormalized a byte at a time; probabilities in
-units of 2**PROB_BITS. Written in plain Python, it codes about 6 million symbols a second (docs/benchmarks.md),
-below the time of the networks around it.
+Symbols are coded in order, each with its own table: row by row and column by column where column j uses table
+freqs[j], or a table chosen per symbol (tables: one index per symbol). State: 32 bits, renormalized a byte at a
+time; probabilities in units of 2**PROB_BITS. Plain Python: its speed is measured by bench/ (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,34 +12,11 @@ import array
 import numpy as np
 
 from ..errors import AekitError
+from ..frequencies import PROB_BITS, PROB_SCALE
 from ..progress import chunks
 
-PROB_BITS = 15
-PROB_SCALE = 1 << PROB_BITS
 RANS_L = 1 << 23  # lower bound of the normalized state; the state stays in [RANS_L, 2**31)
 MAX_SYMBOLS = 1 << 12  # bits per dimension up to 12, far below PROB_SCALE
-
-
-def frequency_tables(q: np.ndarray, n_symbols: int) -> np.ndarray:
-    """Per-dimension frequencies (D, n_symbols) summing to PROB_SCALE, at least 1 for every symbol seen.
-
-    q: (N, D) integer symbols in [0, n_symbols).
-    """
-    counts = np.stack([np.bincount(col, minlength=n_symbols) for col in q.T])  # int64 (numpy's intp)
-    return np.stack([normalize(c) for c in counts])
-
-
-def normalize(counts: np.ndarray) -> np.ndarray:
-    """Integer counts (S,) as frequencies summing to PROB_SCALE, at least 1 for every count above 0."""
-    total = int(counts.sum())
-    freqs = np.maximum(counts * PROB_SCALE // total, counts > 0).astype(np.int64)
-    excess = int(freqs.sum()) - PROB_SCALE
-    while excess != 0:  # give the rounding error to (or take it from) the most frequent symbols
-        i = int(freqs.argmax())
-        change = -excess if excess < 0 else -min(excess, int(freqs[i]) - 1)  # a symbol keeps at least 1
-        freqs[i] += change
-        excess += change
-    return freqs
 
 
 def encode(q: np.ndarray, freqs: np.ndarray, tables: np.ndarray | None = None) -> bytes:

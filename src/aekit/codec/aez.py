@@ -1,6 +1,7 @@
 """The .aez container (docs/formats.md): magic, format version, a JSON header checked field by field, the coded
-sections, each after its length, and a CRC-32 of all before it. What the sections hold is the codec's
-(apps.compress); this module writes and reads the frame and the header, without the model."""
+sections, each after its length, and a CRC-32 of all before it. What the sections hold is codec.fitted's
+(version 1) or codec.learned's (2 to 4); this module writes and reads the frame and the header, without the
+model."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..config import from_dict, to_dict
 from ..data.datasets import Scaling
 from ..errors import check
 
-MAGIC, VERSION = b"AEKZ", 1  # VERSION: fitted tables in the file; 2 to 4: the model's tables (its entropy's VERSION)
+MAGIC, FITTED = b"AEKZ", 1  # FITTED: the version with tables fitted to the codes; 2 to 4: the model's tables
 SECTIONS = {1: 2, 2: 2, 3: 4, 4: 6}  # coded sections after the header, by format version
 U32 = struct.Struct("<I")
 MAX_BITS = 12  # a version 1 file's largest quantization: 2**12 levels a code dimension
@@ -80,7 +81,7 @@ class Header(_Identity):
 
 @dataclass(frozen=True)
 class LearnedHeader(_Identity):
-    """The JSON header of a version 2 .aez file, checked field by field when a file is read. sizes: each item's
+    """The JSON header of a version 2, 3 or 4 .aez file, checked field by field when a file is read. sizes: each item's
     (H, W) where the items are whole images (of any size; a fully convolutional model), None where they all
     have item_shape."""
 
@@ -133,6 +134,6 @@ def parse(data: bytes) -> tuple[int, Header | LearnedHeader, list[bytes]]:
         parts.append(data[pos + 4 : pos + 4 + n])
         pos += 4 + n
     check(pos == len(data) - 4, "the .aez file is malformed (bytes after its sections)")
-    kind = Header if version == VERSION else LearnedHeader
+    kind = Header if version == FITTED else LearnedHeader
     header = from_dict(kind, disk.parse_json(parts[0], HEADER), HEADER)
     return version, header, parts[1:]
