@@ -136,9 +136,9 @@ class Autoencoder(nn.Module):
 
 def datasets(data_dir=None, as_written: bool = False) -> tuple[MNIST, MNIST]:
     """Train and test sets; as_written adds the seed's Normalize((0.5,), (0.5,))."""
-    from aekit.data import sources
+    from aekit.data import mnist
 
-    m = sources.read_mnist(data_dir)
+    m = mnist.read_mnist(data_dir)
     steps = [ToTensor(), Normalize((0.5,), (0.5,))] if as_written else [ToTensor()]
     return tuple(
         MNIST(torch.from_numpy(m[f"x_{s}"]), torch.from_numpy(m[f"y_{s}"].astype(np.int64)), Compose(steps))

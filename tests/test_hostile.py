@@ -32,8 +32,10 @@ from aekit.apps.compress import compress_file
 from aekit.codec.aez import FITTED, MAGIC, MAX_BITS, U32, parse
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.datasets import Splits
-from aekit.disk import MANIFEST, FolderLock, Output
+from aekit.disk import MANIFEST
 from aekit.folder import RunFolder
+from aekit.lock import FolderLock
+from aekit.outputs import OutputPath
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
 from aekit.train import Trainer
 from conftest import FUZZ, fails, fork_cli, reap, run_cli, start_cli, succeeds
@@ -703,11 +705,11 @@ def test_tables_are_sized_before_they_are_read_and_parsed_into_one_array(tmp_pat
 
 
 def test_two_writers_of_one_output_cannot_both_win(tmp_path):
-    first, second = (Output(tmp_path / "x.aez", (".aez",)) for _ in range(2))  # both checked while it was free
+    first, second = (OutputPath(tmp_path / "x.aez", (".aez",)) for _ in range(2))  # both checked while it was free
     first.write_bytes(b"AEKZ first")
     with pytest.raises(AekitError, match="x.aez exists .it appeared while aekit was writing"):
         second.write_bytes(b"AEKZ second")
-    folders = [Output(tmp_path / "pngs", ("",)) for _ in range(2)]
+    folders = [OutputPath(tmp_path / "pngs", ("",)) for _ in range(2)]
     folders[0].write_folder(lambda f: (f / "0.png").write_bytes(b"first"))
     with pytest.raises(AekitError, match="pngs exists"):
         folders[1].write_folder(lambda f: (f / "0.png").write_bytes(b"second"))
@@ -741,9 +743,9 @@ def _kill_at(point: str):
 @pytest.mark.parametrize(
     ("verb", "output", "point"),
     [
-        (["compress", "AE", "digits"], "x.aez", "_publish"),
-        (["features", "AE", "digits"], "f.npy", "_publish"),
-        (["denoise", "DAE", "digits", "--split", "test"], "pngs", "_publish"),
+        (["compress", "AE", "digits"], "x.aez", "publish"),
+        (["features", "AE", "digits"], "f.npy", "publish"),
+        (["denoise", "DAE", "digits", "--split", "test"], "pngs", "publish"),
         (["decompress", "AEZ", "--force"], "pngs", "exchange"),
         (
             ["train", "--data", "digits", "--hidden", "16", "--latent-dim", "4", "--epochs", "1", "--force"],

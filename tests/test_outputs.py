@@ -16,8 +16,9 @@ from PIL import Image
 import aekit
 from aekit import disk
 from aekit.apps.denoise import denoise_file
-from aekit.disk import MANIFEST, Output, is_our_folder
+from aekit.disk import MANIFEST, is_our_folder
 from aekit.errors import AekitError
+from aekit.outputs import OutputPath
 from conftest import RESNET, fails, photo_folder, succeeds
 
 
@@ -76,7 +77,7 @@ def test_a_folder_is_aekits_only_while_its_manifest_lists_exactly_its_files(tmp_
     empty = tmp_path / "empty"
     empty.mkdir()
     assert is_our_folder(empty)
-    Output(tmp_path / "none", ("",)).write_folder(lambda folder: None)  # a manifest listing nothing
+    OutputPath(tmp_path / "none", ("",)).write_folder(lambda folder: None)  # a manifest listing nothing
     assert is_our_folder(tmp_path / "none")
 
     def fill(folder: Path) -> None:
@@ -84,7 +85,7 @@ def test_a_folder_is_aekits_only_while_its_manifest_lists_exactly_its_files(tmp_
         (folder / "sub" / "deeper").mkdir(parents=True)  # sub holds a folder only, deeper the files
         (folder / "sub" / "deeper" / "b.png").write_bytes(b"b")
 
-    out = Output(tmp_path / "out", ("",)).write_folder(fill)
+    out = OutputPath(tmp_path / "out", ("",)).write_folder(fill)
     assert is_our_folder(out)
 
     def fill_a() -> None:
@@ -195,21 +196,21 @@ def test_force_replaces_no_file_that_merely_looks_like_the_output(tmp_path, caps
 
 
 def test_the_manifest_names_what_aekit_wrote_with_its_content(tmp_path):
-    out = Output(tmp_path / "x.npy", (".npy",))
+    out = OutputPath(tmp_path / "x.npy", (".npy",))
     out.write(lambda f: np.save(f, np.arange(3)))
-    again = Output(tmp_path / "x.npy", (".npy",), force=True)  # its own, unchanged: replaced
+    again = OutputPath(tmp_path / "x.npy", (".npy",), force=True)  # its own, unchanged: replaced
     again.write(lambda f: np.save(f, np.arange(4)))
     assert np.load(tmp_path / "x.npy").tolist() == [0, 1, 2, 3]
     with open(tmp_path / "x.npy", "r+b") as f:  # changed in place by the user: theirs now
         f.seek(-1, 2)
         f.write(b"\x01")
     with pytest.raises(AekitError, match="not a file aekit wrote"):
-        Output(tmp_path / "x.npy", (".npy",), force=True)
+        OutputPath(tmp_path / "x.npy", (".npy",), force=True)
     (tmp_path / MANIFEST).write_text("not json")  # a damaged manifest lists nothing: nothing is replaced
     (tmp_path / "y.npy").write_bytes(b"")
-    Output(tmp_path / "y.npy", (".npy",), force=True)  # an empty file holds nothing to lose
+    OutputPath(tmp_path / "y.npy", (".npy",), force=True)  # an empty file holds nothing to lose
     with pytest.raises(AekitError, match="manifest"):
-        Output(tmp_path / MANIFEST, ("",), force=True)
+        OutputPath(tmp_path / MANIFEST, ("",), force=True)
 
 
 # ---------------------------------------------------------------- outputs stay inside -o

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from aekit.data import sources
+from aekit.data import mnist
 from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +92,13 @@ def test_the_readme_runs_in_order_after_make_demo(tmp_path, monkeypatch):
     cached = Path.home() / ".cache" / "aekit" / "mnist"
     if cached.is_dir() and not (data / "mnist").exists():
         shutil.copytree(cached, data / "mnist")
-    read_mnist = sources.read_mnist
+    read_mnist = mnist.read_mnist
 
     def first_items(data_dir=None):  # the real files, checked as ever; only the first items used
         arrays = read_mnist(data_dir)
         return {k: a[: TRAIN_ITEMS if "train" in k else TEST_ITEMS] for k, a in arrays.items()}
 
-    monkeypatch.setattr(sources, "read_mnist", first_items)
+    monkeypatch.setattr(mnist, "read_mnist", first_items)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env["PYTHONWARNINGS"] = "ignore"
     took: list[tuple[float, str]] = []

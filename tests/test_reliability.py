@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import aekit
 from aekit import AekitError, checkpoint, datasets, disk
 from aekit.cli import main as cli_main
-from aekit.data.sources import idx_bytes
+from aekit.data.idx import idx_bytes
 from aekit.disk import MANIFEST
 from aekit.run import read_tensors
 from conftest import FUZZ, fork_cli, reap, run_cli, start_cli

@@ -8,9 +8,7 @@
   taken for a temporary.
 - The manifest: a folder aekit writes outputs into holds `.aekit-output`, the SHA-256 of each file aekit wrote
   there (a folder of PNGs holds its own, listing every file in it). It is how --force knows what aekit wrote.
-- Output: a user's output path (-o), checked before any work: never one of the command's inputs; without
-  --force nothing existing is ever replaced; with it, only a file the manifest lists with its current content,
-  or a folder whose every file its manifest lists so, never the current folder or one above it.
+- The checks of a user's output path (-o) are outputs.OutputPath's; the lock of a run folder is folder.FolderLock.
 - parse_json / read_json: the one JSON reader (a nesting limit; every error one line naming the file);
   to_json: the one writer's view of floats (NaN and infinities become null: they are not JSON).
 """
@@ -35,7 +33,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from . import pretrained
 from .errors import AekitError, check
 
 TMP = ".tmp"
@@ -134,7 +131,7 @@ def exchange(a: Path, b: Path) -> None:
     os.rename(side, a)
 
 
-def _publish(tmp: Path, path: Path, replace: bool) -> None:
+def publish(tmp: Path, path: Path, replace: bool) -> None:
     """Move the finished temporary tmp to path; errors name path, not the temporary."""
     try:
         if replace and not tmp.is_dir():
@@ -159,7 +156,7 @@ except ImportError:  # pragma: no cover - not POSIX: no locks, and so no leftove
 TAG = "aekit-"  # in every temporary's name: .NAME.aekit-XXXXXXXX.tmp (tempfile's 8 characters of [a-z0-9_])
 
 
-def _lock(fd: int, wait: bool) -> bool:
+def flock(fd: int, wait: bool) -> bool:
     """flock(fd) exclusively; False if another process holds it (and wait is False). Always True without flock."""
     if fcntl is None:  # pragma: no cover
         return True
@@ -190,7 +187,7 @@ def temporary(path: Path, folder: bool = False, suffix: str = TMP) -> tuple[Path
                 tmp = Path(name)
         except OSError as e:  # named by the user's path, not the temporary's
             raise AekitError(f"{path}: cannot write ({e.strerror or e})") from None
-        _lock(fd, wait=True)
+        flock(fd, wait=True)
         if os.fstat(fd).st_nlink > 0:
             return tmp, fd
         os.close(fd)  # another command took it for a leftover between its creation and our lock: again
@@ -206,7 +203,7 @@ def remove_abandoned(paths: Iterable[Path]) -> None:
         except OSError:
             continue
         try:
-            if _lock(fd, wait=False):
+            if flock(fd, wait=False):
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     shutil.rmtree(tmp, ignore_errors=True)
                 else:
@@ -249,7 +246,7 @@ def atomic_write(
             f.flush()
             os.fsync(f.fileno())
         sha = digest(tmp) if record else None
-        _publish(tmp, path, replace)
+        publish(tmp, path, replace)
         if sha is not None:
             _record(path.parent, {path.name: sha})
     except OSError as e:  # a full disk, say: named by the user's path, not the temporary's
@@ -342,7 +339,7 @@ def read_manifest(folder: Path) -> dict[str, str]:
     return {k: v for k, v in files.items() if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)}
 
 
-def _write_manifest(folder: Path, files: dict[str, str]) -> None:
+def write_manifest(folder: Path, files: dict[str, str]) -> None:
     manifest = {"written_by": "aekit", "files": dict(sorted(files.items()))}
     write_bytes(folder / MANIFEST, (dumps(manifest) + "\n").encode())
 
@@ -358,10 +355,10 @@ def _record(folder: Path, written: dict[str, str]) -> None:
         except OSError:
             return
         try:
-            _lock(fd, wait=True)
+            flock(fd, wait=True)
             if os.fstat(fd).st_ino == os.lstat(path).st_ino:
                 files = {k: v for k, v in read_manifest(folder).items() if os.path.lexists(folder / k)}
-                _write_manifest(folder, {**files, **written})
+                write_manifest(folder, {**files, **written})
                 return
         except (OSError, AekitError):
             return
@@ -397,169 +394,3 @@ def is_our_folder(path: Path) -> bool:
     if not found:
         return True  # nothing in it to lose
     return set(found) == set(listed) and all(digest(p) == listed[rel] for rel, p in found.items())
-
-
-# ---------------------------------------------------------------- the user's outputs
-
-FOLDER = ""  # the kind of an output named without a suffix: a folder of PNG images
-_KIND_NAMES = {
-    ".png": ".png (a PNG image)",
-    ".npy": ".npy",
-    ".npz": ".npz",
-    ".aez": ".aez",
-    ".csv": ".csv",
-    ".onnx": ".onnx",
-    ".html": ".html",
-    FOLDER: "a name without a suffix (a folder of PNG images)",
-}
-
-
-def _describe(kinds: tuple[str, ...]) -> str:
-    names = [_KIND_NAMES[k] for k in kinds]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-
-
-def _within(path: Path, folder: Path) -> bool:
-    """Whether path is folder or lies inside it (both resolved)."""
-    return path == folder or folder in path.parents
-
-
-def check_not_here(path: Path, what: str = "") -> None:
-    """AekitError if path is the current folder or one above it (never replaced, whatever is in it)."""
-    check(not _within(Path.cwd().resolve(), path.resolve()), f"{path}: aekit never replaces the current folder or one "
-          f"above it{what}")  # fmt: skip
-
-
-def check_not_shipped(path: Path, what: str = "") -> None:
-    """AekitError if path is the folder of the models that ship with aekit or inside it (never written)."""
-    check(not pretrained.is_shipped(path), f"{path}: the models that ship with aekit are never written over{what}")
-
-
-class Output:
-    """An output path, checked before any work, then written whole.
-
-    kinds: the suffixes it may have (".png", ".npz", ...; FOLDER for a folder of PNGs). inputs: the files and
-    folders the command reads: the output may be none of them, nor a folder holding one, --force or not. Without
-    force an existing path is refused, now and at the moment of writing. With force, only what aekit wrote is
-    replaced (see is_ours and is_our_folder); every file written is listed in the manifest.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike, kinds: Iterable[str], force: bool = False, inputs: Iterable[Path] = ()
-    ) -> None:
-        self.path, self.force = Path(path), force
-        kinds = tuple(kinds)
-        self.kind = self.path.suffix.lower()
-        check(self.kind in kinds, f"{self.path}: name this output {_describe(kinds)}")
-        check(self.path.name != MANIFEST, f"{self.path}: that name is aekit's manifest; give another output name")
-        check(self.path.parent.is_dir(), f"{self.path.parent}: no such folder for the output")
-        check_not_shipped(self.path, "; give another output name")
-        target = self.path.resolve()
-        for given in inputs:
-            check(
-                not _within(Path(given).resolve(), target),
-                f"{self.path} is {'' if Path(given).resolve() == target else 'a folder holding '}an input of this "
-                "command; aekit never writes over its input: give another output name",
-            )
-        self.check_replaceable()
-        remove_abandoned(leftovers(self.path))  # what a killed command left while writing this output
-
-    def check_replaceable(self) -> None:
-        """AekitError unless path is free, or force is given and what is there is aekit's to replace."""
-        path = self.path
-        if not os.path.lexists(path):
-            return
-        check(self.force, f"{path} exists; pass --force to replace it")
-        info = os.lstat(path)
-        check(not stat.S_ISLNK(info.st_mode), f"{path} is a symbolic link; aekit replaces only what it wrote")
-        if self.kind == FOLDER:
-            check_not_here(path)
-            check(stat.S_ISDIR(info.st_mode), f"{path} is a file; the output is a folder of PNGs")
-            check(is_our_folder(path), f"{path} is a folder aekit did not write (or it holds files aekit did not "
-                  "write there); aekit replaces only its own outputs: give another name")  # fmt: skip
-        else:
-            check(stat.S_ISREG(info.st_mode), f"{path} is not a file; give another output name")
-            check(info.st_size == 0 or is_ours(path), f"{path} is not a file aekit wrote (or it changed since); "
-                  "aekit replaces only its own outputs: give another name")  # fmt: skip
-
-    def write(self, fill: Callable[[IO[bytes]], Any]) -> Path:
-        """Write a file through fill(f), whole or not at all, and list it in its folder's manifest."""
-        return atomic_write(self.path, fill, replace=self.force, record=True)
-
-    def write_bytes(self, data: bytes) -> Path:
-        return self.write(lambda f: f.write(data))
-
-    def write_folder(self, fill: Callable[[Path], Any]) -> Path:
-        """Make a folder through fill(folder), list its files in its manifest, and put it at path in one rename
-        (replacing the old one whole)."""
-        tmp, fd = temporary(self.path, folder=True)
-        try:
-            try:
-                fill(tmp)
-                files = {p.relative_to(tmp).as_posix(): digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-                _write_manifest(tmp, files)
-            except OSError as e:
-                raise AekitError(f"{self.path}: cannot write ({e.strerror or e})") from None
-            tmp.chmod(0o777 & ~current_umask())
-            if self.force and os.path.lexists(self.path):
-                self.check_replaceable()  # again: it may have changed since the command started
-                try:
-                    exchange(tmp, self.path)
-                except OSError as e:
-                    raise AekitError(f"{self.path}: cannot replace it ({e.strerror or e})") from None
-            else:
-                _publish(tmp, self.path, replace=False)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        finally:
-            os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the old folder
-        return self.path
-
-
-def distinct(*outputs: Output | None) -> list[Output]:
-    """The given outputs (None dropped); AekitError if two name the same file."""
-    given = [o for o in outputs if o is not None]
-    check(len({o.path.resolve() for o in given}) == len(given), "the outputs must be different files")
-    return given
-
-
-LOCK = ".lock"
-
-
-class FolderLock:
-    """An exclusive lock on a folder (flock on FOLDER/.lock): one aekit process writes a run folder at a time.
-
-    The operating system drops the lock when its process ends, however it ends (SIGKILL included), so a
-    stale lock file never blocks anyone. Where flock does not exist (Windows) this is a no-op.
-    """
-
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self.fd: int | None = None
-
-    def acquire(self) -> FolderLock:
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _lock(fd, wait=False):
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise AekitError(
-                f"{self.folder} is in use by another aekit process{f' (pid {holder})' if holder else ''}; "
-                "wait for it to finish"
-            )
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = None
-
-    def __enter__(self) -> FolderLock:
-        return self if self.fd is not None else self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

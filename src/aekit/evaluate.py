@@ -14,10 +14,11 @@ from . import metrics
 from .apps import check_images_fit, inputs_of, reconstruct_all, sizes_of, tiles
 from .apps.denoise import reconstruct, refined_fn
 from .data.datasets import Dataset
-from .disk import FolderLock, Output
 from .errors import check
 from .limits import INFERENCE_BATCH
+from .lock import FolderLock
 from .models.variational import MAX_NLL_K
+from .outputs import OutputPath
 from .run import Run, open_run
 
 
@@ -151,7 +152,7 @@ def reconstruction_figure(
     is replaced only with force). data and split as for evaluate: by default the run's held-out items."""
     check(1 <= n <= 32, f"n must be between 1 and 32, got {n}")
     run = open_run(run)
-    output = Output(out, (".png",), force, run.input_paths(data, data_dir))
+    output = OutputPath(out, (".png",), force, run.input_paths(data, data_dir))
     return output.write_bytes(reconstruction_png(run, n, data, data_dir, split))
 
 

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .disk import Output, dumps
+from .disk import dumps
 from .errors import AekitError, check
 from .metrics import squared_errors
+from .outputs import OutputPath
 from .run import Run, cpu_run
 
 PARTS = {
@@ -159,7 +160,7 @@ def export(
     anomaly scores)."""
     onnx = _onnx()
     run = cpu_run(run)  # traced and checked on the CPU: the file does not depend on where the run was opened
-    out = Output(output, (".onnx",), force, [run.path])
+    out = OutputPath(output, (".onnx",), force, [run.path])
     check(part in PARTS, f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
     check(threshold is None or math.isfinite(threshold), f"the threshold must be a finite number, got {threshold}")

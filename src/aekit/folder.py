@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, disk
+from . import checkpoint, disk, outputs
 from .errors import AekitError, check
+from .lock import FolderLock
 from .run import CHECKPOINT, CONFIG, RUN_FILES, WEIGHTS, read_config, save_tensors, update_metrics, write_history
 
 STAGING = ".partial"  # the suffix of a run folder being built (disk.temporary_pattern)
@@ -35,7 +36,7 @@ class RunFolder:
     staging name until place(), then its own name."""
 
     def __init__(
-        self, path: Path, lock: disk.FolderLock, target: Path | None = None, replaced=None, staged: int | None = None
+        self, path: Path, lock: FolderLock, target: Path | None = None, replaced=None, staged: int | None = None
     ) -> None:
         self.path, self.lock = path, lock
         self._target, self._replaced = target, replaced  # where place() puts it; the old run's lock (--force)
@@ -52,7 +53,7 @@ class RunFolder:
             if replaced is not None:
                 replaced.release()
             raise
-        folder = cls(staging, disk.FolderLock(staging), run_dir, replaced, fd)
+        folder = cls(staging, FolderLock(staging), run_dir, replaced, fd)
         try:
             staging.chmod(0o777 & ~disk.current_umask())
             folder.lock.acquire()  # moves with the folder: held until training ends
@@ -65,8 +66,8 @@ class RunFolder:
     @classmethod
     def reopen(cls, run_dir: Path) -> RunFolder:
         """An existing run folder to train further (--resume): locked, a killed process's temporaries gone."""
-        disk.check_not_shipped(run_dir, "; start from its weights in a run of your own with --init")
-        lock = disk.FolderLock(run_dir).acquire()
+        outputs.check_not_shipped(run_dir, "; start from its weights in a run of your own with --init")
+        lock = FolderLock(run_dir).acquire()
         disk.remove_abandoned(disk.temporaries(run_dir))
         return cls(run_dir, lock)
 
@@ -128,7 +129,7 @@ class RunFolder:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> tuple[Path, disk.FolderLock | None]:
+def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> tuple[Path, FolderLock | None]:
     """(the run folder to create, the lock on the old run there if force replaces one)."""
     if out is None:
         base = Path("runs") / default_name
@@ -138,12 +139,12 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
             run_dir = base.with_name(f"{base.name}-{n}")
     else:
         run_dir = Path(out)
-    disk.check_not_shipped(run_dir, "; give another --out")
+    outputs.check_not_shipped(run_dir, "; give another --out")
     if os.path.lexists(run_dir):
         check(not run_dir.is_symlink(), f"{run_dir} is a symbolic link; give the folder it points to, or another --out")
         check(run_dir.is_dir(), f"{run_dir} is a file; give another --out")
         if not any(run_dir.iterdir()):  # an empty folder: nothing to lose
-            disk.check_not_here(run_dir)
+            outputs.check_not_here(run_dir)
             run_dir.rmdir()
         else:
             is_run = _is_run(run_dir)
@@ -151,7 +152,7 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
             check(force and is_run, f"{run_dir} already exists{hint}" if not force else
                   f"{run_dir} is not an aekit run folder (or holds files aekit did not write there); --force "
                   "replaces only a run: give another --out")  # fmt: skip
-            disk.check_not_here(run_dir, "; give another --out")
+            outputs.check_not_here(run_dir, "; give another --out")
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -159,7 +160,7 @@ def _reserve(out: str | os.PathLike | None, default_name: str, force: bool) -> t
     disk.remove_abandoned(disk.leftovers(run_dir, STAGING))  # run folders that killed processes were building
     if not os.path.lexists(run_dir):
         return run_dir, None
-    return run_dir, disk.FolderLock(run_dir).acquire()  # refuses while another process trains it
+    return run_dir, FolderLock(run_dir).acquire()  # refuses while another process trains it
 
 
 def _is_run(folder: Path) -> bool:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from . import __version__, plots
-from .disk import FOLDER, Output, distinct, dumps
+from .disk import dumps
+from .outputs import PNG_FOLDER, OutputPath, distinct
 from .run import Run, open_run
 
 SHOWN = 8  # held-out items in the item figures
@@ -57,8 +58,8 @@ def report(
     also write each figure as a PNG into this folder, a new one (or one aekit wrote, with force), named after it
     (loss-curves.png, reconstructions.png, ...)."""
     run = open_run(run)
-    output = Output(out, (".html",), force, [run.path])
-    folder = Output(figures, (FOLDER,), force, [run.path]) if figures is not None else None
+    output = OutputPath(out, (".html",), force, [run.path])
+    folder = OutputPath(figures, (PNG_FOLDER,), force, [run.path]) if figures is not None else None
     distinct(output, folder)
     page = Page(run, data_dir)
     text = page.html().encode()

@@ -40,9 +40,10 @@ from .data.datasets import (
     load_config,
     load_photos,
 )
+from .data.images import IMAGE_SUFFIXES
 from .data.registry import input_paths, many_files
-from .data.sources import IMAGE_SUFFIXES
 from .errors import AekitError, check, note
+from .lock import LOCK
 from .registry import model_from_config
 
 CONFIG = "config.json"
@@ -51,7 +52,7 @@ CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
 HISTORY = "history.csv"
 FIGURES = ("loss_curve.png", "reconstructions.png", "samples.png")
-RUN_FILES = {CONFIG, WEIGHTS, CHECKPOINT, METRICS, HISTORY, *FIGURES, disk.LOCK, disk.MANIFEST}  # what a run holds
+RUN_FILES = {CONFIG, WEIGHTS, CHECKPOINT, METRICS, HISTORY, *FIGURES, LOCK, disk.MANIFEST}  # what a run holds
 CONFIG_KEYS = {"aekit_version", "model", "train", "data", "scaling"}
 _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 

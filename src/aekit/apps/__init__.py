@@ -15,13 +15,12 @@ import numpy as np
 import torch
 
 from ..data.datasets import UINT8, Dataset, Photos, Scaling
-from ..data.sources import png_image, write_images
-from ..disk import FOLDER, Output
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
+from ..outputs import PNG_FOLDER, OutputPath, png_image, write_images
 from ..progress import chunks
 
-ARRAY_KINDS = (".npy", ".npz", FOLDER)
+ARRAY_KINDS = (".npy", ".npz", PNG_FOLDER)
 IMAGE_KINDS = (*ARRAY_KINDS, ".png")  # one image may be one PNG file
 
 
@@ -140,7 +139,7 @@ def to_raw(x: torch.Tensor, scaling: Scaling) -> np.ndarray:
     return raw
 
 
-def write_array(out: Output, x: np.ndarray, **extra: np.ndarray) -> Path:
+def write_array(out: OutputPath, x: np.ndarray, **extra: np.ndarray) -> Path:
     """Write x to out: a .npy or .npz file (x, plus extra arrays), or for images a folder of PNGs, whole."""
     if out.kind == ".npy":
         return out.write(lambda f: np.save(f, x, allow_pickle=False))
@@ -150,7 +149,7 @@ def write_array(out: Output, x: np.ndarray, **extra: np.ndarray) -> Path:
     return out.write_folder(lambda folder: write_images(folder, x.transpose(0, 2, 3, 1)))
 
 
-def check_items_output(out: Output, items: Dataset) -> None:
+def check_items_output(out: OutputPath, items: Dataset) -> None:
     """AekitError, before any work, unless out can hold items: a .png file holds one image, an array file images
     of one size."""
     if out.kind == ".png":
@@ -159,14 +158,14 @@ def check_items_output(out: Output, items: Dataset) -> None:
     check(not mixed, f"{out.path}: images of several sizes are written as PNGs; name a folder")
 
 
-def write_items(out: Output, x: torch.Tensor | list[torch.Tensor], items: Dataset) -> Path:
+def write_items(out: OutputPath, x: torch.Tensor | list[torch.Tensor], items: Dataset) -> Path:
     """Outputs x for items (a tensor (N, ...) or whole images (C, H, W) of any sizes, in [0, 1]) written to out
     in the data's own units: a PNG file (one image), a folder of PNGs named after the input files (numbered
     where they have no names), or .npy/.npz (images of one size)."""
     check_items_output(out, items)
-    if out.kind in (FOLDER, ".png") and isinstance(x, list):
+    if out.kind in (PNG_FOLDER, ".png") and isinstance(x, list):
         pixels = [to_raw(image, UINT8).transpose(1, 2, 0) for image in x]
-    elif out.kind in (FOLDER, ".png") and items.is_image:
+    elif out.kind in (PNG_FOLDER, ".png") and items.is_image:
         pixels = list(to_raw(x, items.scaling).transpose(0, 2, 3, 1))
     else:
         return write_array(out, to_raw(torch.stack(x) if isinstance(x, list) else x, items.scaling))

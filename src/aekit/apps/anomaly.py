@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..disk import Output, distinct
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import gaussian_window
+from ..outputs import OutputPath, distinct
 from ..progress import chunks
 from ..run import Run, open_run
 from . import as_inputs, check_finite, check_images_fit, inputs_of, sizes_of, tiles
@@ -157,9 +157,9 @@ def anomaly_file(
         check(0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
     check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
     inputs = run.input_paths(source, data_dir) + ([Path(masks)] if masks is not None else [])
-    table = Output(out, (".csv",), force, inputs) if out is not None else None
-    picture = Output(figure, (".png",), force, inputs) if figure is not None else None
-    map_file = Output(maps_out, (".npz",), force, inputs) if maps_out is not None else None
+    table = OutputPath(out, (".csv",), force, inputs) if out is not None else None
+    picture = OutputPath(figure, (".png",), force, inputs) if figure is not None else None
+    map_file = OutputPath(maps_out, (".npz",), force, inputs) if maps_out is not None else None
     distinct(table, picture, map_file)
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
@@ -218,7 +218,7 @@ def pixel_metrics(found: list[torch.Tensor], truth: list[np.ndarray]) -> dict[st
 def _masks(items, x, source, masks) -> list[np.ndarray] | None:
     """The ground-truth mask (H, W) bool of every image x[i] (True where defective): from the folder masks, or the
     source folder's masks/ subfolder; None when there are none."""
-    from ..data.sources import IMAGE_SUFFIXES, MASKS, read_images
+    from ..data.images import IMAGE_SUFFIXES, MASKS, read_images
 
     folder = Path(masks) if masks is not None else Path(str(source)) / MASKS
     if masks is None and not folder.is_dir():

@@ -25,12 +25,11 @@ from ..codec.aez import FITTED, Header, LearnedHeader
 from ..codec.fitted import Quantized
 from ..config import to_dict
 from ..data.datasets import UINT8, Scaling
-from ..data.sources import png_image, write_images
-from ..disk import Output
 from ..errors import AekitError, check
 from ..limits import check_load_size
 from ..models.base import REFINE_BATCH, check_steps
 from ..models.layers import activation_bytes
+from ..outputs import OutputPath, png_image, write_images
 from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
@@ -280,7 +279,7 @@ def compress_file(
     expected, beside the file's own, and bits per pixel for images. refine, quality: see compress."""
     run = cpu_run(at_quality(run, quality))
     check_refine(run.model, refine)
-    output = Output(out, (".aez",), force, run.input_paths(source, data_dir))
+    output = OutputPath(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
     x = inputs_of(run, items) if is_learned(run.model) else items.floats()
     if isinstance(x, list):  # the images as floats and as decoded, for the report
@@ -322,7 +321,7 @@ def decompress_file(
     """Decode the .aez file at path into out (.npz, .npy, a folder of PNGs, or a PNG for one image) in the data's
     own units. Whole images of several sizes are written as PNGs."""
     given = [] if run is None else [run.path if isinstance(run, Run) else Path(run)]
-    output = Output(out, IMAGE_KINDS, force, [Path(path), *given])
+    output = OutputPath(out, IMAGE_KINDS, force, [Path(path), *given])
     try:
         with open(path, "rb") as f:
             check_load_size(os.fstat(f.fileno()).st_size, path, "the .aez file")

@@ -11,8 +11,8 @@ import torch
 from .. import metrics
 from ..config import check_seed
 from ..data.noise import IMAGE_NOISES, NOISES, corrupt
-from ..disk import Output, distinct
 from ..errors import check
+from ..outputs import OutputPath, distinct
 from ..run import Run, open_run
 from . import (
     IMAGE_KINDS,
@@ -90,9 +90,9 @@ def denoise_file(
     check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
     check_seed(seed)
     inputs = run.input_paths(source, data_dir)
-    output = Output(out, IMAGE_KINDS, force, inputs)
-    noisy_output = Output(noisy_out, IMAGE_KINDS, force, inputs) if noisy_out is not None else None
-    figure_output = Output(figure, (".png",), force, inputs) if figure is not None else None
+    output = OutputPath(out, IMAGE_KINDS, force, inputs)
+    noisy_output = OutputPath(noisy_out, IMAGE_KINDS, force, inputs) if noisy_out is not None else None
+    figure_output = OutputPath(figure, (".png",), force, inputs) if figure is not None else None
     distinct(output, noisy_output, figure_output)
     items, _ = run.read(source, split, data_dir)
     check(figure is None or items.is_image, f"{source}: the before/after figure is for images, not table rows")

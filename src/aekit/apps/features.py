@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from ..disk import Output
 from ..errors import check
+from ..outputs import OutputPath
 from ..run import Run, open_run
 from . import as_inputs, check_finite, check_images_fit, encode_all, inputs_of, sizes_of, tiles, write_array
 
@@ -55,7 +55,7 @@ def features_file(
     """Write the codes of source's items to out: .npy (codes), or .npz (x: codes, y: labels when known, trained:
     whether the run trained on each item, so that a model fitted on the codes can be tested on the others)."""
     run = open_run(run)
-    output = Output(out, (".npy", ".npz"), force, run.input_paths(source, data_dir))
+    output = OutputPath(out, (".npy", ".npz"), force, run.input_paths(source, data_dir))
     items, part, trained = run.read_marked(source, split, data_dir)
     z = features(run, inputs_of(run, items)).numpy()
     extra = {"y": items.y.numpy()} if items.y is not None else {}
@@ -82,7 +82,7 @@ def latent_file(
 
     check(max_items >= 1, f"max_items must be at least 1, got {max_items}")
     run = open_run(run)
-    output = Output(out, (".png",), force, run.input_paths(source, data_dir))
+    output = OutputPath(out, (".png",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
     if len(items) > max_items:
         keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]

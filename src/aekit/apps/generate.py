@@ -13,10 +13,10 @@ import os
 import torch
 
 from ..config import check_seed
-from ..disk import Output
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
 from ..models.layers import activation_bytes
+from ..outputs import OutputPath
 from ..progress import chunks
 from ..run import Run, open_run
 from . import check_output_items, decode_all, encode_all, to_raw, write_array
@@ -141,7 +141,7 @@ def generate_file(
     between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
     with grid=G the 2-d latent manifold on a G x G lattice."""
     run = open_run(run)
-    output = Output(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
+    output = OutputPath(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
     count = steps if between else grid * grid if grid is not None else n
     figure = output.kind == ".png"
     check(not figure or count <= PNG_GRID_MAX, f"{out}: a .png grid shows at most {PNG_GRID_MAX} images; write .npz")

@@ -15,7 +15,7 @@ import torch
 
 from ..config import DataConfig
 from ..errors import AekitError, check
-from . import sources
+from . import arrays, images, registry
 from .registry import BUILTINS, Builtin, Raw, builtin, format_for, many_files
 
 
@@ -200,7 +200,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class MappedDataset(Dataset):
-    """Items left in a memory-mapped .npy file (one larger than sources.mmap_bytes()), read a batch at a time.
+    """Items left in a memory-mapped .npy file (one larger than arrays.mmap_bytes()), read a batch at a time.
 
     x is the mapped array (N, ...) in its raw dtype; rows are the file rows of this part's items. Each
     batch is read in file order and scaled like an in-memory Dataset's, and the pages it touched are then
@@ -208,7 +208,7 @@ class MappedDataset(Dataset):
     """
 
     rows: np.ndarray | None = None
-    source: sources.MappedArray | None = None
+    source: arrays.MappedArray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -253,7 +253,7 @@ class Photos(Dataset):
     channels: int = 1
 
     @classmethod
-    def of(cls, images: sources.ImageList, **fields) -> Photos:
+    def of(cls, images: images.ImageList, **fields) -> Photos:
         table = torch.from_numpy(np.column_stack([images.starts, images.sizes]))
         return cls(x=torch.from_numpy(images.pixels), images=table, channels=images.channels, **fields)
 
@@ -329,7 +329,7 @@ class Crops(Photos):
     color_jitter: float = 0.0  # training crops of RGB images: channels shuffled, scaled, shifted (DataConfig)
 
     @classmethod
-    def of(cls, images: sources.ImageList, rows: np.ndarray, crop: tuple[int, int], labels, **fields) -> Crops:
+    def of(cls, images: images.ImageList, rows: np.ndarray, crop: tuple[int, int], labels, **fields) -> Crops:
         """The tiles of the images at rows of an ImageList (the x of every part of one source), labelled with
         their image's label from labels (a tensor per image, or None)."""
         h, w = crop
@@ -476,9 +476,9 @@ def with_photo_crop(cfg: DataConfig) -> DataConfig:
     if cfg.crop is not None or cfg.size is not None or builtin(cfg.source) is not None:
         return cfg
     path = Path(cfg.source).expanduser()
-    if not (path.exists() or sources.is_glob(path)) or "crop" not in format_for(path).options:
+    if not (path.exists() or registry.is_glob(path)) or "crop" not in format_for(path).options:
         return cfg
-    sizes = np.array(sources.image_sizes(path))
+    sizes = np.array(images.image_sizes(path))
     if len(np.unique(sizes, axis=0)) == 1 and sizes.max() <= PHOTO_CROP:
         return cfg  # images of one size that a crop would not cut: trained whole
     return dataclasses.replace(cfg, crop=tuple(int(min(PHOTO_CROP, side)) for side in sizes.min(axis=0)))
@@ -491,13 +491,13 @@ def load_config(cfg: DataConfig, data_dir: str | os.PathLike | None = None, scal
     if known is not None:
         return _builtin_splits(known, cfg, data_dir, scaling)
     path = Path(name).expanduser()
-    if not path.exists() and not sources.is_glob(path):
+    if not path.exists() and not registry.is_glob(path):
         raise AekitError(f"unknown dataset {name!r}: not a built-in ({', '.join(BUILTINS)}) and no such file or folder")
     x, y, classes, names = read_path(path, cfg)
     keep = class_mask(y, classes, cfg.classes, path.name) if cfg.classes is not None else None
-    if isinstance(x, sources.ImageList):
+    if isinstance(x, images.ImageList):
         return _crop_splits(x, y, path.name, classes, cfg, names, keep)
-    mapped = x if isinstance(x, sources.MappedArray) else None
+    mapped = x if isinstance(x, arrays.MappedArray) else None
     if mapped is not None:
         x = _layout(path, mapped.array)
     return _make_splits(x, y, path.name, classes, cfg, None, scaling, mapped, names, keep)
@@ -507,14 +507,14 @@ def load_photos(path: Path, size: tuple[int, int] | None = None) -> Photos:
     """Every image of an image file or folder (labelled by subfolder, if any) at its own size, or resized to
     size: Photos, nothing held out."""
     if many_files(path):
-        files, names, y, classes = sources.image_files(path)
+        files, names, y, classes = images.image_files(path)
     else:
-        check(path.suffix.lower() in sources.IMAGE_SUFFIXES, f"{path}: not an image file or folder")
+        check(path.suffix.lower() in images.IMAGE_SUFFIXES, f"{path}: not an image file or folder")
         files, y, classes, names = [path], None, None, [path.name]
-    images = sources.read_image_list(files, path, size)
+    pixels = images.read_image_list(files, path, size)
     labels = torch.from_numpy(y) if y is not None else None
     cls = tuple(classes) if classes else None
-    return Photos.of(images, y=labels, name=path.name, scaling=UINT8, classes=cls, item_names=tuple(names))
+    return Photos.of(pixels, y=labels, name=path.name, scaling=UINT8, classes=cls, item_names=tuple(names))
 
 
 def _builtin_splits(known: Builtin, cfg: DataConfig, data_dir, scaling: Scaling | None) -> Splits:
@@ -558,15 +558,15 @@ def class_mask(
 
 def read_path(path: Path, cfg: DataConfig) -> Raw:
     """Read the user's data at path with its registered format into raw arrays: images (N, C, H, W) or tables
-    (N, D); a large .npy file comes back as a sources.MappedArray instead."""
+    (N, D); a large .npy file comes back as a arrays.MappedArray instead."""
     fmt = format_for(path)
     for option in ("size", "label_column", "crop"):
         flag = "--" + option.replace("_", "-")
         check(getattr(cfg, option) is None or option in fmt.options, f"{flag} does not apply to {path.name}")
     x, y, classes, names = fmt.read(path, cfg)
-    if isinstance(x, sources.MappedArray):
+    if isinstance(x, arrays.MappedArray):
         return Raw(x)
-    x = x if isinstance(x, sources.ImageList) else _layout(path, x)  # first: a 0-d array has no items to count
+    x = x if isinstance(x, images.ImageList) else _layout(path, x)  # first: a 0-d array has no items to count
     check(names is None or len(names) == len(x), f"{path}: the format named {len(names or ())} of {len(x)} items")
     return Raw(x, _labels(path, y, len(x)), classes, names)
 
@@ -607,7 +607,7 @@ def _make_splits(
     cfg: DataConfig,
     test_idx: np.ndarray | None,
     scaling: Scaling | None,
-    mapped: sources.MappedArray | None = None,
+    mapped: arrays.MappedArray | None = None,
     item_names: list[str] | None = None,
     keep: np.ndarray | None = None,
 ) -> Splits:
@@ -657,7 +657,7 @@ def _parts(n: int, cfg: DataConfig, test_idx: np.ndarray | None, keep: np.ndarra
     return parts
 
 
-def _crop_splits(images: sources.ImageList, y, name: str, classes, cfg: DataConfig, names, keep) -> Splits:
+def _crop_splits(images: images.ImageList, y, name: str, classes, cfg: DataConfig, names, keep) -> Splits:
     """Splits of Crops: the images are held out or not whole, then cut into crops."""
     h, w = cfg.crop
     small = np.flatnonzero((images.sizes[:, 0] < h) | (images.sizes[:, 1] < w))

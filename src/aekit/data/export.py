@@ -10,11 +10,10 @@ import os
 
 import numpy as np
 
-from ..disk import FOLDER, Output
 from ..errors import check
+from ..outputs import PNG_FOLDER, OutputPath, write_images
 from .datasets import Dataset, load
 from .registry import builtin, input_paths
-from .sources import write_images
 
 
 def export(
@@ -29,14 +28,14 @@ def export(
     classes) to out: a folder of PNGs (images), a .csv (tables) or an .npz (either). split: all (a file's items
     in its own order), train or test (a built-in's test set; the part held out of a file, as training holds it
     out). Returns what was written."""
-    output = Output(out, (FOLDER, ".csv", ".npz"), force, input_paths(source, data_dir))
+    output = OutputPath(out, (PNG_FOLDER, ".csv", ".npz"), force, input_paths(source, data_dir))
     if split == "all" and builtin(str(source)) is None:  # a file's items in the file's own order
         options = {"test_split": 0.0, **options}
     items, part = load(source, data_dir=data_dir, **options).part(split, str(source))
     check(output.kind != ".csv" or not items.is_image, f"{output.path}: images are written to a folder or an .npz")
-    check(output.kind != FOLDER or items.is_image, f"{output.path}: a table is written to a .csv or an .npz")
+    check(output.kind != PNG_FOLDER or items.is_image, f"{output.path}: a table is written to a .csv or an .npz")
     labels = None if items.y is None else items.y.numpy()
-    if output.kind == FOLDER:  # pixels: uint8 as stored, or the [0, 1] values as 0..255
+    if output.kind == PNG_FOLDER:  # pixels: uint8 as stored, or the [0, 1] values as 0..255
         pixels, names = items.stored().transpose(0, 2, 3, 1), _image_names(labels, items.classes)
         output.write_folder(lambda folder: write_images(folder, pixels, names))
     elif output.kind == ".csv":

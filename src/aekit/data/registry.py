@@ -31,7 +31,7 @@ FOLDER = "folder"  # the key of a format read from a folder rather than a file
 class Raw(NamedTuple):
     """What a format reader returns."""
 
-    x: Any  # np.ndarray, or a sources.MappedArray for a file read a batch at a time
+    x: Any  # np.ndarray, or an arrays.MappedArray for a file read a batch at a time
     y: np.ndarray | None = None
     classes: list[str] | None = None
     item_names: list[str] | None = None  # one per item, where items have names (the files of a folder)
@@ -121,7 +121,6 @@ def format_key(path: Path) -> str:
 
 def format_for(path: Path) -> Format:
     """The registered format that reads path; AekitError naming what aekit reads if none does."""
-    _ensure_loaded()
     key = format_key(path)
     if key not in FORMATS:
         known = ", ".join(sorted({f.what for f in FORMATS.values()}))
@@ -131,7 +130,6 @@ def format_for(path: Path) -> Format:
 
 def builtin(name: str) -> Builtin | None:
     """The built-in dataset called name, if there is one (and no file or folder of that name is here)."""
-    _ensure_loaded()
     return BUILTINS.get(name) if not Path(name).exists() else None
 
 
@@ -150,5 +148,9 @@ def input_paths(source: str | os.PathLike, data_dir: str | os.PathLike | None = 
     return [path]
 
 
-def _ensure_loaded() -> None:
-    from . import sources  # noqa: F401  (importing it registers the built-in readers)
+def default_data_dir() -> Path:
+    """Where built-in datasets live: $AEKIT_DATA, else $XDG_CACHE_HOME/aekit, else ~/.cache/aekit."""
+    if os.environ.get("AEKIT_DATA"):
+        return Path(os.environ["AEKIT_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "aekit"
