@@ -24,7 +24,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import aekit
-from aekit.data.datasets import Splits
+from aekit.data.splits import Splits
 
 TARGET = 0.95
 MODEL = (

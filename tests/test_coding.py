@@ -13,7 +13,7 @@ from aekit.codec import aez, rans
 from aekit.codec.aez import FLOAT32_MAX, HEADER, Header, LearnedHeader
 from aekit.codec.rans import RANS_L
 from aekit.config import to_dict
-from aekit.data.datasets import Scaling
+from aekit.data.scaling import Scaling
 from aekit.frequencies import PROB_SCALE
 from conftest import refused
 

@@ -22,7 +22,7 @@ from aekit.config import (
     new_names,
     to_dict,
 )
-from aekit.data.datasets import Scaling
+from aekit.data.scaling import Scaling
 from conftest import refused
 
 BIG = 2**63  # the first integer a config refuses

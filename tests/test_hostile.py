@@ -31,7 +31,7 @@ from aekit import AekitError, datasets, disk, progress
 from aekit.apps.compress import compress_file
 from aekit.codec.aez import FITTED, MAGIC, MAX_BITS, U32, parse
 from aekit.config import DataConfig, TrainConfig
-from aekit.data.datasets import Splits
+from aekit.data.splits import Splits
 from aekit.disk import MANIFEST
 from aekit.folder import RunFolder
 from aekit.lock import FolderLock

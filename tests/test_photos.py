@@ -13,14 +13,14 @@ from aekit import metrics
 from aekit.apps import tiles
 from aekit.apps.anomaly import local_excess
 from aekit.apps.denoise import refined_fn
-from aekit.data import datasets
+from aekit.data import splits
 from aekit.errors import AekitError
 from conftest import RESNET, SIZES, assert_clean_error, photo_folder, run_cli
 
 
 def test_crops_are_the_images_pixels_and_held_out_images_stay_whole(tmp_path):
     pixels = photo_folder(tmp_path / "photos")
-    train, test = datasets.load(tmp_path / "photos", crop=(16, 24), test_split=0.2)
+    train, test = splits.load(tmp_path / "photos", crop=(16, 24), test_split=0.2)
     assert train.item_shape == (3, 16, 24) and train.x.dtype == torch.uint8
     names = sorted(pixels)
     own = [pixels[n] for n in names]
@@ -51,7 +51,7 @@ def test_crops_are_the_images_pixels_and_held_out_images_stay_whole(tmp_path):
 
 def test_a_fully_convolutional_model_trains_on_crops_of_photos_by_default(tmp_path):
     from aekit.config import DataConfig
-    from aekit.data.datasets import with_photo_crop
+    from aekit.data.splits import with_photo_crop
 
     photo_folder(tmp_path / "photos", sizes=[(70, 90), (80, 66)])  # photos of two sizes: crops of 64
     photo_folder(tmp_path / "small", sizes=[(40, 90), (80, 50)])  # the smallest sides: crops of 40 x 50
@@ -82,7 +82,7 @@ def test_training_on_crops_resumes_bit_for_bit_and_the_run_scores_its_held_out_c
     first = full.metrics["history"]
     assert first[-1]["train_loss"] < first[0]["train_loss"]
     report = aekit.evaluate(full.path)
-    assert report["split"] == "test" and report["items"] == len(datasets.load(tmp_path / "photos", crop=(16, 16)).test)
+    assert report["split"] == "test" and report["items"] == len(splits.load(tmp_path / "photos", crop=(16, 16)).test)
     assert report["model"]["mse"] == pytest.approx(first[-1]["test_mse"], rel=1e-5)
 
 
@@ -127,12 +127,12 @@ def test_crop_options_fail_in_one_line(tmp_path):
 
 def test_one_photo_trains_on_its_crops_and_size_resizes_before_cropping(tmp_path):
     photo_folder(tmp_path, sizes=[(60, 80)])
-    one = datasets.load(tmp_path / "p0.png", crop=(20, 20))
+    one = splits.load(tmp_path / "p0.png", crop=(20, 20))
     assert one.test is None and len(one.train) == 12
-    resized = datasets.load(tmp_path / "p0.png", crop=(20, 20), size=(40, 40)).train
+    resized = splits.load(tmp_path / "p0.png", crop=(20, 20), size=(40, 40)).train
     assert len(resized) == 4 and resized.images[0, 1:].tolist() == [40, 40]
     with pytest.raises(AekitError, match="smaller than the crop"):
-        datasets.load(tmp_path / "p0.png", crop=(20, 20), size=(10, 40))
+        splits.load(tmp_path / "p0.png", crop=(20, 20), size=(10, 40))
 
 
 # ---------------------------------------------------------------- whole images through a fully convolutional model
@@ -202,11 +202,11 @@ def test_nested_folders_and_glob_patterns_read_every_photo_and_outputs_keep_thei
     photo_folder(lib / "cats", SIZES[2:3])
     photo_folder(lib / "dogs" / "old" / "scans", SIZES[3:5])
     photo_folder(lib / "dogs" / "masks", SIZES[:1])  # ground truth for anomaly maps, never an image to learn from
-    photos = datasets.load_photos(lib)
+    photos = splits.load_photos(lib)
     assert list(photos.item_names) == ["cats/2023/p0.png", "cats/2023/p1.png", "cats/p0.png",
                                        "dogs/old/scans/p0.png", "dogs/old/scans/p1.png"]  # fmt: skip
     assert photos.classes == ("cats", "dogs") and photos.y.tolist() == [0, 0, 0, 1, 1]
-    pattern = datasets.load_photos(lib / "*" / "2023" / "*.png")
+    pattern = splits.load_photos(lib / "*" / "2023" / "*.png")
     assert list(pattern.item_names) == ["cats/2023/p0.png", "cats/2023/p1.png"] and pattern.y is None
     assert torch.equal(pattern.image(1), photos.image(1))
     data = aekit.data.load(str(lib / "**" / "p0.png"), crop=(16, 16), test_split=0.0)
@@ -276,8 +276,8 @@ def test_the_anomaly_map_marks_error_that_stands_out_not_error_everywhere():
 
 def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_path):
     photo_folder(tmp_path / "photos")
-    plain = datasets.load(tmp_path / "photos", crop=(16, 16), test_split=0.2)
-    jittered = datasets.load(tmp_path / "photos", crop=(16, 16), test_split=0.2, color_jitter=0.5)
+    plain = splits.load(tmp_path / "photos", crop=(16, 16), test_split=0.2)
+    jittered = splits.load(tmp_path / "photos", crop=(16, 16), test_split=0.2, color_jitter=0.5)
     assert torch.equal(jittered.test.batch(slice(None)), plain.test.batch(slice(None)))  # held out as they are
     idx = torch.arange(len(plain.train))
     torch.manual_seed(1)
@@ -299,7 +299,7 @@ def test_color_jitter_shuffles_and_scales_the_training_crops_channels_only(tmp_p
             fits.append(min(range(3), key=errors.__getitem__) if min(errors) < 1e-4 else None)
         assert sorted(fits) == [0, 1, 2], fits
     with pytest.raises(AekitError, match="color_jitter applies to training on crops"):
-        datasets.load(tmp_path / "photos", color_jitter=0.5, size=(8, 8))
+        splits.load(tmp_path / "photos", color_jitter=0.5, size=(8, 8))
 
 
 def test_a_resnet_vae_samples_images_of_the_size_asked_for(tmp_path):

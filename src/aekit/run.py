@@ -29,19 +29,11 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import __version__, disk, pretrained
 from .config import DataConfig, TrainConfig, from_dict
-from .data.datasets import (
-    Dataset,
-    MappedDataset,
-    Photos,
-    Scaling,
-    Splits,
-    class_mask,
-    from_array,
-    load_config,
-    load_photos,
-)
+from .data.datasets import Dataset, MappedDataset, Photos
 from .data.images import IMAGE_SUFFIXES
 from .data.registry import input_paths, many_files
+from .data.scaling import Scaling
+from .data.splits import Splits, class_mask, from_array, load_config, load_photos
 from .errors import AekitError, check, note
 from .lock import LOCK
 from .registry import model_from_config

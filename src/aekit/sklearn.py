@@ -15,7 +15,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .config import TrainConfig
-from .data.datasets import Dataset, Scaling, Splits
+from .data.datasets import Dataset
+from .data.scaling import Scaling
+from .data.splits import Splits
 from .errors import check
 from .limits import INFERENCE_BATCH
 from .registry import model_from_config

@@ -20,7 +20,8 @@ import torch
 
 from . import checkpoint, disk, distributed, progress
 from .config import DEFAULT_STEPS, DataConfig, TrainConfig, field_names, from_dict, lr_factor
-from .data.datasets import Dataset, Splits, load_config, with_photo_crop
+from .data.datasets import Dataset
+from .data.splits import Splits, load_config, with_photo_crop
 from .errors import AekitError, check
 from .folder import RunFolder
 from .limits import INFERENCE_BATCH, check_load_size

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import UINT8, Dataset, Photos, Scaling
+from ..data.datasets import Dataset, Photos
+from ..data.scaling import UINT8, Scaling
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
 from ..outputs import PNG_FOLDER, OutputPath, png_image, write_images

@@ -24,7 +24,7 @@ from ..codec import aez, fitted, learned
 from ..codec.aez import FITTED, Header, LearnedHeader
 from ..codec.fitted import Quantized
 from ..config import to_dict
-from ..data.datasets import UINT8, Scaling
+from ..data.scaling import UINT8, Scaling
 from ..errors import AekitError, check
 from ..limits import check_load_size
 from ..models.base import REFINE_BATCH, check_steps

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import disk
 from ..config import from_dict, to_dict
-from ..data.datasets import Scaling
+from ..data.scaling import Scaling
 from ..errors import check
 
 MAGIC, FITTED = b"AEKZ", 1  # FITTED: the version with tables fitted to the codes; 2 to 4: the model's tables

@@ -11,10 +11,12 @@ from . import mnist, digits  # noqa: F401
 from . import arrays, idx, images, table  # noqa: F401
 
 # isort: on
-from .datasets import Dataset, Scaling, Splits, info, load, load_config
+from .datasets import Dataset
 from .idx import read_idx
 from .mnist import fetch_mnist
 from .registry import BUILTINS, default_data_dir, register_dataset, register_format
+from .scaling import Scaling
+from .splits import Splits, info, load, load_config
 
 __all__ = [
     "BUILTINS",

@@ -12,8 +12,9 @@ import numpy as np
 
 from ..errors import check
 from ..outputs import PNG_FOLDER, OutputPath, write_images
-from .datasets import Dataset, load
+from .datasets import Dataset
 from .registry import builtin, input_paths
+from .splits import load
 
 
 def export(
