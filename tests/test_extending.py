@@ -3,6 +3,7 @@ or function, written outside aekit, and every verb takes it (train, save, load, 
 function, its flags beside its handler."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ import aekit
 from aekit.cli import main
 from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
+from aekit import plots
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
 from aekit.registry import _MODELS
+from aekit.report import FIGURES, register_figure
 from aekit.verbs import VERBS, verb
 
 SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": "cpu"}
@@ -22,7 +25,7 @@ SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": 
 @pytest.fixture
 def registered():
     """Forget what a test registered once it ends (the registries are the process's)."""
-    tables = (_MODELS, registry.FORMATS, registry.BUILTINS, VERBS)
+    tables = (_MODELS, registry.FORMATS, registry.BUILTINS, VERBS, FIGURES)
     before = [set(table) for table in tables]
     yield
     for table, names in zip(tables, before, strict=True):
@@ -98,3 +101,44 @@ def test_a_new_verb_is_one_function(tmp_path, registered, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "codes" in capsys.readouterr().out  # listed with the others
+
+
+def test_a_type_that_declares_a_prior_and_a_figure_gets_generate_and_its_figure(tmp_path, registered):
+    @aekit.register_model("uniform")
+    class UniformCodes(Autoencoder):
+        """An ae whose codes are squashed into (-1, 1) by tanh, with a prior of its own: codes uniform in the square,
+        and a report figure of its own (the codes of held-out items)."""
+
+        @property
+        def capabilities(self):
+            return replace(super().capabilities, samples=True, figures=("code ranges",))
+
+        def code_of(self, h: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(h)
+
+        def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+            z = torch.rand(n, self.config.latent_dim, generator=generator, device=self.device) * 2 - 1
+            return self.decode(z * temperature)
+
+        def forward(self, x: torch.Tensor) -> Output:
+            z = self.encode(x)
+            error, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+            return Output(x_hat, z, error, {"mse": error.detach() / x[0].numel()})
+
+    @register_figure("code ranges", "Where the codes lie")
+    def code_ranges(page) -> str:
+        z = page.model.encode(page.test.floats()[:64])
+        caption = f"codes of held-out items: from {float(z.min()):.2f} to {float(z.max()):.2f} (the prior: -1 to 1)"
+        return page.figure(plots.image_grid(page.test.floats()[:8]), "code ranges", caption)
+
+    run = aekit.train("digits", "uniform", out=tmp_path / "run", **SMALL)
+    x = aekit.generate(run.path, 6, seed=3)
+    generator = torch.Generator().manual_seed(3)
+    expected = run.model.decode(torch.rand(6, 4, generator=generator) * 2 - 1)  # drawn from its prior, not a fit
+    assert x.shape == (6, 1, 8, 8) and torch.allclose(x, expected)
+    assert main(["generate", str(run.path), "-o", str(tmp_path / "new.png"), "-n", "6"]) == 0
+    page = aekit.report(run.path, tmp_path / "report.html", figures=tmp_path / "figures")
+    html = (tmp_path / "report.html").read_text()
+    assert "<h2>Where the codes lie</h2>" in html and "(the prior: -1 to 1)" in html
+    assert "<h2>Samples from the prior</h2>" in html  # every type with a prior gets the samples figure
+    assert {"code-ranges.png", "samples.png"} <= set(p.name for p in (tmp_path / "figures").iterdir()), page

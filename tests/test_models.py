@@ -117,7 +117,7 @@ def test_dae_skips_carry_detail_past_the_code_and_refuse_to_decode_codes_alone()
     for conv in skips.decoder.skips:  # skips that add nothing: the plain model again
         torch.nn.init.zeros_(conv.weight), torch.nn.init.zeros_(conv.bias)
     assert torch.allclose(skips.reconstruct(x), plain.reconstruct(x))
-    assert skips(x).x_hat.shape == x.shape and not skips.decodes_codes and plain.decodes_codes
+    assert skips(x).x_hat.shape == x.shape and not skips.capabilities.decodes_codes and plain.capabilities.decodes_codes
     with pytest.raises(AekitError, match="model.skips needs the resnet backbone"):
         aekit.create_model("dae", (3, 20, 12), backbone="conv", skips=True)
 

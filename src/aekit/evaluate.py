@@ -70,7 +70,7 @@ def evaluate(
     """
     run = open_run(run)
     model = run.model.eval()
-    check(not nll_k or hasattr(model, "nll"), f"--nll-k: a {model.name} model has no likelihood; only vae does")
+    check(not nll_k or model.capabilities.likelihood, f"--nll-k: a {model.name} model has no likelihood; only vae does")
     check(0 <= nll_k <= MAX_NLL_K, f"--nll-k must be between 0 and {MAX_NLL_K}, got {nll_k}")
     refined = refined_fn(model, refine)
     test, split = run.read(data, split, data_dir)

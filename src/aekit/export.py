@@ -52,13 +52,13 @@ class Graph(torch.nn.Module):
         check(part in PARTS, f"unknown part {part!r}; choose from {', '.join(PARTS)}")
         model = self.model = run.model.eval()
         self.part, self.any_size = part, model.config.any_size
-        self.skips = getattr(model.config, "skips", False)
+        self.skips = not model.capabilities.decodes_codes  # a dae with U-Net skips: decoder(code, skips)
         check(
-            part not in ("encoder", "decoder") or model.decodes_codes,
+            part not in ("encoder", "decoder") or model.capabilities.decodes_codes,
             f"--part {part}: this model's decoder also takes the encoder's U-Net skips; export reconstruct instead",
         )
         check(
-            part != "scorer" or not hasattr(model, "sample"),
+            part != "scorer" or not model.capabilities.random_scores,
             "--part scorer: a vae's score (the negative ELBO) draws random codes; export reconstruct and score its "
             "error, or encoder for the posterior mean",
         )

@@ -3,10 +3,10 @@
 One self-contained HTML file: every figure embedded as a PNG data URI, the style inline, no script and no
 request to any server; it reads on a phone's width. Sections: what was trained (type, data, the final losses),
 the metrics beside the baselines (the run's stored evaluation, else measured now and not stored), the loss
-curves, reconstructions of held-out items, the type's own figures (SECTIONS: samples from a VAE's prior and its
-manifold for a 2-d code, a sparse code's histogram, a dae's noisy / denoised / clean items), the anomaly scores
-of the held-out items with the most anomalous ones (their anomaly maps over them for a fully convolutional
-model), the environment, and the run's config.json.
+curves, reconstructions of held-out items, the figures the model's capabilities name (FIGURES: samples from a
+prior and the manifold of a 2-d code, a sparse code's histogram, a dae's noisy / denoised / clean items), the
+anomaly scores of the held-out items with the most anomalous ones (their anomaly maps over them for a fully
+convolutional model), the environment, and the run's config.json.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 
 from . import __version__, plots
 from .disk import dumps
+from .errors import check
 from .outputs import PNG_FOLDER, OutputPath, distinct
 from .run import Run, open_run
 
@@ -105,7 +106,7 @@ class Page:
         rebuilt = reconstruction_png(self.run, SHOWN, None, self.data_dir)
         caption = "Held-out items (top) and what the model rebuilds from their codes (below)."
         parts.append(self.section("Reconstructions", self.figure(rebuilt, "reconstructions", caption)))
-        for heading, make in SECTIONS.get(self.model.name, []):
+        for heading, make in figures_of(self.model):
             made = make(self)
             if made:
                 parts.append(self.section(heading, made))
@@ -205,7 +206,7 @@ def _samples(page: Page) -> str:
     generator = torch.Generator(page.model.device).manual_seed(0)
     with torch.no_grad():
         x = page.model.sample(64, generator=generator).cpu()
-    out = page.figure(plots.image_grid(x), "samples", "64 items decoded from codes drawn from the prior N(0, I).")
+    out = page.figure(plots.image_grid(x), "samples", "64 items decoded from codes drawn from the model's prior.")
     if page.model.config.latent_dim == 2:
         grid = manifold(page.run, 15, page.data_dir)
         caption = "The 2-d code plane: items decoded on a 15 x 15 grid over the codes' 5% to 95% quantiles."
@@ -246,11 +247,35 @@ def _denoising(page: Page) -> str:
     return page.figure(png, "denoising", caption)
 
 
-SECTIONS: dict[str, list[tuple[str, Callable[[Page], str]]]] = {
-    "vae": [("Samples from the prior", _samples)],
-    "sae": [("The sparse code", _sparsity)],
-    "dae": [("Denoising", _denoising)],
-}
+FIGURES: dict[str, tuple[str, Callable[[Page], str]]] = {}  # name -> (heading, make(page) -> HTML, "" if none)
+
+
+def register_figure(name: str, heading: str):
+    """Decorator: make(page) -> HTML (page.figure(png, alt, caption); "" where it does not apply) is the report
+    figure `name` under heading, shown for each model whose capabilities name it (Capabilities.figures)."""
+
+    def add(make: Callable[[Page], str]) -> Callable[[Page], str]:
+        if name in FIGURES:
+            raise ValueError(f"report figure {name!r} is registered twice")
+        FIGURES[name] = (heading, make)
+        return make
+
+    return add
+
+
+register_figure("samples", "Samples from the prior")(_samples)
+register_figure("sparse code", "The sparse code")(_sparsity)
+register_figure("denoising", "Denoising")(_denoising)
+
+
+def figures_of(model: torch.nn.Module) -> list[tuple[str, Callable[[Page], str]]]:
+    """The report figures of a model: samples from the prior where it has one, then the figures its type names.
+    AekitError for a name no figure is registered under."""
+    capabilities = model.capabilities
+    names = ["samples"] * capabilities.samples + [n for n in capabilities.figures if n != "samples"]
+    unknown = [n for n in names if n not in FIGURES]
+    check(not unknown, f"a {model.name} model names report figures nobody registered: {', '.join(unknown)}")
+    return [FIGURES[n] for n in names]
 
 
 # ---------------------------------------------------------------- helpers

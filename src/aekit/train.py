@@ -86,7 +86,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
         cuda = self.device.type == "cuda"
-        self.channels_last = cuda and getattr(model.config, "backbone", None) == "conv"
+        self.channels_last = cuda and model.capabilities.channels_last
         if self.channels_last:  # the layout cuDNN's convolutions are fastest in
             self.model.to(memory_format=torch.channels_last)
         self.net = self.model  # what the steps call: the model, or its DistributedDataParallel wrapper
@@ -282,10 +282,7 @@ class Trainer:
                 f"{math.ceil(DEFAULT_STEPS / per_epoch)} epochs for {DEFAULT_STEPS} steps (--epochs), or for a time "
                 f"(--minutes){smaller}"
             )
-        warmup = getattr(self.model.config, "kl_warmup_steps", 0)
-        if warmup > total:
-            notes.append(f"the KL warm-up takes {warmup} steps but the run has {total}: its weight never reaches beta")
-        return notes
+        return notes + self.model.training_notes(total)
 
     @property
     def epochs_label(self) -> str:
@@ -617,7 +614,7 @@ class RunFigures(Callback):
         x = sample.batch(slice(0, 8)).to(trainer.device)
         figure = plots.reconstructions(x.cpu(), model.reconstruct(x).cpu())
         disk.write_bytes(path / "reconstructions.png", figure, record=True)
-        if hasattr(model, "sample") and sample.is_image:
+        if model.capabilities.samples and sample.is_image:
             generated = model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
             figure = plots.image_grid(generated.cpu(), title=f"{model.name}: samples from the prior")
             disk.write_bytes(path / "samples.png", figure, record=True)

@@ -81,7 +81,10 @@ def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
-    check(model.decodes_codes, "this dae's U-Net skips (model.skips) bypass its code: it rebuilds only from inputs")
+    check(
+        model.capabilities.decodes_codes,
+        "this dae's U-Net skips (model.skips) bypass its code: it rebuilds only from inputs",
+    )
     check_finite(z, "the codes to decode")
     return _in_batches(model, model.decode, z, "decoding", "the model's outputs")
 

@@ -69,11 +69,6 @@ def run_name(run: Run) -> str:
     return pretrained.name_of(run.path) or str(run.path.resolve())
 
 
-def is_learned(model: torch.nn.Module) -> bool:
-    """Whether model codes with its own entropy model (an ae trained with rate_lambda): format version 2, 3 or 4."""
-    return getattr(model, "entropy", None) is not None
-
-
 def compress(
     run: Run | str | os.PathLike,
     x,
@@ -90,7 +85,7 @@ def compress(
     run = cpu_run(at_quality(run, quality))
     model = run.model
     check_refine(model, refine)
-    if is_learned(model):
+    if model.capabilities.compressor:
         return _compress_learned(run, as_inputs(run, x), scaling or run.scaling, refine)[0]
     x = as_items(run, x)  # (N, ...) floats, whatever form the items were given in
     code = fitted.quantize(encode_all(model, x), bits)
@@ -161,8 +156,8 @@ def check_whole(model, sizes: list[tuple[int, int]], what: str, kept: int, refin
 def check_refine(model, refine: int) -> None:
     """AekitError unless compress can fit the model's codes for refine steps."""
     check_steps(refine)
-    check(not refine or is_learned(model), "refine: codes are fitted to bits and error by a compressor only "
-          "(train with --rate-lambda)")  # fmt: skip
+    message = "refine: codes are fitted to bits and error by a compressor only (train with --rate-lambda)"
+    check(not refine or model.capabilities.compressor, message)
 
 
 def _check_tables(model) -> None:
@@ -218,7 +213,7 @@ def _decode_learned(
     model, version: int, header: LearnedHeader, sections: list[bytes]
 ) -> torch.Tensor | list[torch.Tensor]:
     """The items of a version 2, 3 or 4 file: a tensor (N, ...) of the model's shape, or whole images (C, H, W)."""
-    check(is_learned(model), "the .aez file codes with a learned entropy model; this model has none")
+    check(model.capabilities.compressor, "the .aez file codes with a learned entropy model; this model has none")
     check(
         version == learned.version(model) and header.channels == model.code_channels,
         "the .aez file does not match this model's entropy model",
@@ -281,10 +276,10 @@ def compress_file(
     check_refine(run.model, refine)
     output = OutputPath(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
-    x = inputs_of(run, items) if is_learned(run.model) else items.floats()
+    x = inputs_of(run, items) if run.model.capabilities.compressor else items.floats()
     if isinstance(x, list):  # the images as floats and as decoded, for the report
         check_whole(run.model, sizes_of(x), "compressing", 8 * x[0].shape[0], refine)
-    if is_learned(run.model):
+    if run.model.capabilities.compressor:
         blob, expected = _compress_learned(run, x, items.scaling, refine)
     else:
         blob, expected = compress(run, x, bits, items.scaling), None

@@ -1,8 +1,9 @@
 """Generation: new items from a trained model, interpolations between two items, and the 2-d latent manifold.
 
-A VAE samples its prior N(0, I). The other types have no prior, so aekit fits a Gaussian (mean and full
-covariance) to the codes of the run's training data and samples that: a simple, honest stand-in that
-shows what the decoder makes of plausible codes.
+A type with a prior (Capabilities.samples: the vae) draws from it (model.sample). The others have none, so aekit
+fits a Gaussian (mean and full covariance) to the codes of the run's training data and samples that: a simple,
+honest stand-in that shows what the decoder makes of plausible codes. The 2-d manifold spans a standard normal
+prior, or that Gaussian.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..models.layers import activation_bytes
 from ..outputs import OutputPath
 from ..progress import chunks
 from ..run import Run, open_run
-from . import check_output_items, decode_all, encode_all, to_raw, write_array
+from . import check_finite, check_output_items, decode_all, encode_all, to_raw, write_array
 
 PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
@@ -28,7 +29,7 @@ def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tu
     """(mean (D,), a Cholesky factor (D, D)) of the prior codes are drawn from: N(0, I) for a VAE, else a
     Gaussian fitted to the codes of the run's training data."""
     d = run.model.config.latent_dim
-    if hasattr(run.model, "sample"):
+    if run.model.capabilities.samples:
         return torch.zeros(d), torch.eye(d)
     z = encode_all(run.model, run.load_data(data_dir=data_dir).train.floats()).double()
     mean = z.mean(0)
@@ -61,6 +62,8 @@ def generate(
     if size is not None:
         return _generate_at(run.model, n, temperature, seed, size)
     check_output_items(n, run.model, "generate")
+    if run.model.capabilities.samples:  # the type's own prior
+        return _sampled(run.model, n, temperature, seed)
     mean, factor = code_distribution(run, data_dir)
     generator = torch.Generator().manual_seed(seed)
     parts = []
@@ -73,9 +76,23 @@ def generate(
 
 
 @torch.no_grad()
+def _sampled(model: torch.nn.Module, n: int, temperature: float, seed: int) -> torch.Tensor:
+    """n items (n, *input_shape) on the CPU from model.sample, INFERENCE_BATCH at a time from one generator on the
+    model's device seeded with seed, checked finite."""
+    generator = torch.Generator(model.device).manual_seed(seed)
+    out = None
+    for part in chunks(n, INFERENCE_BATCH, "generating"):
+        x = model.sample(part.stop - part.start, temperature, generator).cpu()
+        check_finite(x, "the model's outputs")
+        out = torch.empty(n, *x.shape[1:]) if out is None else out
+        out[part] = x
+    return out
+
+
+@torch.no_grad()
 def _generate_at(model: torch.nn.Module, n: int, temperature: float, seed: int, size: tuple[int, int]) -> torch.Tensor:
     """n images of size (H, W) from a fully convolutional VAE's prior, one at a time."""
-    check(model.config.any_size and hasattr(model, "sample"), "--size draws from a resnet vae's spatial prior")
+    check(model.config.any_size and model.capabilities.samples, "--size draws from a resnet vae's spatial prior")
     check(len(size) == 2 and min(size) >= 1, f"size must be two positive integers HEIGHT,WIDTH, got {list(size)}")
     height, width = size
     channels = model.config.input_shape[0]

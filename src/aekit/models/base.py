@@ -153,6 +153,31 @@ class ModelConfig:
         object.__setattr__(self, "latent_dim", size)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do beyond encode, decode and reconstruct: declared by its type (Autoencoder.capabilities)
+    and asked by the uses, the trainer and the report, so that a type registered from outside aekit gets every
+    use and figure it declares.
+
+    samples: sample(n, temperature, generator) draws new items from a prior (generate; the samples figure).
+    likelihood: nll(x, k) bounds each item's negative log-likelihood in nats (evaluate --nll-k).
+    compressor: codes with its own entropy model, model.entropy (compress writes .aez versions 2 to 4; --refine).
+    decodes_codes: the code alone rebuilds an item (not so for a dae with U-Net skips): compress, generate and the
+        encoder and decoder exports need it.
+    channels_last: trains fastest on CUDA in the channels-last memory layout (stride-2 convolutions).
+    random_scores: anomaly_scores draws random numbers (a vae's negative ELBO): not exported as a scorer.
+    figures: the names of the report's figures of this type (report.FIGURES; register_figure adds one).
+    """
+
+    samples: bool = False
+    likelihood: bool = False
+    compressor: bool = False
+    decodes_codes: bool = True
+    channels_last: bool = False
+    random_scores: bool = False
+    figures: tuple[str, ...] = ()
+
+
 @dataclass
 class Output:
     """What forward() returns: reconstruction (N, *input_shape), code (N, latent_dim), scalar loss, and
@@ -249,10 +274,15 @@ class Autoencoder(nn.Module):
         return next(self.parameters()).device
 
     @property
-    def decodes_codes(self) -> bool:
-        """Whether the code alone rebuilds an item (not so for a dae with U-Net skips): compress and generate
-        need it."""
-        return True
+    def capabilities(self) -> Capabilities:
+        """What this model can do (see Capabilities); a type declares its own, from its config where they depend
+        on it."""
+        return Capabilities(channels_last=self.config.backbone == "conv")
+
+    def training_notes(self, steps: int) -> list[str]:
+        """What a person should know before a run of this many optimizer steps starts (Trainer.notes): a
+        setting of this type the run is too short for; none by default."""
+        return []
 
     @property
     def least_code_values(self) -> int:
@@ -309,7 +339,10 @@ class Autoencoder(nn.Module):
     def check_refine(self, steps: int) -> None:
         """AekitError unless refine_codes can take this many steps on this model."""
         check_steps(steps)
-        check(not steps or self.decodes_codes, "refining codes needs a model whose code alone rebuilds an item")
+        check(
+            not steps or self.capabilities.decodes_codes,
+            "refining codes needs a model whose code alone rebuilds an item",
+        )
 
     def refine_codes(
         self, x: torch.Tensor, steps: int, lr: float = REFINE_LR, batch_size: int = REFINE_BATCH

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -11,7 +11,7 @@ from ..data.noise import IMAGE_NOISES, NOISES, corrupt
 from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..registry import register_model
-from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
+from .base import Autoencoder, Capabilities, ModelConfig, Output, sigmoid_squared_error
 from .layers import start_from_pca
 
 
@@ -80,8 +80,8 @@ class DenoisingAutoencoder(Autoencoder):
         return corrupt(x, c.noise, c.noise_sigma, c.noise_p, generator, c.noise_shift, c.noise_sigma_max)
 
     @property
-    def decodes_codes(self) -> bool:
-        return not self.config.skips
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, decodes_codes=not self.config.skips, figures=("denoising",))
 
     def start(self, x: torch.Tensor) -> None:
         """On the resnet backbone, start as block PCA of the clean items (layers.start_from_pca), as the ae does:

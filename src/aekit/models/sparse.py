@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..errors import check
 from ..registry import register_model
-from .base import Autoencoder, ModelConfig, Output, sigmoid_squared_error
+from .base import Autoencoder, Capabilities, ModelConfig, Output, sigmoid_squared_error
 
 SPARSITY = ("kl", "l1", "topk")
 
@@ -84,6 +84,10 @@ class SparseAutoencoder(Autoencoder):
     def check_refine(self, steps: int) -> None:
         super().check_refine(steps)
         check(not steps, "refining codes is for ae, dae and vae: a sae's fitted codes would not stay sparse")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, figures=("sparse code",))
 
     def active(self, z: torch.Tensor) -> torch.Tensor:
         """Which code values count as on."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..errors import check
 from ..registry import register_model
-from .base import Autoencoder, ModelConfig, Output, fit_codes, sigmoid_squared_error
+from .base import Autoencoder, Capabilities, ModelConfig, Output, fit_codes, sigmoid_squared_error
 from .entropy import ENTROPY_MODELS
 from .layers import start_from_pca
 
@@ -93,6 +93,10 @@ class VanillaAutoencoder(Autoencoder):
         dimension."""
         c = self.config
         return c.latent_channels if c.backbone == "resnet" else c.latent_dim
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, compressor=self.entropy is not None)
 
     def code_map(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (N, latent_dim) as the layout of models.entropy: (N, channels, h, w) maps for resnet, else

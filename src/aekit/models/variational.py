@@ -4,7 +4,7 @@ standard normal prior to sample new data from."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..progress import chunks
 from ..registry import register_model
-from .base import Autoencoder, ModelConfig, Output
+from .base import Autoencoder, Capabilities, ModelConfig, Output
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 MAX_NLL_K = 100_000  # importance samples per item: published figures use 5000
@@ -139,6 +139,16 @@ class VariationalAutoencoder(Autoencoder):
             "elbo": -(rec + kl).detach().mean(),
         }
         return Output(x_hat.detach(), mu, loss, logs)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, samples=True, likelihood=True, random_scores=True)
+
+    def training_notes(self, steps: int) -> list[str]:
+        warmup = self.config.kl_warmup_steps
+        if warmup > steps:
+            return [f"the KL warm-up takes {warmup} steps but the run has {steps}: its weight never reaches beta"]
+        return []
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
