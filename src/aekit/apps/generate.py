@@ -20,7 +20,7 @@ from ..models.layers import activation_bytes
 from ..outputs import OutputPath
 from ..progress import chunks
 from ..run import Run, open_run
-from . import check_finite, check_output_items, decode_all, encode_all, to_raw, write_array
+from . import check_output_items, decode_all, encode_all, to_raw, write_array
 
 PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
@@ -83,7 +83,8 @@ def _sampled(model: torch.nn.Module, n: int, temperature: float, seed: int) -> t
     out = None
     for part in chunks(n, INFERENCE_BATCH, "generating"):
         x = model.sample(part.stop - part.start, temperature, generator).cpu()
-        check_finite(x, "the model's outputs")
+        message = f"temperature {temperature:g}: the samples hold NaN or infinite values (codes beyond float32's range)"
+        check(bool(torch.isfinite(x).all()), message)
         out = torch.empty(n, *x.shape[1:]) if out is None else out
         out[part] = x
     return out
