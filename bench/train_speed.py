@@ -85,7 +85,7 @@ def import_libraries() -> None:
 
 def worker_aekit(name: str, epochs: int, data_dir: str | None) -> dict:
     import aekit
-    from aekit.train import Callback
+    from aekit.trainer import Callback
 
     import_libraries()
     turns = Turns()

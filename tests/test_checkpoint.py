@@ -26,7 +26,7 @@ def saved(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.safetensors"
     t = trainer()
     t.fit()
-    checkpoint.save(path, t)
+    checkpoint.save(path, t.state_dict())
     tensors, meta = read_tensors(path)
     return path, tensors, meta
 
@@ -74,7 +74,7 @@ def test_load_restores_everything(saved, tmp_path):
 def test_a_checkpoint_before_any_step_loads(tmp_path):
     """Epoch 0: no history, no optimizer state, the schedule at step 0."""
     path = tmp_path / "checkpoint.safetensors"
-    checkpoint.save(path, trainer())
+    checkpoint.save(path, trainer().state_dict())
     t = trainer()
     t.load_checkpoint(path)
     assert t.epoch == 0 and t.history == [] and t.optimizer.state_dict()["state"] == {}
@@ -104,7 +104,7 @@ def test_save_keeps_scalar_optimizer_state(tmp_path):
     t.fit()
     first = next(t.model.parameters())
     t.optimizer.state[first]["step"] = 6.0  # a number, not a tensor
-    checkpoint.save(tmp_path / "c.safetensors", t)
+    checkpoint.save(tmp_path / "c.safetensors", t.state_dict())
     tensors, meta = read_tensors(tmp_path / "c.safetensors")
     assert "optim.0.step" not in tensors and json.loads(meta["optim_scalars"]) == {"0": {"step": 6.0}}
 
@@ -298,7 +298,7 @@ def test_save_keeps_the_gpus_rng_state(tmp_path, monkeypatch):
     asked = []
     state = torch.full((16,), 3, dtype=torch.uint8)
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: asked.append(device) or state)
-    checkpoint.save(tmp_path / "c.safetensors", t)
+    checkpoint.save(tmp_path / "c.safetensors", t.state_dict())
     tensors, _ = read_tensors(tmp_path / "c.safetensors")
     assert torch.equal(tensors["rng.cuda"], state) and asked == [OnGPU.device]
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import aekit
+from aekit import plots
 from aekit.cli import main
 from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
-from aekit import plots
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
 from aekit.registry import _MODELS
 from aekit.report import FIGURES, register_figure

@@ -33,11 +33,11 @@ from aekit.codec.aez import FITTED, MAGIC, MAX_BITS, U32, parse
 from aekit.config import DataConfig, TrainConfig
 from aekit.data.splits import Splits
 from aekit.disk import MANIFEST
-from aekit.folder import RunFolder
+from aekit.folder import RunFolder, SaveRun
 from aekit.lock import FolderLock
 from aekit.outputs import OutputPath
 from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
-from aekit.train import Trainer
+from aekit.trainer import Trainer
 from conftest import FUZZ, fails, fork_cli, reap, run_cli, start_cli, succeeds
 
 SMALL = {"hidden": [16], "latent_dim": 4, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -110,7 +110,7 @@ def test_safetensors_files_of_every_header_length_load(tmp_path):
         folder.mkdir()
         torch.manual_seed(0)
         net = aekit.create_model(name, (1, 8, 8), **options)
-        Trainer(net, tiny, config, RunFolder(folder, FolderLock(folder))).fit()
+        Trainer(net, tiny, config, [SaveRun(RunFolder(folder, FolderLock(folder)))]).fit()
         (folder / CONFIG).write_text(json.dumps(make_config(net, config, DataConfig("digits"), tiny.train.scaling)))
         aekit.Run.open(folder)  # the weights load
         Trainer(aekit.create_model(name, (1, 8, 8), **options), tiny, config).load_checkpoint(folder / CHECKPOINT)
@@ -844,14 +844,14 @@ def test_a_killed_process_of_a_multi_process_job_is_one_line(tmp_path):
 
 def test_a_run_folder_that_appears_meanwhile_is_named_not_the_staging_folder(tmp_path, monkeypatch):
     out = tmp_path / "o" / "c2"
-    original = Trainer.save_checkpoint
+    original = RunFolder.save
 
-    def someone_else_creates_it(self):
-        original(self)
+    def someone_else_creates_it(self, state):
+        original(self, state)
         out.mkdir(exist_ok=True)
         (out / "theirs.txt").write_text("theirs")
 
-    monkeypatch.setattr(Trainer, "save_checkpoint", someone_else_creates_it)
+    monkeypatch.setattr(RunFolder, "save", someone_else_creates_it)
     with pytest.raises(AekitError) as caught:
         aekit.train("digits", out=out, epochs=1, **SMALL)
     assert str(out) in str(caught.value) and ".partial" not in str(caught.value)

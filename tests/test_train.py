@@ -1,4 +1,3 @@
-import importlib
 import json
 
 import numpy as np
@@ -176,7 +175,7 @@ def test_new_data_is_prepared_with_the_runs_scaling(tmp_path):
 def test_progress_bar_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
     import io
 
-    from aekit.train import Progress
+    from aekit.callbacks import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -196,7 +195,7 @@ def test_a_long_epoch_shows_life_in_a_log(tmp_path, monkeypatch):
     import io
 
     from aekit import progress
-    from aekit.train import Progress
+    from aekit.callbacks import Progress
 
     monkeypatch.setattr(progress, "INTERVAL", 0.0)  # every step is "long": a line each
     log = io.StringIO()
@@ -265,7 +264,7 @@ def test_type_metrics_in_evaluate(tmp_path):
 
 
 def test_resume_after_an_interruption_is_exact_with_noise_and_a_schedule(tmp_path):
-    from aekit.train import Callback
+    from aekit.trainer import Callback
 
     class Interrupt(Callback):  # Ctrl-C at the end of epoch 2, after its checkpoint
         def on_epoch_end(self, trainer, record):
@@ -293,8 +292,8 @@ def test_cosine_schedule_shape():
 
 
 def test_a_run_says_when_it_is_too_short_to_learn(capsys):
+    from aekit.callbacks import Progress
     from aekit.config import TrainConfig
-    from aekit.train import Progress
 
     model = aekit.create_model("vae", (1, 8, 8), hidden=[16], latent_dim=4, kl_warmup_steps=1000)
     trainer = aekit.Trainer(model, aekit.data.load("digits"), TrainConfig(epochs=2, batch_size=256, device="cpu"))
@@ -341,12 +340,12 @@ class Clock:
 def timed_run(tmp_path, monkeypatch, name: str, resume: bool = False, **options) -> tuple:
     """A digits run whose steps take a second each on a fake clock (11 steps an epoch): the Run, and the
     learning rate after each step (the next step's)."""
-    train_module = importlib.import_module("aekit.train")  # the module: aekit.train is the function
+    from aekit import trainer
 
     clock, lrs = Clock(), []
-    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(trainer, "time", clock)
 
-    class Step(train_module.Callback):
+    class Step(trainer.Callback):
         def on_step(self, trainer, step, loss):
             clock.now += 1.0
             lrs.append(trainer.optimizer.param_groups[0]["lr"])

@@ -27,7 +27,7 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "AutoencoderDetector": ("sklearn", "AutoencoderDetector"),
     "AutoencoderTransformer": ("sklearn", "AutoencoderTransformer"),
     "Run": ("run", "Run"),
-    "Trainer": ("train", "Trainer"),
+    "Trainer": ("trainer", "Trainer"),
     "anomaly_maps": ("apps.anomaly", "maps"),
     "anomaly_scores": ("apps.anomaly", "scores"),
     "compress": ("apps.compress", "compress"),

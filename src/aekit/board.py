@@ -22,7 +22,7 @@ import torch
 from . import disk
 from .errors import AekitError
 from .run import CONFIG
-from .train import Callback, Trainer
+from .trainer import Callback, Trainer
 
 SHOWN = 8  # held-out items in the reconstruction grid
 

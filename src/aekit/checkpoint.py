@@ -29,40 +29,38 @@ import torch
 from . import disk
 from .config import brief, check_like
 from .errors import AekitError, check
-from .run import load_state, read_tensors, save_tensors
+from .run import check_state, read_tensors, save_tensors
 
 _OLD_KEYS = re.compile(r"^val_")  # runs made before the held-out part was called test logged it as val_*
 META_KEYS = ("epoch", "param_groups", "optim_scalars", "scheduler", "history")
 ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
 
 
-def save(path: Path, trainer) -> None:
-    """Write the trainer's state as checkpoint.safetensors at path (atomically)."""
-    tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
-    optim = trainer.optimizer.state_dict()
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write a trainer's state (Trainer.state_dict) as checkpoint.safetensors at path (atomically)."""
+    tensors = {f"model.{k}": v for k, v in state["model"].items()}
+    optim = state["optimizer"]
     scalars: dict[str, dict[str, Any]] = {}
-    for pid, state in optim["state"].items():
-        for key, value in state.items():
+    for pid, values in optim["state"].items():
+        for key, value in values.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"optim.{pid}.{key}"] = value
             else:
                 scalars.setdefault(str(pid), {})[key] = value
-    tensors["rng.order"] = trainer.order.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if trainer.device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
+    tensors.update({f"rng.{name}": value for name, value in state["rng"].items()})
     meta = {
-        "epoch": str(trainer.epoch),
+        "epoch": str(state["epoch"]),
         "param_groups": json.dumps(optim["param_groups"]),
         "optim_scalars": json.dumps(scalars),
-        "scheduler": json.dumps(trainer.scheduler.state_dict()),
-        "history": json.dumps(trainer.history),
+        "scheduler": json.dumps(state["scheduler"]),
+        "history": json.dumps(state["history"]),
     }
     save_tensors(path, tensors, meta)
 
 
-def load(path: Path, trainer) -> None:
-    """Check the checkpoint at path against the trainer's model and optimizer, then restore all of it."""
+def read(path: Path, trainer) -> dict[str, Any]:
+    """The state in the checkpoint at path (as Trainer.state_dict gives it), every part checked against the
+    trainer's model, optimizer and schedule first (Trainer.load_state_dict restores it)."""
     tensors, meta = read_tensors(path)
     where = str(path)
     missing = [k for k in META_KEYS if k not in meta]
@@ -91,16 +89,10 @@ def load(path: Path, trainer) -> None:
         parts[prefix][rest] = value
     state = _adam_state(parts["optim"], parsed["optim_scalars"], trainer, steps, where)
     rng = _rng_states(parts["rng"], trainer, where)
-    load_state(trainer.model, parts["model"], path)
-
-    # Everything is checked: restore.
-    trainer.epoch, trainer.history = epoch, history
-    trainer.optimizer.load_state_dict({"state": state, "param_groups": groups})
-    trainer.scheduler.load_state_dict(scheduler)
-    trainer.order.set_state(rng["order"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"], trainer.device)
+    check_state(trainer.model, parts["model"], path)
+    optimizer = {"state": state, "param_groups": groups}
+    return {"model": parts["model"], "optimizer": optimizer, "scheduler": scheduler, "rng": rng, "epoch": epoch,
+            "history": history}  # fmt: skip
 
 
 def _check_history(history: Any, epoch: int, where: str) -> None:

@@ -2,10 +2,10 @@
 saved after every epoch.
 
     with RunFolder.stage(out, "ae-mnist", force, config) as folder:   # .NAME.aekit-XXXXXXXX.partial, locked
-        trainer = Trainer(model, data, train_config, folder)
-        folder.save(trainer)                                         # the epoch-0 checkpoint
+        trainer = Trainer(model, data, train_config, [SaveRun(folder)])
+        folder.save(trainer.state_dict())                            # the epoch-0 checkpoint
         folder.place()                                               # renamed to NAME in one step
-        trainer.fit()                                                # folder.save after every epoch
+        trainer.fit()                                                # SaveRun: folder.save after every epoch
 
 A kill at any moment leaves no folder, or one that loads and resumes; with --force the old run is swapped
 out in one step (renameat2), so a kill leaves the old run or the new one. Staging folders that a killed
@@ -27,6 +27,7 @@ from . import checkpoint, disk, outputs
 from .errors import AekitError, check
 from .lock import FolderLock
 from .run import CHECKPOINT, CONFIG, RUN_FILES, WEIGHTS, read_config, save_tensors, update_metrics, write_history
+from .trainer import Callback
 
 STAGING = ".partial"  # the suffix of a run folder being built (disk.temporary_pattern)
 
@@ -71,13 +72,13 @@ class RunFolder:
         disk.remove_abandoned(disk.temporaries(run_dir))
         return cls(run_dir, lock)
 
-    def save(self, trainer) -> None:
-        """The resume point (checkpoint.safetensors, atomic), then model.safetensors, metrics.json and history.csv,
-        all four before a Ctrl-C stops training."""
+    def save(self, state: dict[str, Any]) -> None:
+        """A trainer's state (Trainer.state_dict): the resume point (checkpoint.safetensors, atomic), then
+        model.safetensors, metrics.json and history.csv, all four before a Ctrl-C stops training."""
         with self._named(), disk.uninterrupted():
-            checkpoint.save(self.path / CHECKPOINT, trainer)
-            save_tensors(self.path / WEIGHTS, trainer.model.state_dict(), {"epoch": str(trainer.epoch)})
-            history = trainer.history
+            checkpoint.save(self.path / CHECKPOINT, state)
+            save_tensors(self.path / WEIGHTS, state["model"], {"epoch": str(state["epoch"])})
+            history = state["history"]
             update_metrics(self.path, history=history, **({"final": history[-1]} if history else {}))
             write_history(self.path, history)
 
@@ -181,3 +182,17 @@ def _is_run(folder: Path) -> bool:
         elif entry.name not in RUN_FILES and not temporary.fullmatch(entry.name) and not disk.is_ours(entry):
             return False
     return True
+
+
+class SaveRun(Callback):
+    """Checkpointing: the trainer's state saved into its run folder after every epoch (RunFolder.save)."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
+
+    def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
+        self.folder.save(trainer.state_dict())

@@ -100,8 +100,15 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy tensors into model, checking names, shapes, dtypes and that every value is finite. A float16 tensor
-    may stand for a float32 weight (the shipped models are stored at half size) and is widened."""
+    """Copy tensors into model, checked first (check_state). A float16 tensor may stand for a float32 weight (the
+    shipped models are stored at half size) and is widened."""
+    check_state(model, tensors, path)
+    model.load_state_dict(tensors)
+
+
+def check_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """AekitError unless tensors are weights for model: the same names, shapes and dtypes (float16 for float32
+    allowed), every value finite."""
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     check(
@@ -119,7 +126,6 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: P
             not t.is_floating_point() or bool(torch.isfinite(t).all()),
             f"{path}: weight {k} holds NaN or infinite values; the file is damaged (retrain, or restore it)",
         )
-    model.load_state_dict(tensors)
 
 
 def run_folder(path: str | os.PathLike) -> Path:

@@ -22,7 +22,7 @@ from .errors import check
 from .limits import INFERENCE_BATCH
 from .registry import model_from_config
 from .run import Run
-from .train import Trainer, resolve_device
+from .trainer import Trainer, resolve_device
 
 
 class _AutoencoderEstimator(BaseEstimator):
@@ -87,7 +87,7 @@ class _AutoencoderEstimator(BaseEstimator):
         with torch.random.fork_rng():  # deterministic for a random_state, and the caller's RNG is left alone
             torch.manual_seed(seed)
             model = model_from_config(options)
-            trainer = Trainer(model, Splits(Dataset(x, None, "X", scaling), None), config, None)
+            trainer = Trainer(model, Splits(Dataset(x, None, "X", scaling), None), config)
             self.history_ = trainer.fit()
         return trainer.model
 

@@ -372,7 +372,7 @@ class Autoencoder(nn.Module):
 
     def start(self, x: torch.Tensor) -> None:
         """Called by the trainer once before a new run's first step (not on resume) with training items x (the
-        first ones, as a step sees them; train.START_ITEMS at most): a start from the data; nothing by default."""
+        first ones, as a step sees them; trainer.START_ITEMS at most): a start from the data; nothing by default."""
 
     def after_epoch(self) -> None:
         """Called by the trainer after each epoch, before the run is saved: state derived from the weights is
