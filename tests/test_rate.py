@@ -16,7 +16,8 @@ from aekit import frequencies
 from aekit.apps.compress import compress, compress_file, decompress
 from aekit.codec import learned, rans
 from aekit.codec.aez import SECTIONS, parse
-from aekit.models.entropy import SCALES, TABLE, FactorizedDensity, MeanScaleHyperprior, ScaleHyperprior
+from aekit.models.entropy import TABLE, FactorizedDensity
+from aekit.models.hyperprior import SCALES, MeanScaleHyperprior, ScaleHyperprior
 from aekit.models.layers import pixel_logits, start_from_pca
 from conftest import RESNET, assert_clean_error, photo_folder, run_cli, succeeds
 

@@ -20,8 +20,6 @@ from . import disk, pretrained
 from .errors import AekitError, check
 
 PNG_FOLDER = ""  # the kind of an output named without a suffix: a folder of PNG images
-
-
 _KIND_NAMES = {
     ".png": ".png (a PNG image)",
     ".npy": ".npy",

@@ -171,8 +171,7 @@ class AutoencoderDetector(_AutoencoderEstimator):
     The score of a row is its squared reconstruction error summed over features, or its negative ELBO
     for a VAE (model="vae"). Parameters are AutoencoderTransformer's, plus contamination: the share of
     the training rows taken to be anomalies, which sets threshold_. latent_dim None (the default) takes 8, or the
-    number of features where there are fewer: on scikit-learn's bundled tables (one class normal at a time) a
-    code of 8 ranked anomalies best of 2, 4, 8 and 16 (docs/benchmarks.md, bench/tables.py).
+    number of features where there are fewer (chosen on scikit-learn's bundled tables: bench/tables.py).
 
     Attributes: decision_scores_ (scores of the training rows), threshold_, labels_ (0 normal, 1 anomaly,
     for the training rows), and model_, scaling_, item_shape_, n_features_in_ as in AutoencoderTransformer.

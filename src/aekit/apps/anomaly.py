@@ -81,8 +81,8 @@ def local_excess(error: torch.Tensor) -> torch.Tensor:
     """How far the squared reconstruction error (N, 1, H, W) stands out above the error around it: the root of
     its mean over a Gaussian of MAP_SIGMA pixels less the root of its mean over one of SURROUND_SIGMA pixels.
     Content a model rebuilds poorly all over (texture, or things it never saw) raises both; a defect raises the
-    first. On validation photos, against the smoothed error alone: image AUROC 0.818 -> 0.867 and 0.762 ->
-    0.810, pixel AUROC 0.798 -> 0.850 and 0.793 -> 0.833 (two models; docs/benchmarks.md)."""
+    first: on validation photos it ranks images and pixels better than the smoothed error alone
+    (docs/benchmarks.md, "Anomaly maps")."""
     return blur(error, MAP_SIGMA).sqrt_() - blur(error, SURROUND_SIGMA).sqrt_()
 
 

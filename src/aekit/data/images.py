@@ -14,11 +14,7 @@ from ..limits import check_load_size, human
 from .registry import FOLDER, Raw, is_glob, many_files, register_format
 
 MASKS = "masks"  # a subfolder of ground-truth masks for anomaly maps, not images to learn from
-
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
 MAX_IMAGE_PIXELS = 1 << 26  # 67 megapixels: any real image aekit resizes fits; a declared 100k x 100k does not
 
 

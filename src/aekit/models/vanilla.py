@@ -12,7 +12,7 @@ import torch
 from ..errors import check
 from ..registry import register_model
 from .base import Autoencoder, Capabilities, ModelConfig, Output, fit_codes, sigmoid_squared_error
-from .entropy import ENTROPY_MODELS
+from .hyperprior import ENTROPY_MODELS
 from .layers import start_from_pca
 
 RATE_REFINE_LR = 0.1  # Adam's step, in code units, when a compressor fits codes to an image (refine_rate)
@@ -128,8 +128,8 @@ class VanillaAutoencoder(Autoencoder):
         NeurIPS 2020): each value is a random mix of its floor and ceiling, the nearer one likelier, the mix
         sharpening to a choice as the temperature falls (ANNEALING); the noise comes from a fixed seed, so the
         same input gives the same file. An encoder trained on a few photos is far from the best code of a new
-        one: on validation photos +1.5 dB at equal rate after 100 steps (docs/benchmarks.md). Each step is a
-        forward and backward pass of the decoder and the entropy model. what: shows the steps' progress so named."""
+        one (the gain: docs/benchmarks.md). Each step is a forward and backward pass of the decoder and the
+        entropy model. what: shows the steps' progress so named."""
         check(self.entropy is not None, "refining codes for rate: only a compressor (rate_lambda) has a rate")
         generator = torch.Generator(y.device).manual_seed(0)
         start, decay = ANNEALING
@@ -151,8 +151,8 @@ class VanillaAutoencoder(Autoencoder):
         default sizes, which training then improves (from random weights, minutes of CPU training stay below
         it). A compressor quantizes those coefficients with the step that minimises bits + rate_lambda *
         squared error for a high-rate uniform quantizer of orthonormal coefficients, sqrt(6 / (rate_lambda ln
-        2)), and its density is fitted to those first codes (from scratch, a few minutes of CPU training leave
-        it far behind JPEG; docs/benchmarks.md)."""
+        2)), and its density is fitted to those first codes: a start from random weights needs far longer
+        training to reach the same rate and error."""
         c = self.config
         if c.backbone != "resnet":
             return
