@@ -15,7 +15,7 @@ from aekit.cli import main
 from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
-from aekit.registry import _MODELS
+from aekit.models.types import _MODELS
 from aekit.report import FIGURES, register_figure
 from aekit.verbs import VERBS, verb
 

@@ -31,7 +31,7 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "anomaly_maps": ("apps.anomaly", "maps"),
     "anomaly_scores": ("apps.anomaly", "scores"),
     "compress": ("apps.compress", "compress"),
-    "create_model": ("registry", "create_model"),
+    "create_model": ("models.types", "create_model"),
     "data": ("data", None),
     "datasets": ("data", None),  # the old name of aekit.data
     "decompress": ("apps.compress", "decompress"),
@@ -41,12 +41,12 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "features": ("apps.features", "features"),
     "generate": ("apps.generate", "generate"),
     "interpolate": ("apps.generate", "interpolate"),
-    "list_models": ("registry", "list_models"),
+    "list_models": ("models.types", "list_models"),
     "load": ("run", "load"),
     "manifold": ("apps.generate", "manifold"),
     "reconstruct": ("apps.denoise", "reconstruct"),
     "reconstruction_figure": ("evaluate", "reconstruction_figure"),
-    "register_model": ("registry", "register_model"),
+    "register_model": ("models.types", "register_model"),
     "report": ("report", "report"),
     "train": ("train", "train"),
 }

@@ -12,7 +12,7 @@ everything was written.
 import os
 import sys
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+from .errors import EXIT_INTERRUPTED
 
 
 def run() -> None:

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from .__main__ import EXIT_INTERRUPTED
+from .errors import EXIT_INTERRUPTED
 
 EXIT_USAGE = 2
 

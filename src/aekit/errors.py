@@ -3,6 +3,8 @@ gives when it changed the user's input to fit (a note)."""
 
 import warnings
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C: the status of an interrupted command
+
 
 class AekitError(ValueError):
     """A problem with input, options or files, explained in one line.

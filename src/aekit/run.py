@@ -36,7 +36,7 @@ from .data.scaling import Scaling
 from .data.splits import Splits, class_mask, from_array, load_config, load_photos
 from .errors import AekitError, check, note
 from .lock import LOCK
-from .registry import model_from_config
+from .models.types import model_from_config
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"

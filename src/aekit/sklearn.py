@@ -20,7 +20,7 @@ from .data.scaling import Scaling
 from .data.splits import Splits
 from .errors import check
 from .limits import INFERENCE_BATCH
-from .registry import model_from_config
+from .models.types import model_from_config
 from .run import Run
 from .trainer import Trainer, resolve_device
 

@@ -20,7 +20,7 @@ from .data.splits import Splits, load_config, with_photo_crop
 from .errors import AekitError, check
 from .folder import RunFolder, SaveRun
 from .models.base import ModelConfig
-from .registry import get_model_class, model_from_config
+from .models.types import get_model_class, model_from_config
 from .run import CHECKPOINT, METRICS, Run, load_state, make_config, read_config, run_folder
 from .trainer import Callback, Trainer, resolve_device
 

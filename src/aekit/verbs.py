@@ -133,7 +133,7 @@ def _data_export(p):
 @verb("models", "list the autoencoder types, and the trained models that ship with aekit")
 def _models(p):
     from . import pretrained
-    from .registry import get_model_class, list_models
+    from .models.types import get_model_class, list_models
 
     def models(args):
         lines = [(name, (get_model_class(name).__doc__ or "").strip().splitlines()) for name in list_models()]
@@ -153,7 +153,7 @@ def _models(p):
 @verb("train", "train an autoencoder into a run folder")
 def _train(p):
     from .config import DataConfig, TrainConfig
-    from .registry import get_model_class, list_models
+    from .models.types import get_model_class, list_models
     from .train import train
 
     p.add_argument("input", nargs="?", metavar="INPUT", help=f"{INPUT_HELP} (default mnist)")

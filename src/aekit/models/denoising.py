@@ -10,9 +10,9 @@ from .. import metrics
 from ..data.noise import IMAGE_NOISES, NOISES, corrupt
 from ..errors import check
 from ..limits import INFERENCE_BATCH
-from ..registry import register_model
 from .base import Autoencoder, Capabilities, ModelConfig, Output, sigmoid_squared_error
 from .layers import start_from_pca
+from .types import register_model
 
 
 @dataclass(frozen=True)

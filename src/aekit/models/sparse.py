@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..errors import check
-from ..registry import register_model
 from .base import Autoencoder, Capabilities, ModelConfig, Output, sigmoid_squared_error
+from .types import register_model
 
 SPARSITY = ("kl", "l1", "topk")
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..errors import check
-from ..registry import register_model
 from .base import Autoencoder, Capabilities, ModelConfig, Output, fit_codes, sigmoid_squared_error
 from .hyperprior import ENTROPY_MODELS
 from .layers import start_from_pca
+from .types import register_model
 
 RATE_REFINE_LR = 0.1  # Adam's step, in code units, when a compressor fits codes to an image (refine_rate)
 ANNEALING = (0.5, 5.0)  # refine_rate's temperature: 0.5 * exp(-5 t), t from 0 to 1 over the steps

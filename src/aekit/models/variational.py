@@ -13,8 +13,8 @@ from torch import nn
 from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..progress import chunks
-from ..registry import register_model
 from .base import Autoencoder, Capabilities, ModelConfig, Output
+from .types import register_model
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 MAX_NLL_K = 100_000  # importance samples per item: published figures use 5000

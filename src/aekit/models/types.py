@@ -1,4 +1,5 @@
-"""Name -> model class. A new autoencoder type is one new file that registers itself here."""
+"""The autoencoder types by name: a new type is one new file whose class registers itself here (register_model);
+importing aekit.models registers the built-in ones before anything here is used."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 import torch
 
-from .config import from_dict
-from .errors import AekitError
-from .limits import allowed_bytes, check_load_size
+from ..config import from_dict
+from ..errors import AekitError
+from ..limits import allowed_bytes, check_load_size
 
 _MODELS: dict[str, type] = {}
 
@@ -27,19 +28,13 @@ def register_model(name: str):
     return add
 
 
-def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (importing the package registers every built-in type)
-
-
 def list_models() -> list[str]:
     """Names of the available autoencoder types."""
-    _ensure_loaded()
     return sorted(_MODELS)
 
 
 def get_model_class(name: str) -> type:
     """The class registered as name; AekitError if there is none."""
-    _ensure_loaded()
     if name not in _MODELS:
         raise AekitError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))} (see: aekit models)")
     return _MODELS[name]
