@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from . import metrics
-from .apps import check_images_fit, inputs_of, reconstruct_all, sizes_of, tiles
+from .apps import check_images_fit, model_inputs, reconstruct_all, sizes_of, tiles
 from .apps.denoise import reconstruct, refined_fn
 from .data.datasets import Dataset
 from .errors import check
@@ -75,7 +75,7 @@ def evaluate(
     refined = refined_fn(model, refine)
     test, split = run.read(data, split, data_dir)
     train = run.load_data(data_dir=data_dir).train  # the baselines are fitted on the run's training data
-    images = inputs_of(run, test)
+    images = model_inputs(run, test)
     if isinstance(images, list):  # whole images of other sizes than the model's
         result_model, baselines = _whole_images(model, images, train.floats(), refine)
         return _result(run, data, split, len(test), result_model, baselines, save)
@@ -170,7 +170,7 @@ def reconstruction_png(
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
     from . import plots
 
-    images = inputs_of(run, test.subset(torch.arange(min(n, len(test)))))
+    images = model_inputs(run, test.subset(torch.arange(min(n, len(test)))))
     if isinstance(images, list):  # whole images of any size: their floats and their reconstructions, drawn
         c = run.model.config.input_shape[0]
         check_images_fit(sizes_of(images), "rebuilding", 8 * c, lambda size: tiles.tiling_bytes(run.model, size, c))

@@ -161,12 +161,12 @@ class Page:
         return _table(["", *columns], rows) + f"<p class=note>{where}</p>" + extra
 
     def anomalies(self) -> str:
-        from .apps import inputs_of, tiles
+        from .apps import model_inputs, tiles
         from .apps.anomaly import maps as anomaly_maps
         from .apps.anomaly import scores, threshold_of
 
         test = self.test.subset(torch.arange(min(len(self.test), SCORED)))
-        x = inputs_of(self.run, test)
+        x = model_inputs(self.run, test)
         maps = anomaly_maps(self.run, x) if self.model.config.any_size else None
         s = np.array([float(m.max()) for m in maps]) if maps is not None else scores(self.run, x).numpy()
         threshold, basis = threshold_of(self.run, s, None, 99.0, self.data_dir)
@@ -234,9 +234,9 @@ def _sparsity(page: Page) -> str:
 def _denoising(page: Page) -> str:
     if not page.test.is_image:
         return ""
-    from .apps import inputs_of, reconstruct_all
+    from .apps import model_inputs, reconstruct_all
 
-    x = inputs_of(page.run, page.test.subset(torch.arange(min(len(page.test), SHOWN))))
+    x = model_inputs(page.run, page.test.subset(torch.arange(min(len(page.test), SHOWN))))
     if isinstance(x, list):  # whole photos: their first tiles' worth is enough to show the noise
         return ""
     noisy = page.model.corrupt(x, torch.Generator().manual_seed(0))

@@ -312,8 +312,8 @@ def _compress(p):
         "4 the best photos; 3 when left out)"
     )  # fmt: skip
     return lambda args: compress_file(
-        args.run, _source(args), args.output, args.bits, args.split, args.force, args.data_dir, args.refine,
-        args.quality,
+        args.run, _source(args), args.output, bits=args.bits, split=args.split, force=args.force,
+        data_dir=args.data_dir, refine=args.refine, quality=args.quality,
     )  # fmt: skip
 
 
@@ -333,7 +333,9 @@ def _features(p):
     from .apps.features import features_file
 
     _add_use(p, ".npy (codes) or .npz (x: codes, y: labels)")
-    return lambda args: features_file(args.run, _source(args), args.output, args.split, args.force, args.data_dir)
+    return lambda args: features_file(
+        args.run, _source(args), args.output, split=args.split, force=args.force, data_dir=args.data_dir
+    )
 
 
 @verb("denoise", "clean items with a trained model (a dae)")
@@ -356,15 +358,15 @@ def _denoise(p):
         args.run,
         _source(args),
         args.output,
-        args.split,
-        args.add_noise,
-        args.noise_sigma,
-        args.noise_p,
-        args.seed,
-        args.noisy_out,
-        args.figure,
-        args.force,
-        args.data_dir,
+        split=args.split,
+        add_noise=args.add_noise,
+        sigma=args.noise_sigma,
+        p=args.noise_p,
+        seed=args.seed,
+        noisy_out=args.noisy_out,
+        figure=args.figure,
+        force=args.force,
+        data_dir=args.data_dir,
     )
 
 
@@ -384,17 +386,17 @@ def _generate(p):
     return lambda args: generate_file(
         args.run,
         args.output,
-        args.n,
-        args.temperature,
-        args.seed,
-        args.interpolate,
-        _source(args),
-        args.split,
-        args.steps,
-        args.grid if args.manifold else None,
-        args.force,
-        args.data_dir,
-        args.size,
+        n=args.n,
+        temperature=args.temperature,
+        seed=args.seed,
+        between=args.interpolate,
+        data=_source(args),
+        split=args.split,
+        steps=args.steps,
+        grid=args.grid if args.manifold else None,
+        force=args.force,
+        data_dir=args.data_dir,
+        size=args.size,
     )
 
 
@@ -426,16 +428,16 @@ def _anomaly(p):
     return lambda args: anomaly_file(
         args.run,
         _source(args),
-        args.split,
-        args.contamination,
-        args.percentile,
-        args.normal,
-        args.output,
-        args.figure,
-        args.force,
-        args.data_dir,
-        args.maps,
-        args.masks,
+        split=args.split,
+        contamination=args.contamination,
+        percentile=args.percentile,
+        normal=args.normal,
+        out=args.output,
+        figure=args.figure,
+        force=args.force,
+        data_dir=args.data_dir,
+        maps_out=args.maps,
+        masks=args.masks,
     )
 
 
@@ -446,5 +448,6 @@ def _latent(p):
     _add_use(p, ".png")
     p.add_argument("--max-items", type=int, default=5000, help="plot at most this many items (default 5000)")
     return lambda args: latent_file(
-        args.run, _source(args), args.output, args.split, args.max_items, args.force, args.data_dir
-    )
+        args.run, _source(args), args.output, split=args.split, max_items=args.max_items, force=args.force,
+        data_dir=args.data_dir,
+    )  # fmt: skip

@@ -31,35 +31,33 @@ def check_finite(x: torch.Tensor | np.ndarray, what: str) -> None:
     check(bool(finite), f"{what} hold NaN or infinite values; nothing was written")
 
 
-def as_items(run, x) -> torch.Tensor:
-    """Model inputs from x, what every use of a model accepts: a tensor of items (N, ...) already in [0, 1] as it
-    is; a numpy array of items in their own units, a dataset name or a path, prepared as the run's training
-    data was (all of it)."""
-    x = as_inputs(run, x)
+def model_items(run, source) -> torch.Tensor:
+    """model_inputs for a use that takes items of the model's input shape only: (N, *input_shape) floats in [0, 1].
+    AekitError for images of other sizes."""
+    x = model_inputs(run, source)
     shape = list(run.model.config.input_shape)
     check(not isinstance(x, list), f"this use takes images of the model's size {shape}; crop or resize them")
     return x
 
 
-def as_inputs(run, x) -> torch.Tensor | list[torch.Tensor]:
-    """as_items, except that a fully convolutional model (model.config.any_size) takes images of other sizes
-    too: those come back as a list of images (C, H, W), uint8 or floats in [0, 1], to be used whole (tiles)."""
+def model_inputs(run, source) -> torch.Tensor | list[torch.Tensor]:
+    """The one place where what a use was given becomes the model's inputs. source: a tensor of items (N, ...) in
+    [0, 1], used as it is; a list of whole images (C, H, W); a Dataset (run.read's); or a numpy array of items in
+    their own units, a dataset name, a path or a glob pattern, read as the run's training data was (all of it).
+    Returns a tensor (N, *input_shape) of floats, or, for a fully convolutional model
+    (model.config.any_size) given images of other sizes than its input's, the list of those images (C, H, W),
+    uint8 or floats in [0, 1], to be used whole (in tiles)."""
     config = run.model.config
-    if isinstance(x, list):  # whole images already
-        return x
-    if isinstance(x, torch.Tensor):
-        other = config.any_size and x.dim() == 4 and x.shape[1] == config.input_shape[0]
-        if other and tuple(x.shape[2:]) != tuple(config.input_shape[1:]):
-            return list(x)
-        check_items(run.model, x)
-        return x
-    return inputs_of(run, run.read(x, "all")[0])
-
-
-def inputs_of(run, items: Dataset) -> torch.Tensor | list[torch.Tensor]:
-    """The model inputs of a run's items (see as_inputs): all as floats, or whole images (Photos of other sizes
-    than the model's) as a list of uint8 images (C, H, W)."""
-    if isinstance(items, Photos) and items.item_shape != tuple(run.model.config.input_shape):
+    if isinstance(source, list):  # whole images already
+        return source
+    if isinstance(source, torch.Tensor):
+        other = config.any_size and source.dim() == 4 and source.shape[1] == config.input_shape[0]
+        if other and tuple(source.shape[2:]) != tuple(config.input_shape[1:]):
+            return list(source)
+        check_items(run.model, source)
+        return source
+    items = source if isinstance(source, Dataset) else run.read(source, "all")[0]
+    if isinstance(items, Photos) and items.item_shape != tuple(config.input_shape):
         return [items.image(i) for i in range(len(items))]
     return items.floats()
 

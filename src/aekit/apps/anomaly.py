@@ -27,7 +27,7 @@ from ..metrics import gaussian_window
 from ..outputs import OutputPath, distinct
 from ..progress import chunks
 from ..run import Run, open_run
-from . import as_inputs, check_finite, check_images_fit, inputs_of, sizes_of, tiles
+from . import check_finite, check_images_fit, model_inputs, sizes_of, tiles
 
 MAP_SIGMA = 6.0  # pixels: the Gaussian that smooths the per-pixel error
 SURROUND_SIGMA = 24.0  # pixels: the Gaussian over which the error around a spot is taken
@@ -35,10 +35,10 @@ SURROUND_SIGMA = 24.0  # pixels: the Gaussian over which the error around a spot
 
 def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
     """Anomaly score of each item of x, (N,) float64: higher is more unusual. x: a tensor of items in [0, 1], or a
-    numpy array, a dataset name or a path (see as_items). A fully convolutional model's score of an image is the
-    maximum of its anomaly map (see maps)."""
+    numpy array, a dataset name, a path or a glob (see apps.model_inputs). A fully convolutional model's score of
+    an image is the maximum of its anomaly map (see maps)."""
     run = open_run(run)
-    x = as_inputs(run, x)
+    x = model_inputs(run, x)
     if run.model.config.any_size:
         return torch.tensor([float(m.max()) for m in _maps(run, x)], dtype=torch.float64)
     device = run.model.device
@@ -48,12 +48,12 @@ def scores(run: Run | str | os.PathLike, x) -> torch.Tensor:
 
 
 def maps(run: Run | str | os.PathLike, x) -> list[torch.Tensor]:
-    """Anomaly maps of images x (a tensor (N, C, H, W) in [0, 1], or any images a use takes, see as_inputs) under a
+    """Anomaly maps of images x (a tensor (N, C, H, W) in [0, 1], or any images a use takes, see model_inputs) under a
     fully convolutional model: per image (H, W) float32, how far the reconstruction error stands out above the
     error around it (local_excess; negative where it is below); images of any size are rebuilt whole (tiles)."""
     run = open_run(run)
     check(run.model.config.any_size, "anomaly maps need a fully convolutional model (train with --backbone resnet)")
-    return _maps(run, as_inputs(run, x))
+    return _maps(run, model_inputs(run, x))
 
 
 def _maps(run: Run, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
@@ -129,7 +129,8 @@ def _anomalous(items, normal: list[str] | None) -> np.ndarray | None:
 
 def anomaly_file(
     run: Run | str | os.PathLike,
-    source: str,
+    source: str | None,
+    *,
     split: str | None = None,
     contamination: float | None = None,
     percentile: float = 99.0,
@@ -150,53 +151,31 @@ def anomaly_file(
     convolutional model). maps_out: an .npz of the anomaly maps, one array (H, W) per image, named by its file.
     masks: a folder of ground-truth masks (nonzero where an image is defective), each named as its image (its
     path in source, or just its file name; a _mask suffix allowed); images without one have no defect. An image
-    folder's own masks/ subfolder is used when masks is not given. With masks: pixel AUROC and AUPRC.
-    """
+    folder's own masks/ subfolder is used when masks is not given. With masks: pixel AUROC and AUPRC."""
     run = open_run(run)
-    if contamination is not None:
-        check(0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
-    check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
+    _check_threshold(contamination, percentile)
     inputs = run.input_paths(source, data_dir) + ([Path(masks)] if masks is not None else [])
-    table = OutputPath(out, (".csv",), force, inputs) if out is not None else None
-    picture = OutputPath(figure, (".png",), force, inputs) if figure is not None else None
-    map_file = OutputPath(maps_out, (".npz",), force, inputs) if maps_out is not None else None
+    table, picture, map_file = (
+        OutputPath(path, (kind,), force, inputs) if path is not None else None
+        for path, kind in ((out, ".csv"), (figure, ".png"), (maps_out, ".npz"))
+    )
     distinct(table, picture, map_file)
     items, _ = run.read(source, split, data_dir)
     check(normal is None or items.y is not None, f"{source}: has no labels, so --normal cannot be used")
     any_size = run.model.config.any_size
     check(any_size or (maps_out is None and masks is None), "anomaly maps need a fully convolutional model (resnet)")
-    x = inputs_of(run, items)
-    truth = _masks(items, x, source, masks) if any_size else None
-    found = _maps(run, x) if any_size else None
+    x = model_inputs(run, items)
+    truth, found = (_masks(items, x, source, masks), _maps(run, x)) if any_size else (None, None)
     s = np.array([float(m.max()) for m in found]) if any_size else scores(run, x).numpy()
     threshold, basis = threshold_of(run, s, contamination, percentile, data_dir)
-    flagged = s > threshold
-    report = {
-        "items": len(s),
-        "threshold": threshold,
-        "threshold_from": basis,
-        "score": "max of the anomaly map" if any_size else "reconstruction error of the item",
-        "flagged": int(flagged.sum()),
-        "flagged_share": float(flagged.mean()),
-        "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
-    }
-    anomalous = _anomalous(items, normal)
-    if anomalous is not None:
-        report.update(label_metrics(s, anomalous))
-    if truth is not None:
-        report.update({f"pixel_{k}": v for k, v in pixel_metrics(found, truth).items()})
+    flagged, anomalous = s > threshold, _anomalous(items, normal)
+    report = _summary(s, threshold, basis, flagged, any_size)
+    report.update(label_metrics(s, anomalous) if anomalous is not None else {})
+    report.update({f"pixel_{k}": v for k, v in pixel_metrics(found, truth).items()} if truth is not None else {})
     if items.item_names is not None:
         report["most_anomalous_files"] = [items.item_names[i] for i in report["most_anomalous"]]
-    if picture is not None:
-        from .. import plots
-
-        top = report["most_anomalous"][:8]
-        shown = [tiles.floats(x[i]) for i in top]
-        title = f"{run.model.name} anomaly scores: {source}"
-        overlays = [found[i] for i in top] if any_size else None
-        figure_png = plots.anomalies(
-            s, threshold, shown, s[top], title=title, anomalous=anomalous, top_index=top, overlays=overlays
-        )
+    figure_png = _figure(run, s, threshold, x, found, anomalous, report, source) if picture is not None else None
+    # Everything is computed and checked: write.
     if table is not None:
         table.write_bytes(_table(s, flagged, items))
         report["output"] = str(out)
@@ -208,6 +187,37 @@ def anomaly_file(
         map_file.write(lambda f: np.savez(f, **{n: m.numpy() for n, m in zip(names, found, strict=True)}))
         report["maps"] = str(maps_out)
     return report
+
+
+def _check_threshold(contamination: float | None, percentile: float) -> None:
+    check(contamination is None or 0 < contamination < 1, f"contamination must be in (0, 1), got {contamination}")
+    check(0 < percentile < 100, f"percentile must be in (0, 100), got {percentile}")
+
+
+def _summary(s: np.ndarray, threshold: float, basis: str, flagged: np.ndarray, any_size: bool) -> dict:
+    """The report's first fields: the scores' threshold and what it came from, what was flagged, the top ten."""
+    return {
+        "items": len(s),
+        "threshold": threshold,
+        "threshold_from": basis,
+        "score": "max of the anomaly map" if any_size else "reconstruction error of the item",
+        "flagged": int(flagged.sum()),
+        "flagged_share": float(flagged.mean()),
+        "most_anomalous": np.argsort(-s, kind="stable")[:10].tolist(),
+    }
+
+
+def _figure(run: Run, s: np.ndarray, threshold: float, x, found, anomalous, report: dict, source) -> bytes:
+    """The PNG of the score histogram and the most anomalous items (their maps over them where there are maps)."""
+    from .. import plots
+
+    top = report["most_anomalous"][:8]
+    shown = [tiles.floats(x[i]) for i in top]
+    title = f"{run.model.name} anomaly scores: {source}"
+    overlays = [found[i] for i in top] if found is not None else None
+    return plots.anomalies(
+        s, threshold, shown, s[top], title=title, anomalous=anomalous, top_index=top, overlays=overlays
+    )
 
 
 def pixel_metrics(found: list[torch.Tensor], truth: list[np.ndarray]) -> dict[str, float]:

@@ -34,14 +34,13 @@ from ..progress import chunks
 from ..run import Run, cpu_run
 from . import (
     IMAGE_KINDS,
-    as_inputs,
-    as_items,
     check_finite,
     check_images_fit,
     check_items,
     decode_all,
     encode_all,
-    inputs_of,
+    model_inputs,
+    model_items,
     sizes_of,
     tiles,
     to_raw,
@@ -78,7 +77,7 @@ def compress(
     quality: int | None = None,
 ) -> bytes:
     """Items x -> the bytes of an .aez file. x: a tensor of items in [0, 1], or a numpy array, a dataset name or a
-    path (see as_items); scaling: how the file's decoded items go back to the data's units (default the run's).
+    path (see apps.model_inputs); scaling: how the file's decoded items go back to the data's units (default the run's).
     refine: a compressor (rate_lambda) fits each item's or image's codes to it for that many steps first
     (VanillaAutoencoder.refine_rate: fewer bits and less error, the same decoder; slow, see the README).
     quality: the level of a shipped codec named by run ("photo-codec": 1 the smallest files)."""
@@ -86,8 +85,8 @@ def compress(
     model = run.model
     check_refine(model, refine)
     if model.capabilities.compressor:
-        return _compress_learned(run, as_inputs(run, x), scaling or run.scaling, refine)[0]
-    x = as_items(run, x)  # (N, ...) floats, whatever form the items were given in
+        return _compress_learned(run, model_inputs(run, x), scaling or run.scaling, refine)[0]
+    x = model_items(run, x)  # (N, ...) floats, whatever form the items were given in
     code = fitted.quantize(encode_all(model, x), bits)
     header = Header(
         model=model.name,
@@ -260,8 +259,9 @@ def decompress(data: bytes, run: Run | str | os.PathLike | None = None) -> tuple
 
 def compress_file(
     run: Run | str | os.PathLike,
-    source: str,
+    source: str | None,
     out: str | os.PathLike,
+    *,
     bits: int = 8,
     split: str | None = None,
     force: bool = False,
@@ -276,7 +276,7 @@ def compress_file(
     check_refine(run.model, refine)
     output = OutputPath(out, (".aez",), force, run.input_paths(source, data_dir))
     items, _ = run.read(source, split, data_dir)
-    x = inputs_of(run, items) if run.model.capabilities.compressor else items.floats()
+    x = model_inputs(run, items) if run.model.capabilities.compressor else items.floats()
     if isinstance(x, list):  # the images as floats and as decoded, for the report
         check_whole(run.model, sizes_of(x), "compressing", 8 * x[0].shape[0], refine)
     if run.model.capabilities.compressor:
@@ -311,7 +311,7 @@ def _payload(blob: bytes) -> bytes:
 
 
 def decompress_file(
-    path: str | os.PathLike, out: str | os.PathLike, run: Run | str | os.PathLike | None = None, force: bool = False
+    path: str | os.PathLike, out: str | os.PathLike, *, run: Run | str | os.PathLike | None = None, force: bool = False
 ) -> dict:
     """Decode the .aez file at path into out (.npz, .npy, a folder of PNGs, or a PNG for one image) in the data's
     own units. Whole images of several sizes are written as PNGs."""

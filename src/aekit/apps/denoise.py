@@ -16,11 +16,10 @@ from ..outputs import OutputPath, distinct
 from ..run import Run, open_run
 from . import (
     IMAGE_KINDS,
-    as_inputs,
     check_finite,
     check_images_fit,
     check_items_output,
-    inputs_of,
+    model_inputs,
     reconstruct_all,
     sizes_of,
     tiles,
@@ -30,7 +29,7 @@ from . import (
 
 def reconstruct(run: Run | str | os.PathLike, x, refine: int = 0) -> torch.Tensor | list[torch.Tensor]:
     """The model's reconstructions (N, ...) in [0, 1] of x: a tensor of items in [0, 1], or a numpy array, a
-    dataset name or a path (see as_items). In batches, without gradients.
+    dataset name or a path (see apps.model_inputs). In batches, without gradients.
 
     refine: fit each item's code to it with that many steps first (Autoencoder.refine_codes; ae, dae without
     skips and vae): closer reconstructions from codes of the same size, for the work of as many backward passes.
@@ -40,7 +39,7 @@ def reconstruct(run: Run | str | os.PathLike, x, refine: int = 0) -> torch.Tenso
     run = open_run(run)
     model = run.model
     fn = refined_fn(model, refine)
-    x = as_inputs(run, x)
+    x = model_inputs(run, x)
     if not isinstance(x, list):
         return reconstruct_all(model, x, fn)
     c = model.config.input_shape[0]
@@ -65,8 +64,9 @@ def denoise(run: Run | str | os.PathLike, x) -> torch.Tensor:
 
 def denoise_file(
     run: Run | str | os.PathLike,
-    source: str,
+    source: str | None,
     out: str | os.PathLike,
+    *,
     split: str | None = None,
     add_noise: list[str] | None = None,
     sigma: float = 0.5,
@@ -84,11 +84,7 @@ def denoise_file(
     items; noisy_out keeps the noisy copy. figure: a PNG of noisy over denoised (over clean) items.
     """
     run = open_run(run)
-    for kind in add_noise or []:
-        check(kind in NOISES, f"unknown noise {kind!r}; choose from {', '.join(NOISES)}")
-    ok = math.isfinite(sigma) and sigma >= 0 and 0 <= p <= 1
-    check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
-    check_seed(seed)
+    _check_noise(add_noise, sigma, p, seed)
     inputs = run.input_paths(source, data_dir)
     output = OutputPath(out, IMAGE_KINDS, force, inputs)
     noisy_output = OutputPath(noisy_out, IMAGE_KINDS, force, inputs) if noisy_out is not None else None
@@ -99,26 +95,8 @@ def denoise_file(
     for kind in set(add_noise or []) & set(IMAGE_NOISES):
         check(items.is_image, f"{source}: {kind} is for images; tables have no rows and columns")
     check_items_output(output, items)
-    clean = inputs_of(run, items)
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(clean, list):  # whole images (uint8 unless noise is added), each cleaned in tiles
-        # kept: the outputs (float32), their pixels to write; with noise the noisy and the clean images as floats,
-        # and for the image being corrupted the noise's own float maps
-        c, noise = run.model.config.input_shape[0], bool(add_noise)
-
-        def transient(size: tuple[int, int]) -> int:
-            return tiles.tiling_bytes(run.model, size, c) + 16 * c * size[0] * size[1] * noise
-
-        check_images_fit(sizes_of(clean), "denoising", 5 * c + 8 * c * noise, transient)
-        if add_noise:
-            noisy = [corrupt(tiles.floats(c)[None], add_noise, sigma, p, generator)[0] for c in clean]
-        else:
-            noisy = clean
-        cleaned = [tiles.map_image(run.model, x) for x in noisy]
-        check_finite(torch.cat([c.flatten() for c in cleaned]), "the model's outputs")
-    else:
-        noisy = corrupt(clean, add_noise, sigma, p, generator) if add_noise else clean
-        cleaned = reconstruct(run, noisy)
+    clean = model_inputs(run, items)
+    noisy, cleaned = _denoised(run, clean, add_noise, sigma, p, torch.Generator().manual_seed(seed))
     report = {"items": len(clean), "output": str(out)}
     if add_noise:
         clean = [tiles.floats(c) for c in clean] if isinstance(clean, list) else clean
@@ -139,3 +117,35 @@ def denoise_file(
         report["noisy_output"] = str(noisy_out)
     write_items(output, cleaned, items)
     return report
+
+
+def _check_noise(add_noise: list[str] | None, sigma: float, p: float, seed: int) -> None:
+    """AekitError unless the noise to add is known and its settings are in range."""
+    for kind in add_noise or []:
+        check(kind in NOISES, f"unknown noise {kind!r}; choose from {', '.join(NOISES)}")
+    ok = math.isfinite(sigma) and sigma >= 0 and 0 <= p <= 1
+    check(ok, f"noise sigma must be a finite number >= 0 and p in [0, 1], got {sigma} and {p}")
+    check_seed(seed)
+
+
+def _denoised(run: Run, clean, add_noise: list[str] | None, sigma: float, p: float, generator: torch.Generator):
+    """(noisy, cleaned): the model's inputs clean (a tensor of items, or whole images (C, H, W) cleaned in tiles)
+    with the noise added (or as they are without add_noise), and what the model makes of them."""
+    if not isinstance(clean, list):
+        noisy = corrupt(clean, add_noise, sigma, p, generator) if add_noise else clean
+        return noisy, reconstruct(run, noisy)
+    # kept: the outputs (float32), their pixels to write; with noise the noisy and the clean images as floats,
+    # and for the image being corrupted the noise's own float maps
+    c, noise = run.model.config.input_shape[0], bool(add_noise)
+
+    def transient(size: tuple[int, int]) -> int:
+        return tiles.tiling_bytes(run.model, size, c) + 16 * c * size[0] * size[1] * noise
+
+    check_images_fit(sizes_of(clean), "denoising", 5 * c + 8 * c * noise, transient)
+    if add_noise:
+        noisy = [corrupt(tiles.floats(image)[None], add_noise, sigma, p, generator)[0] for image in clean]
+    else:
+        noisy = clean
+    cleaned = [tiles.map_image(run.model, x) for x in noisy]
+    check_finite(torch.cat([image.flatten() for image in cleaned]), "the model's outputs")
+    return noisy, cleaned

@@ -9,18 +9,18 @@ import torch
 from ..errors import check
 from ..outputs import OutputPath
 from ..run import Run, open_run
-from . import as_inputs, check_finite, check_images_fit, encode_all, inputs_of, sizes_of, tiles, write_array
+from . import check_finite, check_images_fit, encode_all, model_inputs, sizes_of, tiles, write_array
 
 
 def features(run: Run | str | os.PathLike, x) -> torch.Tensor:
     """Codes (N, latent_dim) of items x (the posterior mean for a VAE). x: a tensor of items in [0, 1], or a
-    numpy array, a dataset name or a path (see as_items).
+    numpy array, a dataset name, a path or a glob (see apps.model_inputs).
 
     A fully convolutional model gives images of its input size their code map flattened (latent_dim numbers),
     and images of other sizes the code map pooled: (N, latent_channels), each channel's mean over the whole
     image (encoded in overlapping tiles of the input size, see apps.tiles), comparable across sizes."""
     run = open_run(run)
-    x = as_inputs(run, x)
+    x = model_inputs(run, x)
     if not isinstance(x, list):
         return encode_all(run.model, x)
     model = run.model
@@ -46,8 +46,9 @@ def pooled_code(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 def features_file(
     run: Run | str | os.PathLike,
-    source: str,
+    source: str | None,
     out: str | os.PathLike,
+    *,
     split: str | None = None,
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
@@ -57,7 +58,7 @@ def features_file(
     run = open_run(run)
     output = OutputPath(out, (".npy", ".npz"), force, run.input_paths(source, data_dir))
     items, part, trained = run.read_marked(source, split, data_dir)
-    z = features(run, inputs_of(run, items)).numpy()
+    z = features(run, model_inputs(run, items)).numpy()
     extra = {"y": items.y.numpy()} if items.y is not None else {}
     if output.kind == ".npz":
         write_array(output, z, **extra, trained=trained)
@@ -69,8 +70,9 @@ def features_file(
 
 def latent_file(
     run: Run | str | os.PathLike,
-    source: str,
+    source: str | None,
     out: str | os.PathLike,
+    *,
     split: str | None = None,
     max_items: int = 5000,
     force: bool = False,
@@ -87,7 +89,7 @@ def latent_file(
     if len(items) > max_items:
         keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:max_items]
         items = items.subset(keep.sort().values)
-    z = features(run, inputs_of(run, items))
+    z = features(run, model_inputs(run, items))
     labels = items.y.numpy() if items.y is not None else None
     title = f"{run.model.name}: codes of {len(z)} items of {source}"
     output.write_bytes(plots.latent_map(z, labels, title=title, names=items.classes))

@@ -143,6 +143,7 @@ def manifold(run: Run | str | os.PathLike, grid: int = 15, data_dir: str | os.Pa
 def generate_file(
     run: Run | str | os.PathLike,
     out: str | os.PathLike,
+    *,
     n: int = 64,
     temperature: float = 1.0,
     seed: int = 0,
