@@ -50,16 +50,16 @@ def model_inputs(run, source) -> torch.Tensor | list[torch.Tensor]:
     config = run.model.config
     if isinstance(source, list):  # whole images already
         return source
-    if isinstance(source, torch.Tensor):
-        other = config.any_size and source.dim() == 4 and source.shape[1] == config.input_shape[0]
-        if other and tuple(source.shape[2:]) != tuple(config.input_shape[1:]):
-            return list(source)
-        check_items(run.model, source)
-        return source
-    items = source if isinstance(source, Dataset) else run.read(source, "all")[0]
-    if isinstance(items, Photos) and items.item_shape != tuple(config.input_shape):
-        return [items.image(i) for i in range(len(items))]
-    return items.floats()
+    if not isinstance(source, torch.Tensor):
+        items = source if isinstance(source, Dataset) else run.read(source, "all")[0]
+        if isinstance(items, Photos) and items.item_shape != tuple(config.input_shape):
+            return [items.image(i) for i in range(len(items))]  # uint8, each used whole
+        source = items.floats()
+    other = config.any_size and source.dim() == 4 and source.shape[1] == config.input_shape[0]
+    if other and tuple(source.shape[2:]) != tuple(config.input_shape[1:]):
+        return list(source)
+    check_items(run.model, source)
+    return source
 
 
 def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
