@@ -12,12 +12,12 @@ import torch
 import aekit
 from aekit import plots
 from aekit.cli import main
+from aekit.commands import VERBS, verb
 from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
 from aekit.models.types import _MODELS
 from aekit.report import FIGURES, register_figure
-from aekit.verbs import VERBS, verb
 
 SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": "cpu"}
 

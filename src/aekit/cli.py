@@ -1,4 +1,4 @@
-"""The `aekit` command: the parser built from the table of verbs (verbs.py, one per public Python function),
+"""The `aekit` command: the parser built from the table of verbs (aekit.commands, one per public Python function),
 and main(), which __main__.run() calls. Bad input is one line on stderr and exit status 2; Ctrl-C is one
 line and status 130.
 """
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every verb in VERBS, each with its handler as args.func."""
     from . import __version__
-    from .verbs import VERBS
+    from .commands import VERBS
 
     p = _Parser(prog="aekit", description="Train and use autoencoders: aekit <command> --help for each command.")
     p.add_argument("--version", action="version", version=f"aekit {__version__}")
