@@ -1,7 +1,6 @@
 import contextlib
 import gzip
 import hashlib
-import importlib
 import io
 import os
 import shutil
@@ -18,10 +17,10 @@ from hypothesis import HealthCheck, settings
 from PIL import Image
 
 import aekit
+from aekit import callbacks
 from aekit.cli import main
 from aekit.data import idx, mnist
 
-training = importlib.import_module("aekit.train")  # the module: aekit.train is the function
 SIZES = [(40, 50), (36, 70), (32, 32), (64, 41), (45, 45), (50, 66), (33, 90), (48, 48), (70, 35), (40, 40)]
 RESNET = {"backbone": "resnet", "hidden": (8,), "latent_channels": 2, "batch_size": 8, "quiet": True}
 
@@ -88,7 +87,7 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 def _no_run_figures(request, monkeypatch):
     """Training draws no figures into its run folder (about a second a run) unless the test is marked figures."""
     if request.node.get_closest_marker("figures") is None:
-        monkeypatch.setattr(training.RunFigures, "on_train_end", lambda self, trainer: None)
+        monkeypatch.setattr(callbacks.RunFigures, "on_train_end", lambda self, trainer: None)
 
 
 def run_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:

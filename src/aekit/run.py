@@ -232,12 +232,13 @@ class Run:
             note(f"{source}: {how}; the model in {self.path} takes {'RGB' if expected[0] == 3 else 'grey'} images")
             splits = Splits(*(None if part is None else part.with_channels(expected[0]) for part in splits))
             got = splits.train.item_shape
-        if isinstance(splits.train, Photos) or (self.model.config.any_size and len(got) == 3):
-            expected, got = expected[:1], got[:1]  # images of any size for a fully convolutional model: its channels
-        check(
-            got == expected,
-            f"{source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}",
-        )
+        message = f"{source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}"
+        if isinstance(splits.train, Photos):  # any size, the model's channels
+            expected, got = expected[:1], got[:1]
+            message = f"{source}: items have shape {list(got)} but the model in {self.path} expects {list(expected)}"
+        elif self.model.config.any_size and len(got) == 3:  # images of any size: a fully convolutional model's
+            expected, got = expected[:1], got[:1]
+        check(got == expected, message)
         return splits
 
     def read(
