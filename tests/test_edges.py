@@ -18,13 +18,13 @@ from PIL import Image
 
 import aekit
 from aekit import limits
+from aekit._export import Graph
 from aekit.apps.compress import compress_file, decompress_file
 from aekit.cli import main
 from aekit.codec.aez import FITTED, MAGIC, U32
 from aekit.codec.rans import RANS_L
 from aekit.disk import MANIFEST
 from aekit.errors import AekitError
-from aekit.export import Graph
 from aekit.frequencies import PROB_SCALE
 from conftest import RESNET, fails, run_cli, succeeds
 

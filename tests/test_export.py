@@ -6,9 +6,9 @@ import onnxruntime
 import pytest
 import torch
 
+from aekit._export import Graph, export
 from aekit.apps.anomaly import scores
 from aekit.errors import AekitError
-from aekit.export import Graph, export
 from aekit.run import Run
 from conftest import assert_clean_error, run_cli
 

@@ -11,13 +11,13 @@ import torch
 
 import aekit
 from aekit import plots
+from aekit._report import FIGURES
 from aekit.cli import main
 from aekit.commands import VERBS, verb
 from aekit.data import registry
 from aekit.data.registry import BuiltinArrays, Raw
 from aekit.models.base import Autoencoder, Output, sigmoid_squared_error
 from aekit.models.types import _MODELS
-from aekit.report import FIGURES, register_figure
 
 SMALL = {"epochs": 2, "hidden": [16], "latent_dim": 4, "quiet": True, "device": "cpu"}
 
@@ -125,7 +125,7 @@ def test_a_type_that_declares_a_prior_and_a_figure_gets_generate_and_its_figure(
             error, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
             return Output(x_hat, z, error, {"mse": error.detach() / x[0].numel()})
 
-    @register_figure("code ranges", "Where the codes lie")
+    @aekit.register_figure("code ranges", "Where the codes lie")
     def code_ranges(page) -> str:
         z = page.model.encode(page.test.floats()[:64])
         caption = f"codes of held-out items: from {float(z.min()):.2f} to {float(z.max()):.2f} (the prior: -1 to 1)"

@@ -17,8 +17,6 @@ the `aekit` command handles everything from its first instant (a Ctrl-C during s
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -36,8 +34,8 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "datasets": ("data", None),  # the old name of aekit.data
     "decompress": ("apps.compress", "decompress"),
     "denoise": ("apps.denoise", "denoise"),
-    "evaluate": ("evaluate", "evaluate"),
-    "export": ("export", "export"),
+    "evaluate": ("_evaluate", "evaluate"),
+    "export": ("_export", "export"),
     "features": ("apps.features", "features"),
     "generate": ("apps.generate", "generate"),
     "interpolate": ("apps.generate", "interpolate"),
@@ -45,10 +43,11 @@ _PUBLIC = {  # name -> (module, attribute); None: the module itself
     "load": ("run", "load"),
     "manifold": ("apps.generate", "manifold"),
     "reconstruct": ("apps.denoise", "reconstruct"),
-    "reconstruction_figure": ("evaluate", "reconstruction_figure"),
+    "reconstruction_figure": ("_evaluate", "reconstruction_figure"),
+    "register_figure": ("_report", "register_figure"),
     "register_model": ("models.types", "register_model"),
-    "report": ("report", "report"),
-    "train": ("train", "train"),
+    "report": ("_report", "report"),
+    "train": ("_train", "train"),
 }
 __all__ = ["__version__", *sorted(_PUBLIC)]
 
@@ -65,16 +64,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return __all__
-
-
-class _Package(types.ModuleType):
-    """The aekit package: loading the submodule aekit.train or aekit.evaluate (which Python records as an
-    attribute of the package) never hides the public function of the same name."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _PUBLIC.get(name, (None, None))[1] is not None:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

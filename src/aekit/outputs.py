@@ -42,6 +42,15 @@ def _within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _resolved(path: Path) -> Path:
+    """path with its links followed; where one cannot be read (a process's cwd link in /proc, say), made absolute
+    as it is: such a path is nothing aekit could write into anyway."""
+    try:
+        return path.resolve()
+    except OSError:
+        return Path(os.path.abspath(path))
+
+
 def check_not_here(path: Path, what: str = "") -> None:
     """AekitError if path is the current folder or one above it (never replaced, whatever is in it)."""
     check(not _within(Path.cwd().resolve(), path.resolve()), f"{path}: aekit never replaces the current folder or one "
@@ -74,9 +83,10 @@ class OutputPath:
         check_not_shipped(self.path, "; give another output name")
         target = self.path.resolve()
         for given in inputs:
+            given = _resolved(Path(given))
             check(
-                not _within(Path(given).resolve(), target),
-                f"{self.path} is {'' if Path(given).resolve() == target else 'a folder holding '}an input of this "
+                not _within(given, target),
+                f"{self.path} is {'' if given == target else 'a folder holding '}an input of this "
                 "command; aekit never writes over its input: give another output name",
             )
         self.check_replaceable()

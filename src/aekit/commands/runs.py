@@ -28,9 +28,9 @@ def _models(p):
 
 @verb("train", "train an autoencoder into a run folder")
 def _train(p):
+    from .._train import train
     from ..config import DataConfig, TrainConfig
     from ..models.types import get_model_class, list_models
-    from ..train import train
 
     p.add_argument("input", nargs="?", metavar="INPUT", help=f"{INPUT_HELP} (default mnist)")
     p.add_argument("--data", dest="data_alias", metavar="INPUT", help="the same as INPUT")
@@ -89,7 +89,7 @@ def _train(p):
 
 @verb("evaluate", "test metrics of a run beside PCA and mean baselines (JSON)")
 def _evaluate(p):
-    from ..evaluate import evaluate
+    from .._evaluate import evaluate
 
     p.add_argument("run", help="run folder")
     add_input(p, required=False)
@@ -122,7 +122,7 @@ def _evaluate(p):
 
 @verb("reconstruct", "figure of originals over reconstructions")
 def _reconstruct(p):
-    from ..evaluate import reconstruction_figure
+    from .._evaluate import reconstruction_figure
 
     p.add_argument("run", help="run folder")
     add_input(p, required=False)
@@ -136,7 +136,7 @@ def _reconstruct(p):
 
 @verb("report", "the run as one self-contained HTML page: metrics, figures, config, environment")
 def _report(p):
-    from ..report import report
+    from .._report import report
 
     p.add_argument("run", help="run folder")
     p.add_argument("-o", "--output", required=True, help=".html file to write")
@@ -148,7 +148,7 @@ def _report(p):
 
 @verb("export", "a part of the model as an ONNX file (any batch size; a resnet's any image size)")
 def _export(p):
-    from ..export import PARTS, export
+    from .._export import PARTS, export
 
     p.add_argument("run", help="run folder")
     p.add_argument("-o", "--output", required=True, help=".onnx file to write")

@@ -87,7 +87,7 @@ class Page:
         self.pngs: list[tuple[str, bytes]] = []  # (name, PNG) of each figure, in order
 
     def html(self) -> str:
-        from .evaluate import reconstruction_png
+        from ._evaluate import reconstruction_png
 
         c, metrics = self.run.config, self.run.metrics
         history = metrics.get("history", [])
@@ -146,7 +146,7 @@ class Page:
         return _table(["", ""], [[k, v] for k, v in rows.items()])
 
     def metrics(self) -> str:
-        from .evaluate import evaluate
+        from ._evaluate import evaluate
 
         result = self.run.metrics.get("evaluation")
         note = "stored by aekit evaluate"
