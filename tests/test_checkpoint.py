@@ -9,7 +9,7 @@ import torch
 import aekit
 from aekit import AekitError, checkpoint
 from aekit.config import TrainConfig
-from aekit.run import read_tensors, save_tensors
+from aekit.runfiles import read_tensors, save_tensors
 
 STEPS = 12  # two epochs of 1437 training digits in batches of 256: 6 steps each
 

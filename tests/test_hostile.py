@@ -36,7 +36,8 @@ from aekit.disk import MANIFEST
 from aekit.folder import RunFolder, SaveRun
 from aekit.lock import FolderLock
 from aekit.outputs import OutputPath
-from aekit.run import CHECKPOINT, CONFIG, WEIGHTS, make_config, read_tensors
+from aekit.run import make_config
+from aekit.runfiles import CHECKPOINT, CONFIG, WEIGHTS, read_tensors
 from aekit.trainer import Trainer
 from conftest import FUZZ, fails, fork_cli, reap, run_cli, start_cli, succeeds
 

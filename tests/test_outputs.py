@@ -234,9 +234,7 @@ def test_a_pattern_through_dotdot_never_writes_outside_the_output_folder(tmp_pat
 SEGMENTS = st.sampled_from(["*", "**", "..", "a", "b", "link", "x.png", "*.png", "."])
 
 
-@settings(
-    max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(SEGMENTS, min_size=1, max_size=6), absolute=st.booleans())
 def test_random_patterns_never_write_outside_the_output_folder_nor_touch_an_input(
     tmp_path_factory, photo_runs, parts, absolute

@@ -174,7 +174,7 @@ def test_quality_names_a_level_of_a_shipped_codec(coffee, tmp_path):
 
 
 def test_a_float16_weight_stands_for_a_float32_one(tmp_path):
-    from aekit.run import load_state
+    from aekit.runfiles import load_state
 
     model = aekit.create_model("ae", (1, 8, 8), hidden=[4], latent_dim=2)
     half = {k: v.half() for k, v in model.state_dict().items()}

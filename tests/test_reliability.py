@@ -26,7 +26,7 @@ from aekit import AekitError, checkpoint, datasets, disk
 from aekit.cli import main as cli_main
 from aekit.data.idx import idx_bytes
 from aekit.disk import MANIFEST
-from aekit.run import read_tensors
+from aekit.runfiles import read_tensors
 from conftest import FUZZ, fork_cli, reap, run_cli, start_cli
 
 SMALL = {"hidden": [32], "latent_dim": 8, "batch_size": 64, "quiet": True, "device": "cpu"}
@@ -341,7 +341,7 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format as fmt
 import aekit
-from aekit.run import read_tensors
+from aekit.runfiles import read_tensors
 
 tmp = Path(sys.argv[1])
 run = aekit.Run.open(sys.argv[2])

@@ -21,7 +21,8 @@ from .errors import AekitError, check
 from .folder import RunFolder, SaveRun
 from .models.base import ModelConfig
 from .models.types import get_model_class, model_from_config
-from .run import CHECKPOINT, METRICS, Run, load_state, make_config, read_config, run_folder
+from .run import Run, make_config, run_folder
+from .runfiles import CHECKPOINT, METRICS, load_state, read_config
 from .trainer import Callback, Trainer, resolve_device
 
 

@@ -21,7 +21,7 @@ import torch
 
 from . import disk
 from .errors import AekitError
-from .run import CONFIG
+from .runfiles import CONFIG
 from .trainer import Callback, Trainer
 
 SHOWN = 8  # held-out items in the reconstruction grid

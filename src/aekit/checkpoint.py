@@ -29,7 +29,7 @@ import torch
 from . import disk
 from .config import brief, check_like
 from .errors import AekitError, check
-from .run import check_state, read_tensors, save_tensors
+from .runfiles import check_state, read_tensors, save_tensors
 
 _OLD_KEYS = re.compile(r"^val_")  # runs made before the held-out part was called test logged it as val_*
 META_KEYS = ("epoch", "param_groups", "optim_scalars", "scheduler", "history")

@@ -104,7 +104,7 @@ def config_file(path: str) -> tuple[str | None, str | None, dict[str, dict[str, 
     from .config import DataConfig, new_names
     from .disk import read_json
     from .errors import check
-    from .run import CONFIG_KEYS
+    from .runfiles import CONFIG_KEYS
 
     file = read_json(Path(path))
     check(isinstance(file, dict), f"{path}: expected a JSON object with model/train/data sections")

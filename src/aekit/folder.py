@@ -26,7 +26,7 @@ from typing import Any
 from . import checkpoint, disk, outputs
 from .errors import AekitError, check
 from .lock import FolderLock
-from .run import CHECKPOINT, CONFIG, RUN_FILES, WEIGHTS, read_config, save_tensors, update_metrics, write_history
+from .runfiles import CHECKPOINT, CONFIG, RUN_FILES, WEIGHTS, read_config, save_tensors, update_metrics, write_history
 from .trainer import Callback
 
 STAGING = ".partial"  # the suffix of a run folder being built (disk.temporary_pattern)
