@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from . import metrics
+from . import metrics, plots
 from .apps import check_images_fit, model_inputs, reconstruct_all, sizes_of, tiles
 from .apps.denoise import reconstruct, refined_fn
 from .data.datasets import Dataset
@@ -168,7 +168,6 @@ def reconstruction_png(
     run = open_run(run)
     test, split = run.read(data, split, data_dir)
     title = f"{run.model.name}: {test.name} {split.split(' ')[0]} items, original (top) vs reconstruction"
-    from . import plots
 
     images = model_inputs(run, test.subset(torch.arange(min(n, len(test)))))
     if isinstance(images, list):  # whole images of any size: their floats and their reconstructions, drawn

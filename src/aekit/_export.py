@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .apps.anomaly import local_excess, threshold_of
 from .disk import dumps
 from .errors import AekitError, check
 from .metrics import squared_errors
@@ -80,7 +81,6 @@ class Graph(torch.nn.Module):
         if not self.any_size:
             score = squared_errors(x, x_hat)
             return score, score > self.threshold
-        from .apps.anomaly import local_excess
 
         found = local_excess((x_hat - x).pow(2).mean(1, keepdim=True))[:, 0]
         score = found.flatten(1).amax(1)
@@ -166,8 +166,6 @@ def export(
     check(threshold is None or math.isfinite(threshold), f"the threshold must be a finite number, got {threshold}")
     basis = None
     if part == "scorer" and threshold is None:
-        from .apps.anomaly import threshold_of
-
         threshold, basis = threshold_of(run, None, None, percentile, data_dir)
     graph = Graph(run, part, threshold)
     inputs, outputs = graph.names()

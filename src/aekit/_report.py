@@ -26,6 +26,10 @@ import numpy as np
 import torch
 
 from . import __version__, plots
+from ._evaluate import evaluate, reconstruction_png
+from .apps import encode_all, model_inputs, reconstruct_all, tiles
+from .apps.anomaly import scores, threshold_of
+from .apps.generate import manifold
 from .disk import dumps
 from .errors import check
 from .outputs import PNG_FOLDER, OutputPath, distinct
@@ -87,7 +91,6 @@ class Page:
         self.pngs: list[tuple[str, bytes]] = []  # (name, PNG) of each figure, in order
 
     def html(self) -> str:
-        from ._evaluate import reconstruction_png
 
         c, metrics = self.run.config, self.run.metrics
         history = metrics.get("history", [])
@@ -146,7 +149,6 @@ class Page:
         return _table(["", ""], [[k, v] for k, v in rows.items()])
 
     def metrics(self) -> str:
-        from ._evaluate import evaluate
 
         result = self.run.metrics.get("evaluation")
         note = "stored by aekit evaluate"
@@ -161,9 +163,7 @@ class Page:
         return _table(["", *columns], rows) + f"<p class=note>{where}</p>" + extra
 
     def anomalies(self) -> str:
-        from .apps import model_inputs, tiles
         from .apps.anomaly import maps as anomaly_maps
-        from .apps.anomaly import scores, threshold_of
 
         test = self.test.subset(torch.arange(min(len(self.test), SCORED)))
         x = model_inputs(self.run, test)
@@ -201,7 +201,6 @@ class Page:
 def _samples(page: Page) -> str:
     if not page.test.is_image:
         return ""
-    from .apps.generate import manifold
 
     generator = torch.Generator(page.model.device).manual_seed(0)
     with torch.no_grad():
@@ -215,7 +214,6 @@ def _samples(page: Page) -> str:
 
 
 def _sparsity(page: Page) -> str:
-    from .apps import encode_all
 
     x = page.test.floats()[:SCORED]
     z = encode_all(page.model, x)
@@ -234,7 +232,6 @@ def _sparsity(page: Page) -> str:
 def _denoising(page: Page) -> str:
     if not page.test.is_image:
         return ""
-    from .apps import model_inputs, reconstruct_all
 
     x = model_inputs(page.run, page.test.subset(torch.arange(min(len(page.test), SHOWN))))
     if isinstance(x, list):  # whole photos: their first tiles' worth is enough to show the noise

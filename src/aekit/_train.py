@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from . import disk, distributed
+from .board import TensorBoard
 from .callbacks import Notes, Progress, RunFigures
 from .config import DataConfig, TrainConfig, field_names, from_dict
 from .data.splits import Splits, load_config, with_photo_crop
@@ -63,8 +64,6 @@ def train(
     started = distributed.setup()  # under torchrun or --nproc: join the other processes
     try:
         if tensorboard is not None and distributed.world()[0] == 0:
-            from .board import TensorBoard
-
             callbacks = [TensorBoard(tensorboard), *callbacks]
         if resume:
             run = _resume(out, sections, quiet, data_dir, callbacks)

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from . import disk, progress
+from . import disk, plots, progress
 from .trainer import Callback, Trainer
 
 
@@ -91,7 +91,6 @@ class RunFigures(Callback):
     samples from the prior for a model that has one."""
 
     def on_train_end(self, trainer: Trainer) -> None:
-        from . import plots
 
         path, model = trainer.run_dir, trainer.model.eval()
         title = f"{model.name} on {trainer.data.train.name}"

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import plots
+from ..data.images import IMAGE_SUFFIXES, MASKS, read_images
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import gaussian_window
@@ -209,7 +211,6 @@ def _summary(s: np.ndarray, threshold: float, basis: str, flagged: np.ndarray, a
 
 def _figure(run: Run, s: np.ndarray, threshold: float, x, found, anomalous, report: dict, source) -> bytes:
     """The PNG of the score histogram and the most anomalous items (their maps over them where there are maps)."""
-    from .. import plots
 
     top = report["most_anomalous"][:8]
     shown = [tiles.floats(x[i]) for i in top]
@@ -228,7 +229,6 @@ def pixel_metrics(found: list[torch.Tensor], truth: list[np.ndarray]) -> dict[st
 def _masks(items, x, source, masks) -> list[np.ndarray] | None:
     """The ground-truth mask (H, W) bool of every image x[i] (True where defective): from the folder masks, or the
     source folder's masks/ subfolder; None when there are none."""
-    from ..data.images import IMAGE_SUFFIXES, MASKS, read_images
 
     folder = Path(masks) if masks is not None else Path(str(source)) / MASKS
     if masks is None and not folder.is_dir():

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from .. import metrics
+from .. import metrics, plots
 from ..config import check_seed
 from ..data.noise import IMAGE_NOISES, NOISES, corrupt
 from ..errors import check
@@ -106,8 +106,6 @@ def denoise_file(
                 report[f"{name}_ssim"] = metrics.mean_ssim(clean, values)
     # Everything is computed and checked: write.
     if figure_output is not None:
-        from .. import plots
-
         rows = [noisy[:10], cleaned[:10]] + ([clean[:10]] if add_noise else [])
         names = ["noisy" if add_noise else "input", "denoised"] + (["clean"] if add_noise else [])
         figure_output.write_bytes(plots.rows_of_images(rows, names, title=f"{run.model.name}: denoising {source}"))

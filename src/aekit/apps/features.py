@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from .. import plots
 from ..errors import check
 from ..outputs import OutputPath
 from ..run import Run, open_run
@@ -80,7 +81,6 @@ def latent_file(
 ) -> dict:
     """Draw the codes of source's items on a plane (PCA above 2 dimensions), coloured by label, into the PNG at
     out; at most max_items of them (a seeded subset, in order)."""
-    from .. import plots
 
     check(max_items >= 1, f"max_items must be at least 1, got {max_items}")
     run = open_run(run)

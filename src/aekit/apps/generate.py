@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from .. import plots
 from ..config import check_seed
 from ..errors import check
 from ..limits import INFERENCE_BATCH, allowed_bytes, check_load_size
@@ -179,8 +180,6 @@ def generate_file(
     else:
         x, what = generate(run, n, temperature, seed, data_dir, size), f"{n} samples, temperature {temperature}"
     if figure:
-        from .. import plots
-
         output.write_bytes(plots.image_grid(x, columns=min(columns, len(x)), title=f"{run.model.name}: {what}"))
     else:
         write_array(output, to_raw(x, run.scaling))

@@ -3,7 +3,8 @@
 A verb is a function decorated with @verb(name, help): it adds its arguments to its parser and returns its
 handler, which makes one call into aekit's API and returns what to print (a dict is printed as JSON, text as
 it is, an int is the exit status). A new verb is one such function (commands/data.py, runs.py and uses.py hold
-aekit's own).
+aekit's own); each imports the module its handler calls inside its setup, so that building the parser of every verb
+does not load every use.
 """
 
 from __future__ import annotations
