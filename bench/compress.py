@@ -7,7 +7,7 @@ they are used). PSNR over the whole set in [0, 1] pixels. Targets: at PSNR >= 24
 image, and at least 3x fewer bytes than WebP at equal PSNR. The entropy coder is compared with lzma and zlib
 over the same quantized codes. Then the same model trained for rate and distortion (`rate_lambda`, each of
 --rate-lambdas; runs/conv-ae-rd-LAMBDA, trained here when missing): its own integer codes and tables (.aez
-version 2), against the target of issue 14: fewer bytes than the quantized model's 16.0 B at 24 dB or more.
+version 2), against the target: fewer bytes than the quantized model's 16.0 B at 24 dB or more.
 
     python bench/compress.py [--rate-lambdas 15,30,60]
 """

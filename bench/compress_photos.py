@@ -1,6 +1,6 @@
-"""Learned compression of photos (issue 14): aekit's rate-distortion `ae` against JPEG and WebP, in one run.
+"""Learned compression of photos: aekit's rate-distortion `ae` against JPEG and WebP, in one run.
 
-Training: the photo issue's training photos (bench/photos.py: astronaut, camera, brick, ... ; random crops), one
+Training: the photo bench's training photos (bench/photos.py: astronaut, camera, brick, ... ; random crops), one
 `ae` on the resnet backbone per --lambdas value (`rate_lambda`: loss = bits + lambda * squared error; a code of 128
 channels from lambda 600 on, else 64), each for --minutes. Test: the whole held-out photos chelsea, coffee, rocket
 and retina (nothing of them seen in training or tuning), each compressed to an .aez file as `aekit compress RUN
@@ -47,7 +47,7 @@ from photos import TEST, TRAIN, VALIDATION, options, photo, test_photo, train
 RD = {"patch": 4, "hidden": (96,), "latent_channels": 64, "batch_size": 16, "lr": 1e-3}
 RD.update(entropy="meanscale", color_jitter=0.5)
 REFINE = 100  # steps of compress --refine (validation, lambda 300: +1.03 dB over JPEG at its rate, -0.53 without)
-# 0.1 to 1.5 bpp on the test photos, the issue's range: lambda 10, 60, 400, 3000 and 8000 gave 0.06, 0.13, 0.37, 1.05
+# 0.1 to 1.5 bpp on the test photos, the range aimed at: lambda 10, 60, 400, 3000 and 8000 gave 0.06, 0.13, 0.37, 1.05
 # and 1.57 there (the test runs of 2026-11-27; rate about lambda^0.5); four, a factor of 10 apart, fit two at a time
 # (--jobs 2) in an hour of training
 LAMBDAS = (10.0, 80.0, 800.0, 8000.0)

@@ -1,4 +1,4 @@
-"""Real photos (issue 13): the resnet backbone on held-out photos, against classical methods, in one run.
+"""Real photos: the resnet backbone on held-out photos, against classical methods, in one run.
 
 Data: the photos inside scikit-image's wheel (a bench-only dependency, installed by `make bench`). Training:
 astronaut, camera, brick, grass, gravel, coins, hubble_deep_field, immunohistochemistry, stereo_motorcycle (left),

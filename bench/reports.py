@@ -1,4 +1,4 @@
-"""Reports of MNIST runs in a real browser (issue 15): each type trained briefly on MNIST, `aekit report` of each,
+"""Reports of MNIST runs in a real browser: each type trained briefly on MNIST, `aekit report` of each,
 opened in headless Chromium (tests/browser.py): its size, the seconds it took, console errors, network requests
 and whether every figure decoded.
 

@@ -1,4 +1,4 @@
-"""Small data with the default options (issue 12, item 9): does aekit learn without being tuned?
+"""Small data with the default options: does aekit learn without being tuned?
 
 1. scikit-learn's wine table (178 rows, 13 features) as a CSV, `aekit train` with no options but the data:
    test MSE against PCA with the same code size and against the mean row, for five hold-out seeds (the first,

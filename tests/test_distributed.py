@@ -1,4 +1,4 @@
-"""Scaling out (issue 6): DDP on gloo over loopback equals one process with the same global batch; a
+"""Scaling out: DDP on gloo over loopback equals one process with the same global batch; a
 memory-mapped .npy trains exactly like one read into memory."""
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Issue 11: hostile and careless input, case by case. Each promise: a one-line error naming the user's path
+"""Hostile and careless input, case by case. Each promise: a one-line error naming the user's path
 with exit status 2 (AekitError in Python), or the correct output; nothing lost, nothing half-written."""
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Learned compression (issue 14): the factorized entropy model, rate-distortion training, .aez version 2."""
+"""Learned compression: the entropy models, rate-distortion training, the .aez versions 2 to 4."""
 
 import copy
 import math
