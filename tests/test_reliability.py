@@ -1,5 +1,6 @@
 """The promises of docs/reliability.md: killed runs resume exactly, run folders are locked, divergence stops
-cleanly, and no input file (random, truncated, bit-flipped or crafted to exhaust memory) gets past a one-line AekitError."""
+cleanly, and no input file (random, truncated, bit-flipped or crafted to exhaust memory) gets past a one-line
+AekitError."""
 
 import gzip
 import io
