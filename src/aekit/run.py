@@ -1,16 +1,5 @@
-"""Run folders opened: a trained model on disk loaded back (Run, load), its data and the items a use takes; the
-files themselves are runfiles.py's.
-
-A run folder holds
-  config.json             {"aekit_version", "model": {...}, "train": {...}, "data": {...}, "scaling": {...}}
-  model.safetensors       the weights
-  checkpoint.safetensors  weights + optimizer + RNG state + history of the last finished epoch (for --resume)
-  metrics.json            {"history": [...per epoch...], "final": {...}, "evaluation": {...}}
-  history.csv             the same history, a row per epoch (for a spreadsheet or pandas)
-  loss_curve.png, reconstructions.png, for a VAE samples.png
-  .lock                   held (flock) while a process trains the run or stores metrics in it
-  .aekit-output           the manifest of the figures and outputs aekit wrote there (disk.MANIFEST)
-"""
+"""Run folders opened: a trained model on disk loaded back (Run, load), its data and the items a use takes. What a
+run folder holds, and the strict readers and writers of its files, are runfiles.py's."""
 
 from __future__ import annotations
 
