@@ -23,8 +23,6 @@ from .errors import AekitError, check
 from .limits import INFERENCE_BATCH, check_load_size
 
 START_ITEMS, START_VALUES = 2048, 2**24  # what Autoencoder.start sees: at most this many items and values
-
-
 MIN_STEPS = 200  # a run of epochs with fewer optimizer steps is named too short to learn (Trainer.notes)
 
 
