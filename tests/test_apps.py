@@ -229,6 +229,40 @@ def test_generate_interpolate_and_manifold(digits_run, tmp_path):
     assert aekit.manifold(vae, grid=4).shape == (16, 1, 8, 8)
 
 
+def test_a_mixture_sampler_fits_clusters_one_gaussian_smears_over(tmp_path):
+    """Codes in two tight clusters: the mixture's draws land in them, one Gaussian's mostly between them."""
+    from aekit.apps.samplers import fit_gaussian, fit_gmm
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-4.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
+    codes = centres[torch.arange(400) % 2] + 0.1 * torch.randn(400, 2, generator=generator, dtype=torch.float64)
+    mixture = fit_gmm(codes, 2, "codes")
+    assert sorted(mixture.means[:, 0].round().tolist()) == [-4.0, 4.0]
+    torch.testing.assert_close(mixture.weights, torch.tensor([0.5, 0.5]), atol=0.01, rtol=0)
+    near = lambda z: ((z[:, None] - centres.float()).norm(dim=2).min(dim=1).values < 0.5).float().mean()  # noqa: E731
+    assert near(mixture.sample(1000, 1.0, torch.Generator().manual_seed(1))) > 0.98
+    assert near(fit_gaussian(codes, "codes").sample(1000, 1.0, torch.Generator().manual_seed(1))) < 0.2
+    with pytest.raises(AekitError, match="400 training codes are too few for 200 components of 2 numbers"):
+        fit_gmm(codes, 200, "codes")
+
+
+def test_every_type_generates_through_a_fitted_mixture(digits_run, tmp_path, capsys):
+    gaussian = aekit.generate(digits_run, n=6, seed=3, sampler="gaussian")
+    assert torch.equal(gaussian, aekit.generate(digits_run, n=6, seed=3))  # the default of a type without a prior
+    mixed = aekit.generate(digits_run, n=6, seed=3, sampler="gmm", components=4)
+    assert mixed.shape == (6, 1, 8, 8) and not torch.equal(mixed, gaussian)
+    assert torch.equal(mixed, aekit.generate(digits_run, n=6, seed=3, sampler="gmm", components=4))
+    out = tmp_path / "g.npz"
+    assert run_cli("generate", digits_run.path, "-o", out, "-n", "5", "--sampler", "gmm").returncode == 0
+    assert np.load(out)["x"].shape == (5, 1, 8, 8)
+    assert_clean_error(run_cli("generate", digits_run.path, "-o", tmp_path / "p.npz", "--sampler", "prior"),
+                       "a ae model has no prior")  # fmt: skip
+    too_many = run_cli("generate", digits_run.path, "-o", tmp_path / "m.npz", "--sampler", "gmm", "--components",
+                       "500")  # fmt: skip
+    assert_clean_error(too_many, "training codes are too few for 500 components of 8 numbers")
+    assert not (tmp_path / "p.npz").exists() and not (tmp_path / "m.npz").exists()
+
+
 def test_anomaly_scores_threshold_and_labels(digits_run, tmp_path):
     report = anomaly_file(
         digits_run,

@@ -1,9 +1,8 @@
 """Generation: new items from a trained model, interpolations between two items, and the 2-d latent manifold.
 
-A type with a prior (Capabilities.samples: the vae) draws from it (model.sample). The others have none, so aekit
-fits a Gaussian (mean and full covariance) to the codes of the run's training data and samples that: a simple,
-honest stand-in that shows what the decoder makes of plausible codes. The 2-d manifold spans a standard normal
-prior, or that Gaussian.
+A type with a prior (Capabilities.samples: the vae) draws from it (model.sample). Any type can draw from a density
+fitted to the codes of the run's training data instead: one Gaussian (the default where there is no prior) or a
+mixture of Gaussians (apps.samplers). The 2-d manifold spans a standard normal prior, or that one Gaussian.
 """
 
 from __future__ import annotations
@@ -21,26 +20,19 @@ from ..models.layers import activation_bytes
 from ..outputs import OutputPath
 from ..progress import chunks
 from ..run import Run, open_run
-from . import check_output_items, decode_all, encode_all, to_raw, write_array
+from . import check_output_items, decode_all, encode_all, samplers, to_raw, write_array
 
 PNG_GRID_MAX = 1024  # images in one .png grid; more go to .npz or .npy
 
 
 def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean (D,), a Cholesky factor (D, D)) of the prior codes are drawn from: N(0, I) for a VAE, else a
-    Gaussian fitted to the codes of the run's training data."""
+    """(mean (D,), a Cholesky factor (D, D)) of the Gaussian the 2-d manifold spans: N(0, I) for a type with a
+    prior, else the Gaussian fitted to the codes of the run's training data."""
     d = run.model.config.latent_dim
     if run.model.capabilities.samples:
         return torch.zeros(d), torch.eye(d)
-    z = encode_all(run.model, run.load_data(data_dir=data_dir).train.floats()).double()
-    mean = z.mean(0)
-    cov = torch.cov(z.T).reshape(d, d) + 1e-6 * torch.eye(d, dtype=torch.float64)
-    factor, info = torch.linalg.cholesky_ex(cov)
-    check(
-        int(info) == 0 and bool(torch.isfinite(factor).all()),
-        f"{run.path}: the codes of the training data have no usable spread to draw new codes from",
-    )
-    return mean.float(), factor.float()
+    gaussian = samplers.fit_gaussian(samplers.training_codes(run, data_dir), str(run.path))
+    return gaussian.means[0], gaussian.factors[0]
 
 
 def generate(
@@ -50,27 +42,37 @@ def generate(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     size: tuple[int, int] | None = None,
+    sampler: str | None = None,
+    components: int = samplers.GMM_COMPONENTS,
 ) -> torch.Tensor:
     """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature.
 
-    The codes are drawn and decoded INFERENCE_BATCH at a time (from one generator seeded with seed), so n is bounded
-    only by the memory its output takes. size=(H, W): images of that size from a fully convolutional VAE, whose
-    prior is the same Gaussian at every position of its code map (a map for H x W is drawn and decoded whole).
+    sampler: where the codes come from (apps.samplers): "prior" (the type's own, its default where it has one),
+    "gaussian" (one Gaussian fitted to the codes of the run's training data, the default of the others) or "gmm"
+    (a mixture of components Gaussians fitted to them). The codes are drawn and decoded INFERENCE_BATCH at a time
+    (from one generator seeded with seed), so n is bounded only by the memory its output takes. size=(H, W): images
+    of that size from a fully convolutional VAE, whose prior is the same Gaussian at every position of its code
+    map (a map for H x W is drawn and decoded whole).
     """
     check(math.isfinite(temperature) and temperature > 0, f"temperature must be a positive number, got {temperature}")
     check_seed(seed)
     run = open_run(run)
+    sampler = samplers.choose(run.model, sampler)
     if size is not None:
+        check(sampler == "prior", "--size draws from a resnet vae's prior: leave --sampler out")
         return _generate_at(run.model, n, temperature, seed, size)
     check_output_items(n, run.model, "generate")
-    if run.model.capabilities.samples:  # the type's own prior
+    if sampler == "prior":
         return _sampled(run.model, n, temperature, seed)
-    mean, factor = code_distribution(run, data_dir)
+    codes = samplers.training_codes(run, data_dir)
+    if sampler == "gmm":
+        density = samplers.fit_gmm(codes, components, str(run.path))
+    else:
+        density = samplers.fit_gaussian(codes, str(run.path))
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for part in chunks(n, INFERENCE_BATCH, "generating"):
-        eps = torch.randn(part.stop - part.start, len(mean), generator=generator)
-        z = mean + temperature * eps @ factor.T
+        z = density.sample(part.stop - part.start, temperature, generator)
         check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")
         parts.append(decode_all(run.model, z))
     return torch.cat(parts)
@@ -156,11 +158,14 @@ def generate_file(
     force: bool = False,
     data_dir: str | os.PathLike | None = None,
     size: tuple[int, int] | None = None,
+    sampler: str | None = None,
+    components: int = samplers.GMM_COMPONENTS,
 ) -> dict:
-    """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default; with
-    between=(I, J) the line between items I and J of data (default: the run's own data, its split part);
-    with grid=G the 2-d latent manifold on a G x G lattice."""
+    """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default (sampler,
+    components: see generate); with between=(I, J) the line between items I and J of data (default: the run's own
+    data, its split part); with grid=G the 2-d latent manifold on a G x G lattice."""
     run = open_run(run)
+    sampler = samplers.choose(run.model, sampler)
     output = OutputPath(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
     count = steps if between else grid * grid if grid is not None else n
     figure = output.kind == ".png"
@@ -178,7 +183,8 @@ def generate_file(
     elif grid is not None:
         x, columns, what = manifold(run, grid, data_dir), grid, "the 2-d latent manifold"
     else:
-        x, what = generate(run, n, temperature, seed, data_dir, size), f"{n} samples, temperature {temperature}"
+        x = generate(run, n, temperature, seed, data_dir, size, sampler, components)
+        what = f"{n} samples ({sampler}), temperature {temperature}"
     if figure:
         output.write_bytes(plots.image_grid(x, columns=min(columns, len(x)), title=f"{run.model.name}: {what}"))
     else:

@@ -99,6 +99,13 @@ def _generate(p):
     p.add_argument("--manifold", action="store_true", help="decode a grid over a 2-d code (latent_dim 2)")
     p.add_argument("--grid", type=int, default=15, help="manifold grid size (default 15)")
     p.add_argument("--size", type=parse_as(tuple[int, ...]), metavar="H,W", help="resnet vae: samples of this size")
+    p.add_argument(
+        "--sampler",
+        choices=("prior", "gaussian", "gmm"),
+        help="where the codes come from: the model's prior (a vae's default), a Gaussian fitted to the training "
+        "codes (the others' default) or a mixture of Gaussians fitted to them (gmm)",
+    )
+    p.add_argument("--components", type=int, default=10, help="gmm: Gaussians in the mixture (default 10)")
     return lambda args: generate_file(
         args.run,
         args.output,
@@ -113,6 +120,8 @@ def _generate(p):
         force=args.force,
         data_dir=args.data_dir,
         size=args.size,
+        sampler=args.sampler,
+        components=args.components,
     )
 
 
