@@ -363,3 +363,31 @@ def test_ssim_is_one_for_the_same_image_exact_for_flat_ones_and_falls_with_noise
     scores = [float(ssim(smooth, n).mean()) for n in noisy]
     assert 1 > scores[0] > scores[1] > scores[2] > 0
     assert ssim(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)).shape == (2,)  # a window to fit small images
+
+
+def test_frechet_distance_matches_its_closed_form_for_gaussians():
+    from aekit.metrics import frechet_distance
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(20000, 4, generator=generator, dtype=torch.float64)
+    b = torch.randn(20000, 4, generator=generator, dtype=torch.float64)
+    assert frechet_distance(a, b) < 0.01  # the same distribution
+    shift = torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    assert abs(frechet_distance(a, b + shift) - 5.0) < 0.15  # |mu_a - mu_b|^2, the covariances equal (3 sd)
+    assert abs(frechet_distance(a, 2 * b) - 4.0) < 0.15  # tr(I + 4I - 2 * 2I) = 4 in 4 dimensions
+
+
+def test_precision_and_recall_tell_poor_samples_from_missing_modes():
+    from aekit.metrics import precision_recall
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    real = centres[torch.arange(2000) % 2] + torch.randn(2000, 2, generator=generator)
+    same = centres[torch.arange(2000) % 2] + torch.randn(2000, 2, generator=generator)
+    one_mode = centres[0] + torch.randn(2000, 2, generator=generator)  # every sample good, half the data missed
+    elsewhere = torch.tensor([5.0, 20.0]) + torch.randn(2000, 2, generator=generator)  # nothing like the data
+    precision, recall = precision_recall(real, same)
+    assert precision > 0.95 and recall > 0.95
+    precision, recall = precision_recall(real, one_mode)
+    assert precision > 0.95 and 0.4 < recall < 0.6
+    assert precision_recall(real, elsewhere) == (0.0, 0.0)

@@ -113,3 +113,30 @@ def ssim(x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> torch.Tensor:
         total = sum(summed(a[..., i, j], b[..., i, j]) for i, j in blocks)
         out.append(total / (c * rows * cols))
     return torch.cat(out)
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Frechet distance between Gaussians fitted to features a (N, F) and b (M, F): |mu_a - mu_b|^2 +
+    tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017; FID when the features are Inception's). The trace of the
+    root is that of the symmetric (S_a^(1/2) S_b S_a^(1/2))^(1/2), from eigenvalues (float64)."""
+    a, b = a.double(), b.double()
+    s_a, s_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    values, vectors = torch.linalg.eigh(s_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).pow(2).sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * cross)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, batch: int = 1024) -> tuple[float, float]:
+    """Improved precision and recall of generated items (Kynkaanniemi, Karras, Laine, Lehtinen, Aila 2019): the
+    share of fake features (M, F) inside the real ones' manifold (the union of balls around each real feature out
+    to its k-th nearest real neighbour), and the share of real features (N, F) inside the fake ones' manifold."""
+    return _inside(fake, real, k, batch), _inside(real, fake, k, batch)
+
+
+def _inside(x: torch.Tensor, support: torch.Tensor, k: int, batch: int) -> float:
+    """The share of rows of x within the k-NN radius of some row of support (in batches of rows)."""
+    support = support.float()
+    radii = torch.cat([torch.cdist(s, support).kthvalue(k + 1, dim=1).values for s in support.split(batch)])
+    inside = [(torch.cdist(xb.float(), support) <= radii).any(dim=1) for xb in x.split(batch)]
+    return float(torch.cat(inside).float().mean())
