@@ -113,7 +113,8 @@ class Page:
             made = make(self)
             if made:
                 parts.append(self.section(heading, made))
-        parts.append(self.section("Anomaly scores", self.anomalies()))
+        if not self.model.config.conditional:  # its scores would need each item's label
+            parts.append(self.section("Anomaly scores", self.anomalies()))
         parts.append(self.section("Environment", self.environment()))
         parts.append(self.section("Configuration (config.json)", f"<pre>{html.escape(dumps(c), quote=False)}</pre>"))
         head = '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -203,9 +204,15 @@ def _samples(page: Page) -> str:
         return ""
 
     generator = torch.Generator(page.model.device).manual_seed(0)
+    columns = page.model.config.classes or 8  # a conditional model's: a class a column
+    n = 64 - 64 % columns
     with torch.no_grad():
-        x = page.model.sample(64, generator=generator).cpu()
-    out = page.figure(plots.image_grid(x), "samples", "64 items decoded from codes drawn from the model's prior.")
+        labels = page.model.labels_for(n)
+        x = page.model.sample(n, generator=generator, **({} if labels is None else {"labels": labels})).cpu()
+    what = f"{n} items decoded from codes drawn from the model's prior"
+    if columns == page.model.config.classes:
+        what += f", the classes 0 to {columns - 1} from left to right"
+    out = page.figure(plots.image_grid(x, columns), "samples", what + ".")
     if page.model.config.latent_dim == 2:
         grid = manifold(page.run, 15, page.data_dir)
         caption = "The 2-d code plane: items decoded on a 15 x 15 grid over the codes' 5% to 95% quantiles."

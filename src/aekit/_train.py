@@ -114,7 +114,7 @@ def _new(data, model, out, force, quiet, data_dir, callbacks, sections) -> Run |
         if _any_size(sections["model"]):
             data_cfg = with_photo_crop(data_cfg)
         splits = load_config(data_cfg, data_dir=data_dir)
-    net = _build_model(model, splits.train.item_shape, sections["model"], train_cfg.seed)
+    net = _build_model(model, splits.train.item_shape, _with_classes(sections["model"], splits), train_cfg.seed)
     if start is not None:
         load_state(net, start.model.state_dict(), f"--init {train_cfg.init}")
     train_cfg = train_cfg.for_data(len(splits.train), net.config.train_defaults())
@@ -147,6 +147,21 @@ def _init(init: str | None, model: str, options: dict[str, Any]) -> Run | None:
 def _any_size(options: dict[str, Any]) -> bool:
     """Whether a model with these options takes images of any size (its backbone is fully convolutional)."""
     return ModelConfig(input_shape=(3, 64, 64), backbone=options.get("backbone", "mlp")).any_size
+
+
+def _with_classes(options: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """The model options, with a conditional model's classes counted from the data's labels (its class names, else
+    the largest label over both parts, plus one). AekitError for a conditional model of data without labels."""
+    if not options.get("conditional"):
+        return options
+    parts = [part for part in splits if part is not None]
+    check(
+        all(part.y is not None for part in parts),
+        f"--conditional trains on (item, label) pairs; {splits.train.name} has no labels (a folder's labels are its "
+        "subfolders' names, an .npz's its array y, a table's the column --label-column names)",
+    )
+    classes = len(splits.train.classes) if splits.train.classes else max(int(p.y.max()) + 1 for p in parts if len(p.y))
+    return {**options, "classes": classes}
 
 
 def _build_model(name: str, input_shape: tuple[int, ...], options: dict[str, Any], seed: int):

@@ -97,9 +97,13 @@ class RunFigures(Callback):
         disk.write_bytes(path / "loss_curve.png", plots.loss_curves(trainer.history, title=title), record=True)
         sample = trainer.data.test if trainer.data.test is not None else trainer.data.train
         x = sample.batch(slice(0, 8)).to(trainer.device)
-        figure = plots.reconstructions(x.cpu(), model.reconstruct(x).cpu())
+        figure = plots.reconstructions(x.cpu(), model.reconstruct(x, labels=trainer.labels(sample, slice(0, 8))).cpu())
         disk.write_bytes(path / "reconstructions.png", figure, record=True)
         if model.capabilities.samples and sample.is_image:
-            generated = model.sample(64, generator=torch.Generator(trainer.device).manual_seed(0))
-            figure = plots.image_grid(generated.cpu(), title=f"{model.name}: samples from the prior")
+            columns = model.config.classes or 8  # conditional: a class a column
+            n = 64 - 64 % columns
+            labels = model.labels_for(n)
+            given = {} if labels is None else {"labels": labels}  # a type's sample takes labels where it is conditional
+            generated = model.sample(n, generator=torch.Generator(trainer.device).manual_seed(0), **given)
+            figure = plots.image_grid(generated.cpu(), columns, title=f"{model.name}: samples from the prior")
             disk.write_bytes(path / "samples.png", figure, record=True)

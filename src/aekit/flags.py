@@ -86,7 +86,10 @@ def add_fields(group, cls: type, section: str, skip: set[str], owners: dict[str,
             text += f" (default {','.join(map(str, default)) if isinstance(default, tuple) else default})"
         metavar = "H,W" if f.name in ("size", "crop") else f.name.upper()
         flags = ["--" + name.replace("_", "-") for name in (f.name, *olds.get(f.name, ()))]  # new name, then old ones
-        group.add_argument(*flags, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text)
+        switch = {"nargs": "?", "const": True} if hints[f.name] is bool else {}  # --binarize means --binarize true
+        group.add_argument(
+            *flags, dest=f"{section}.{f.name}", type=parse_as(hints[f.name]), metavar=metavar, help=text, **switch
+        )
 
 
 def sections_given(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -113,6 +116,6 @@ def config_file(path: str) -> tuple[str | None, str | None, dict[str, dict[str, 
     sections = {key: file.get(key) or {} for key in SECTIONS}
     for key, section in sections.items():
         check(isinstance(section, dict), f"{path}: the {key!r} section must be an object")
-    model = {k: v for k, v in sections["model"].items() if k not in ("name", "input_shape")}  # the data decides
+    model = {k: v for k, v in sections["model"].items() if k not in ("name", "input_shape", "classes")}  # the data's
     data = {k: v for k, v in new_names(DataConfig, sections["data"], f"{path}: data").items() if k != "source"}
     return sections["model"].get("name"), sections["data"].get("source"), {**sections, "model": model, "data": data}

@@ -213,8 +213,9 @@ class Trainer:
             x = data.training_batch(mine.to(data.device)).to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            y = self.labels(data, mine)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-                out = model(x)
+                out = model(x) if y is None else model(x, labels=y)
             self.optimizer.zero_grad(set_to_none=True)
             (out.loss * share if share != 1.0 else out.loss).backward()
             if self.config.grad_clip is not None:
@@ -236,6 +237,13 @@ class Trainer:
         sums = distributed.all_sum(totals, self.device)
         return {f"train_{k}": v / len(data) for k, v in sums.items()}
 
+    def labels(self, data: Dataset, idx: torch.Tensor | slice) -> torch.Tensor | None:
+        """A conditional model's labels of data's items at idx, on the device; None for a model that takes none."""
+        if not self.model.config.conditional:
+            return None
+        idx = idx if isinstance(idx, slice) else idx.to(data.y.device)
+        return data.y[idx].to(self.device, torch.long, non_blocking=True)
+
     def _stop_if_diverged(self, step: int, loss: torch.Tensor) -> None:
         if step < 0:
             return
@@ -254,8 +262,9 @@ class Trainer:
         model = self.model.eval()  # not the DDP wrapper: rank 0 evaluates alone
         totals: dict[str, torch.Tensor] = {}
         for start in range(0, len(data), batch_size):
-            x = data.batch(slice(start, start + batch_size)).to(self.device, non_blocking=True)
-            _accumulate(totals, model(x), len(x))
+            part = slice(start, start + batch_size)
+            x, y = data.batch(part).to(self.device, non_blocking=True), self.labels(data, part)
+            _accumulate(totals, model(x) if y is None else model(x, labels=y), len(x))
         return _means(totals, len(data))
 
     # ---------------------------------------------------------------- checkpoints

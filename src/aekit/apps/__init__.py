@@ -70,21 +70,23 @@ def check_items(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def encode_all(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model.encode over x (N, ...) in batches: (N, latent_dim) on the CPU, checked finite."""
+def encode_all(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """model.encode over x (N, ...) (with a conditional model's labels (N,)) in batches: (N, latent_dim) on the CPU,
+    checked finite."""
     check_items(model, x)
-    return _in_batches(model, model.encode, x, "encoding", "the model's codes for this input")
+    return _in_batches(model, model.encode, x, "encoding", "the model's codes for this input", labels)
 
 
 @torch.no_grad()
-def decode_all(model: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """model.decode over codes z (N, latent_dim) in batches: (N, ...) in [0, 1] on the CPU, checked finite."""
+def decode_all(model: torch.nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """model.decode over codes z (N, latent_dim) (with a conditional model's labels (N,)) in batches: (N, ...) in
+    [0, 1] on the CPU, checked finite."""
     check(
         model.capabilities.decodes_codes,
         "this dae's U-Net skips (model.skips) bypass its code: it rebuilds only from inputs",
     )
     check_finite(z, "the codes to decode")
-    return _in_batches(model, model.decode, z, "decoding", "the model's outputs")
+    return _in_batches(model, model.decode, z, "decoding", "the model's outputs", labels)
 
 
 @torch.no_grad()
@@ -94,13 +96,13 @@ def reconstruct_all(model: torch.nn.Module, x: torch.Tensor, fn=None) -> torch.T
     return _in_batches(model, fn or model.reconstruct, x, "rebuilding", "the model's outputs")
 
 
-def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: str) -> torch.Tensor:
-    """fn over x in batches of INFERENCE_BATCH on the model's device: the results on the CPU (filled in one tensor,
-    never held twice), checked finite batch by batch."""
+def _in_batches(model: torch.nn.Module, fn, x: torch.Tensor, label: str, what: str, labels=None) -> torch.Tensor:
+    """fn over x (and labels, its second argument, where given) in batches of INFERENCE_BATCH on the model's device:
+    the results on the CPU (filled in one tensor, never held twice), checked finite batch by batch."""
     check(len(x) > 0, "no items")
     device, out = model.device, None
     for s in chunks(len(x), INFERENCE_BATCH, label):
-        y = fn(x[s].to(device)).cpu()
+        y = (fn(x[s].to(device)) if labels is None else fn(x[s].to(device), labels[s])).cpu()
         check_finite(y, what)
         out = torch.empty(len(x), *y.shape[1:], dtype=y.dtype) if out is None else out
         out[s] = y

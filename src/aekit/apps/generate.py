@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 
 import torch
 
@@ -31,7 +32,8 @@ def code_distribution(run: Run, data_dir: str | os.PathLike | None = None) -> tu
     d = run.model.config.latent_dim
     if run.model.capabilities.samples:
         return torch.zeros(d), torch.eye(d)
-    gaussian = samplers.fit_gaussian(samplers.training_codes(run, data_dir), str(run.path))
+    codes, _ = samplers.training_codes(run, data_dir)
+    gaussian = samplers.fit_gaussian(codes, str(run.path))
     return gaussian.means[0], gaussian.factors[0]
 
 
@@ -44,6 +46,7 @@ def generate(
     size: tuple[int, int] | None = None,
     sampler: str | None = None,
     components: int = samplers.GMM_COMPONENTS,
+    label: int | None = None,
 ) -> torch.Tensor:
     """n new items (n, *input_shape) in [0, 1], decoded from codes drawn with spread scaled by temperature.
 
@@ -52,40 +55,38 @@ def generate(
     (a mixture of components Gaussians fitted to them). The codes are drawn and decoded INFERENCE_BATCH at a time
     (from one generator seeded with seed), so n is bounded only by the memory its output takes. size=(H, W): images
     of that size from a fully convolutional VAE, whose prior is the same Gaussian at every position of its code
-    map (a map for H x W is drawn and decoded whole).
+    map (a map for H x W is drawn and decoded whole). label: a conditional model's class of every item (default:
+    the classes in turn, 0, 1, 2, ...).
     """
     check(math.isfinite(temperature) and temperature > 0, f"temperature must be a positive number, got {temperature}")
     check_seed(seed)
     run = open_run(run)
-    sampler = samplers.choose(run.model, sampler)
     if size is not None:
-        check(sampler == "prior", "--size draws from a resnet vae's prior: leave --sampler out")
+        check(sampler in (None, "prior"), "--size draws from a resnet vae's prior: leave --sampler out")
         return _generate_at(run.model, n, temperature, seed, size)
+    sampler = samplers.choose(run.model, sampler)
     check_output_items(n, run.model, "generate")
+    labels = run.model.labels_for(n, label)
     if sampler == "prior":
-        return _sampled(run.model, n, temperature, seed)
-    codes = samplers.training_codes(run, data_dir)
-    if sampler == "gmm":
-        density = samplers.fit_gmm(codes, components, str(run.path))
-    else:
-        density = samplers.fit_gaussian(codes, str(run.path))
+        return _sampled(run.model, n, temperature, seed, labels)
+    fit = partial(samplers.fit_gmm, components=components) if sampler == "gmm" else samplers.fit_gaussian
     generator = torch.Generator().manual_seed(seed)
-    parts = []
-    for part in chunks(n, INFERENCE_BATCH, "generating"):
-        z = density.sample(part.stop - part.start, temperature, generator)
-        check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")
-        parts.append(decode_all(run.model, z))
-    return torch.cat(parts)
+    z = samplers.draw(samplers.training_codes(run, data_dir), fit, labels, n, temperature, generator, str(run.path))
+    check(bool(torch.isfinite(z).all()), f"temperature {temperature:g} draws codes beyond float32's range")
+    return decode_all(run.model, z, labels)
 
 
 @torch.no_grad()
-def _sampled(model: torch.nn.Module, n: int, temperature: float, seed: int) -> torch.Tensor:
-    """n items (n, *input_shape) on the CPU from model.sample, INFERENCE_BATCH at a time from one generator on the
-    model's device seeded with seed, checked finite."""
+def _sampled(
+    model: torch.nn.Module, n: int, temperature: float, seed: int, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """n items (n, *input_shape) on the CPU from model.sample (of the classes labels (n,) for a conditional model),
+    INFERENCE_BATCH at a time from one generator on the model's device seeded with seed, checked finite."""
     generator = torch.Generator(model.device).manual_seed(seed)
     out = None
     for part in chunks(n, INFERENCE_BATCH, "generating"):
-        x = model.sample(part.stop - part.start, temperature, generator).cpu()
+        given = {} if labels is None else {"labels": labels[part]}
+        x = model.sample(part.stop - part.start, temperature, generator, **given).cpu()
         message = f"temperature {temperature:g}: the samples hold NaN or infinite values (codes beyond float32's range)"
         check(bool(torch.isfinite(x).all()), message)
         out = torch.empty(n, *x.shape[1:]) if out is None else out
@@ -160,12 +161,13 @@ def generate_file(
     size: tuple[int, int] | None = None,
     sampler: str | None = None,
     components: int = samplers.GMM_COMPONENTS,
+    label: int | None = None,
 ) -> dict:
     """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default (sampler,
-    components: see generate); with between=(I, J) the line between items I and J of data (default: the run's own
+    components, label: see generate); with between=(I, J) the line between items I and J of data (default: the run's own
     data, its split part); with grid=G the 2-d latent manifold on a G x G lattice."""
     run = open_run(run)
-    sampler = samplers.choose(run.model, sampler)
+    sampler = "prior" if size is not None else samplers.choose(run.model, sampler)
     output = OutputPath(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
     count = steps if between else grid * grid if grid is not None else n
     figure = output.kind == ".png"
@@ -183,8 +185,11 @@ def generate_file(
     elif grid is not None:
         x, columns, what = manifold(run, grid, data_dir), grid, "the 2-d latent manifold"
     else:
-        x = generate(run, n, temperature, seed, data_dir, size, sampler, components)
+        x = generate(run, n, temperature, seed, data_dir, size, sampler, components, label)
         what = f"{n} samples ({sampler}), temperature {temperature}"
+        if run.model.config.conditional:
+            columns = columns if label is not None else run.model.config.classes
+            what += f", label {label}" if label is not None else ", a class a column"
     if figure:
         output.write_bytes(plots.image_grid(x, columns=min(columns, len(x)), title=f"{run.model.name}: {what}"))
     else:

@@ -5,11 +5,14 @@ variational to deterministic autoencoders", ICLR 2020), which lets every type ge
     prior      the type's own (Capabilities.samples: model.sample), the default where there is one
     gaussian   one Gaussian with a full covariance, the default for a type without a prior
     gmm        a mixture of Gaussians with full covariances (GMM_COMPONENTS by default), fitted by EM
+
+A conditional model's fitted densities are one per class, each fitted to the codes of that class's items.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,14 +56,41 @@ def choose(model: torch.nn.Module, sampler: str | None) -> str:
     return sampler
 
 
-def training_codes(run: Run, data_dir: str | os.PathLike | None = None) -> torch.Tensor:
-    """The codes (N, D) float64 of the run's training data."""
-    return encode_all(run.model, run.load_data(data_dir=data_dir).train.floats()).double()
+def training_codes(run: Run, data_dir: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the codes (N, D) float64 of the run's training data, their labels (N,)) for a conditional model, which
+    encodes each item with its label; (the codes, None) for any other."""
+    train = run.load_data(data_dir=data_dir).train
+    labels = train.y if run.model.config.conditional else None
+    return encode_all(run.model, train.floats(), labels).double(), labels
+
+
+def draw(
+    codes: tuple[torch.Tensor, torch.Tensor | None],
+    fit: Callable[[torch.Tensor, str], Mixture],
+    labels: torch.Tensor | None,
+    n: int,
+    temperature: float,
+    generator: torch.Generator,
+    where: str,
+) -> torch.Tensor:
+    """n codes (n, D) drawn from a density fit(codes, where) fitted to the training codes (training_codes); for a
+    conditional model, whose new items have labels (n,), each from the density fitted to the codes of its class alone
+    (the codes of one class, p(z | y), not of all: what a conditional model's decoder saw with that label)."""
+    z, code_labels = codes
+    if labels is None:
+        return fit(z, where=where).sample(n, temperature, generator)
+    out = torch.empty(n, z.shape[1])
+    for k in labels.unique().tolist():
+        mine = labels == k
+        density = fit(z[code_labels == k], where=f"{where} (label {k})")
+        out[mine] = density.sample(int(mine.sum()), temperature, generator)
+    return out
 
 
 def fit_gaussian(codes: torch.Tensor, where: str) -> Mixture:
     """One Gaussian with the mean and full covariance of codes (N, D). AekitError if they have no usable spread."""
-    d = codes.shape[1]
+    n, d = codes.shape
+    check(n >= 2, f"{where}: {n} training code{'s' * (n != 1)}: too few to fit a Gaussian to")
     cov = torch.cov(codes.T).reshape(d, d) + REGULARIZATION * torch.eye(d, dtype=torch.float64)
     factor, info = torch.linalg.cholesky_ex(cov)
     check(

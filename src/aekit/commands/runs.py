@@ -53,7 +53,7 @@ def _train(p):
     group = p.add_argument_group("model options (each type's own are marked)")
     for name in ["ae", *(m for m in list_models() if m != "ae")]:  # the shared options first, unmarked
         note = "" if name == "ae" else f" [{name}]"
-        add_fields(group, get_model_class(name).Config, "model", {"input_shape"}, owners, note)
+        add_fields(group, get_model_class(name).Config, "model", {"input_shape", "classes"}, owners, note)
     add_fields(p.add_argument_group("training options"), TrainConfig, "train", set(), owners)
     add_fields(p.add_argument_group("data options"), DataConfig, "data", {"source"}, owners)
 
@@ -109,6 +109,15 @@ def _evaluate(p):
         help="also measure codes fitted to each item (to each whole photo: its tiles' codes together) by STEPS "
         "steps of gradient descent (ae, dae, vae; slow)",
     )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="28x28 digits: also score N generated items against the evaluation items (Frechet distance, precision "
+        "and recall in the features of an MNIST classifier aekit trains once; 10000 is the usual)",
+    )
+    p.add_argument("--sampler", choices=("prior", "gaussian", "gmm"), help="--samples: where codes come from")
     return lambda args: evaluate(
         args.run,
         source_of(args),
@@ -117,6 +126,8 @@ def _evaluate(p):
         nll_k=args.nll_k,
         split=args.split,
         refine=args.refine,
+        samples=args.samples,
+        sampler=args.sampler,
     )
 
 

@@ -106,6 +106,7 @@ def _generate(p):
         "codes (the others' default) or a mixture of Gaussians fitted to them (gmm)",
     )
     p.add_argument("--components", type=int, default=10, help="gmm: Gaussians in the mixture (default 10)")
+    p.add_argument("--label", type=int, help="a conditional model's class of every sample (default: each in turn)")
     return lambda args: generate_file(
         args.run,
         args.output,
@@ -122,6 +123,7 @@ def _generate(p):
         size=args.size,
         sampler=args.sampler,
         components=args.components,
+        label=args.label,
     )
 
 

@@ -1,156 +1,25 @@
-"""The interface every autoencoder type implements, and the options they share."""
+"""The interface every autoencoder type implements (Autoencoder), what it declares it can do (Capabilities) and
+returns (Output), and the helpers the types share."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AekitError, check
 from ..limits import INFERENCE_BATCH
 from ..metrics import squared_errors
 from ..progress import chunks
-from .layers import ACTIVATIONS, BACKBONES, DEFAULT_HIDDEN, RESNET_DEFAULTS, build_decoder, build_encoder, code_size
+from .config import ModelConfig
+from .layers import build_decoder, build_encoder
 
 REFINE_BATCH = 64  # items whose codes are fitted at once (refine_codes keeps their activations for backward)
 MAX_REFINE_STEPS = 100_000  # Adam settles in hundreds of steps; each is a backward pass
-RESNET_TRAINING = {"batch_size": 16, "lr": 2e-3, "schedule": "cosine"}  # ModelConfig.train_defaults
 REFINE_LR = 0.03  # Adam's step size when codes are fitted to items (refine_codes), chosen on validation photos
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Options every autoencoder type shares.
-
-    input_shape: one item's shape, (C, H, W) for images or (D,) for tables (taken from the data).
-    backbone: "mlp" (fully connected), "conv" (stride-2 convolutions, transposed in the decoder; images only)
-        or "resnet" (fully convolutional residual stages, upsampling by resize and convolution; images only;
-        its code is a map of latent_channels x H/2^s x W/2^s for s stages).
-    hidden: layer widths from input to code, mirrored by the decoder: units per layer for mlp (default
-        128,64, narrower for items of under 32 values: 4 and 2 units per value), channels per stride-2
-        convolution for conv (default 32,64,128), channels per stage for resnet (default 96: one stage, on
-        4x4 cells with a code of 16 channels where patch and latent_channels are left out too).
-    latent_dim: size of the code z (default 32, or a third of an item's values when that is less: a code
-        smaller than what it encodes). For resnet it follows from latent_channels and the image size.
-    latent_channels: resnet: channels of the code map (default 16 with the default hidden: 16 numbers per 8x8
-        block of pixels; 4 with hidden given: 4 per 4x4 block with two stages; either 1/12 of an RGB image's
-        numbers).
-    patch: resnet: cut the image into patch x patch cells, each a position of patch*patch*C channels (a pixel
-        unshuffle) before the first stage, and rebuild them after the last (a pixel shuffle): the stages run at
-        1/patch of the size, about patch^2 times fewer operations, and the code map is patch times smaller
-        again. A power of 2; default 4 with the default hidden, else 1 (the stages start at full size).
-    activation: nonlinearity between layers (default relu; silu for resnet).
-    latent_activation: nonlinearity on the code, "none" by default (the classic example puts a ReLU
-        there, which switches code units off for good and costs reconstruction quality).
-    pixel_output: resnet: the decoder's sum (its stages plus its linear path) is the pixels, clamped to [0, 1]
-        (layers.pixel_logits), so that the linear path is a linear map to pixels and starts as block PCA exactly
-        (start_from_pca); false: it is their logits, turned into pixels by a sigmoid. Default true for the resnet
-        whose sizes are left out, false otherwise (what runs trained before the option have).
-    """
-
-    input_shape: tuple[int, ...] = (1, 28, 28)
-    backbone: str = "mlp"
-    hidden: tuple[int, ...] | None = None
-    latent_dim: int | None = None
-    latent_channels: int | None = None
-    activation: str | None = None
-    latent_activation: str = "none"
-    patch: int | None = None
-    pixel_output: bool | None = None
-
-    def __post_init__(self) -> None:
-        check(
-            len(self.input_shape) in (1, 3) and all(s >= 1 for s in self.input_shape),
-            f"model.input_shape must be (C, H, W) or (D,) with positive sizes, got {list(self.input_shape)}",
-        )
-        check(
-            self.backbone in BACKBONES, f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
-        )
-        values = math.prod(self.input_shape)
-        if self.hidden is None and self.backbone == "resnet":  # the default resnet: sizes that go together
-            if self.pixel_output is None:
-                object.__setattr__(self, "pixel_output", True)
-            for name, value in RESNET_DEFAULTS.items():
-                if getattr(self, name) is None:
-                    object.__setattr__(self, name, value)
-        if self.hidden is None:  # frozen: fill in the defaults once, so that config.json records them
-            hidden = DEFAULT_HIDDEN[self.backbone]
-            if self.backbone == "mlp":
-                hidden = (min(hidden[0], max(16, 4 * values)), min(hidden[1], max(8, 2 * values)))
-            object.__setattr__(self, "hidden", hidden)
-        if self.activation is None:
-            object.__setattr__(self, "activation", "silu" if self.backbone == "resnet" else "relu")
-        if self.patch is None:
-            object.__setattr__(self, "patch", 1)
-        check(
-            all(h >= 1 for h in self.hidden), f"model.hidden sizes must be positive integers, got {list(self.hidden)}"
-        )
-        if self.backbone != "mlp":
-            need = f"the {self.backbone} backbone needs images (C, H, W); use --backbone mlp for tables"
-            check(len(self.input_shape) == 3, need)
-            check(len(self.hidden) >= 1, f"the {self.backbone} backbone needs at least one entry in hidden (channels)")
-        if self.backbone == "resnet":
-            self._resnet_code()
-            if self.pixel_output is None:
-                object.__setattr__(self, "pixel_output", False)
-        else:
-            check(self.latent_channels is None, "model.latent_channels applies to the resnet backbone only")
-            check(self.patch == 1, "model.patch applies to the resnet backbone only")
-            check(not self.pixel_output, "model.pixel_output applies to the resnet backbone only")
-        if self.latent_dim is None:
-            object.__setattr__(self, "latent_dim", min(32, max(2, values // 3)))
-        check(self.latent_dim >= 1, f"model.latent_dim must be a positive integer, got {self.latent_dim}")
-        check(
-            self.activation in ACTIVATIONS,
-            f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
-        )
-        check(
-            self.latent_activation == "none" or self.latent_activation in ACTIVATIONS,
-            f"model.latent_activation must be none or one of {', '.join(ACTIVATIONS)}, got {self.latent_activation!r}",
-        )
-
-    def train_defaults(self) -> dict[str, Any]:
-        """Training options this model trains best with where the user gives none (TrainConfig.for_data): the
-        resnet backbone, on crops of photos, many small batches at a higher rate decaying to 0 (batch 16, lr
-        2e-3, cosine: docs/benchmarks.md, "Photos with the defaults"); none for the others."""
-        return dict(RESNET_TRAINING) if self.backbone == "resnet" else {}
-
-    @property
-    def any_size(self) -> bool:
-        """Whether the model is fully convolutional: its uses take images of any size (in tiles of input_shape)."""
-        return self.backbone == "resnet"
-
-    @property
-    def stages(self) -> int:
-        """resnet: halvings from the image to the code map (log2(patch) + one per stage; the code is H/2^s)."""
-        return self.patch.bit_length() - 1 + len(self.hidden)
-
-    def code_size(self, height: int, width: int) -> tuple[int, int]:
-        """resnet: the code map's (h, w) for an image of (height, width) (layers.code_size)."""
-        return code_size(height, width, self.stages)
-
-    def _resnet_code(self) -> None:
-        """latent_channels (default 4 where hidden is given) and the latent_dim it makes: channels x the code
-        map's size."""
-        if self.latent_channels is None:
-            object.__setattr__(self, "latent_channels", 4)
-        check(self.latent_channels >= 1, f"model.latent_channels must be positive, got {self.latent_channels}")
-        check(
-            self.patch >= 1 and self.patch & (self.patch - 1) == 0,
-            f"model.patch must be a power of 2 (1, 2, 4, ...), got {self.patch}",
-        )
-        h, w = self.code_size(*self.input_shape[1:])
-        size = self.latent_channels * h * w
-        check(
-            self.latent_dim in (None, size),
-            f"model.latent_dim {self.latent_dim}: a resnet's code is latent_channels x {h} x {w} = {size} numbers "
-            "here; set latent_channels instead",
-        )
-        object.__setattr__(self, "latent_dim", size)
 
 
 @dataclass(frozen=True)
@@ -159,7 +28,8 @@ class Capabilities:
     and asked by the uses, the trainer and the report, so that a type registered from outside aekit gets every
     use and figure it declares.
 
-    samples: sample(n, temperature, generator) draws new items from a prior (generate; the samples figure).
+    samples: sample(n, temperature, generator) draws new items from a prior (generate; the samples figure); a
+        conditional model's also takes labels (n,), the class of each.
     likelihood: nll(x, k) bounds each item's negative log-likelihood in nats (evaluate --nll-k).
     compressor: codes with its own entropy model, model.entropy (compress writes .aez versions 2 to 4; --refine).
     decodes_codes: the code alone rebuilds an item (not so for a dae with U-Net skips): compress, generate and the
@@ -302,14 +172,60 @@ class Autoencoder(nn.Module):
             raise AekitError(f"expected input of shape (N, {', '.join(map(str, shape))}), got {got}")
         check(x.is_floating_point(), f"expected a float tensor with values in [0, 1], got {x.dtype}")
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, *input_shape) -> (N, latent_dim) code; outside training (eval mode) without gradients."""
-        return self.code_of(self.encoder_output(x))
+    def check_labels(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """A conditional model's labels for n items, (n,) long on the model's device: AekitError where they are
+        missing, not n whole numbers from 0 to classes - 1, or given to a model that is not conditional."""
+        c = self.config
+        if not c.conditional:
+            check(labels is None, f"this {self.name} model is not conditional: it takes no labels")
+            return None
+        check(
+            labels is not None,
+            f"this {self.name} model is conditional: it needs each item's label, which generate, evaluate, reconstruct "
+            "and report give it (its other uses need a model trained without --conditional)",
+        )
+        labels = torch.as_tensor(labels)
+        check(
+            labels.shape == (n,) and not labels.is_floating_point() and not labels.is_complex(),
+            f"expected {n} whole-number labels, got a {labels.dtype} tensor of shape {list(labels.shape)}",
+        )
+        check(  # not read back in training (a sync on an accelerator): the trainer's labels are the data's
+            self.training or n == 0 or 0 <= int(labels.min()) and int(labels.max()) < c.classes,
+            f"labels must be from 0 to {c.classes - 1} (the classes the model was trained on)",
+        )
+        return labels.to(self.device, torch.long)
 
-    def encoder_output(self, x: torch.Tensor) -> torch.Tensor:
-        """What the encoder makes of x (N, *input_shape): (N, code_features()), checked, without gradients outside
-        training."""
+    def labels_for(self, n: int, label: int | None = None) -> torch.Tensor | None:
+        """Labels (n,) for n new items of a conditional model: each `label`, else the classes in turn (a grid of
+        `classes` columns shows a class a column); None for a model that is not conditional."""
+        c = self.config
+        if not c.conditional:
+            check(label is None, f"--label: this {self.name} model is not conditional (train it with --conditional)")
+            return None
+        if label is None:
+            return torch.arange(n) % c.classes
+        check(
+            isinstance(label, int) and 0 <= label < c.classes,
+            f"--label {label}: the model was trained on labels 0 to {c.classes - 1}",
+        )
+        return torch.full((n,), label)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, *input_shape) -> (N, latent_dim) code; outside training (eval mode) without gradients. labels (N,):
+        a conditional model's classes of the items."""
+        return self.code_of(self.encoder_output(x, labels))
+
+    def encoder_output(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """What the encoder makes of x (N, *input_shape) (and of a conditional model's labels (N,)):
+        (N, code_features()), checked, without gradients outside training."""
         self.check_input(x)
+        labels = self.check_labels(labels, x.shape[0])
+        if labels is not None:  # the label's one-hot numbers after the item's (layers.mlp_encoder, conv_encoder)
+            one_hot = F.one_hot(labels, self.config.classes).to(x.dtype)  # (N, classes)
+            if self.config.backbone == "mlp":
+                x = torch.cat([x.flatten(1), one_hot], 1)  # (N, D + classes): the encoder's Flatten keeps it
+            else:
+                x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)  # (N, C + classes, H, W)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
             return self.encoder(x)
 
@@ -318,23 +234,32 @@ class Autoencoder(nn.Module):
         size (aekit.export); each type's own step (rounding, sparsity, the posterior's mean); h itself here."""
         return h
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent_dim) -> (N, *input_shape) pre-sigmoid outputs."""
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, latent_dim) -> (N, *input_shape) pre-sigmoid outputs; a conditional model's labels (N,) go in beside
+        the code as one-hot numbers."""
+        labels = self.check_labels(labels, z.shape[0])
+        if labels is not None:
+            z = torch.cat([z, F.one_hot(labels, self.config.classes).to(z.dtype)], 1)  # (N, latent_dim + classes)
         return self.decoder(z)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(N, latent_dim) -> (N, *input_shape) reconstruction in (0, 1); outside training without gradients."""
         check(
             z.dim() == 2 and z.shape[1] == self.config.latent_dim,
             f"expected codes of shape (N, {self.config.latent_dim}), got {list(z.shape)}",
         )
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
-            return torch.sigmoid(self.decode_logits(z))
+            return torch.sigmoid(self.decode_logits(z, labels))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
-        """decode(encode(x)) without gradients, in batches."""
-        return torch.cat([self.decode(self.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+    def reconstruct(
+        self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """decode(encode(x)) without gradients, in batches (with a conditional model's labels (N,))."""
+        parts = [slice(i, i + batch_size) for i in range(0, len(x), batch_size)]
+        if labels is None:
+            return torch.cat([self.decode(self.encode(x[part])) for part in parts])
+        return torch.cat([self.decode(self.encode(x[p], labels[p]), labels[p]) for p in parts])
 
     def check_refine(self, steps: int) -> None:
         """AekitError unless refine_codes can take this many steps on this model."""

@@ -89,30 +89,35 @@ class DenoisingAutoencoder(Autoencoder):
         if self.config.backbone == "resnet":
             start_from_pca(self.encoder, self.decoder, x, 1.0, weighted=True)
 
-    def forward(self, x: torch.Tensor) -> Output:
-        z, logits = self._through(self.corrupt(x) if self.training else x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Output:
+        z, logits = self._through(self.corrupt(x) if self.training else x, labels)
         loss, x_hat = sigmoid_squared_error(logits, x)
         return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
 
-    def _through(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(code, logits) of x: through the code, and the skips where the model has them."""
+    def _through(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(code, logits) of x (and a conditional model's labels): through the code, and the skips where the model
+        has them."""
         if not self.config.skips:
-            z = self.encode(x)
-            return z, self.decode_logits(z)
+            z = self.encode(x, labels)
+            return z, self.decode_logits(z, labels)
         self.check_input(x)
         skips: list[torch.Tensor] = []
         z = self.encoder(x, skips)
         return z, self.decoder(z, skips)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
+    def reconstruct(
+        self, x: torch.Tensor, batch_size: int = INFERENCE_BATCH, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if labels is not None:  # a conditional model has no skips
+            return super().reconstruct(x, batch_size, labels)
         return torch.cat([torch.sigmoid(self._through(xb)[1]) for xb in x.split(batch_size)])
 
     @torch.no_grad()
-    def extra_metrics(self, x: torch.Tensor, **options) -> dict[str, float]:
+    def extra_metrics(self, x: torch.Tensor, labels: torch.Tensor | None = None, **options) -> dict[str, float]:
         """PSNR of the noisy input and of the model's output against the clean x (seeded noise)."""
         noisy = self.corrupt(x, torch.Generator(x.device).manual_seed(0))
-        denoised = self.reconstruct(noisy)
+        denoised = self.reconstruct(noisy, labels=labels)
         return {
             "noisy_psnr_db": metrics.psnr(float((noisy - x).pow(2).mean())),
             "denoised_psnr_db": metrics.psnr(float((denoised - x).pow(2).mean())),

@@ -39,17 +39,19 @@ def _code_activation(config) -> str | None:
 
 
 def mlp_encoder(config, out_features: int) -> nn.Module:
-    """x (N, *input_shape) -> (N, out_features): flatten, then the hidden layers."""
-    d_in = math.prod(config.input_shape)
+    """x (N, *input_shape) -> (N, out_features): flatten, then the hidden layers (a conditional model's input is the
+    flattened item with its label's one-hot numbers after it, (N, D + classes))."""
+    d_in = math.prod(config.input_shape) + config.classes
     return nn.Sequential(
         nn.Flatten(), mlp([d_in, *config.hidden, out_features], config.activation, _code_activation(config))
     )
 
 
 def mlp_decoder(config) -> nn.Module:
-    """z (N, latent_dim) -> logits (N, *input_shape): the hidden layers mirrored, no output activation."""
+    """z (N, latent_dim + classes) -> logits (N, *input_shape): the hidden layers mirrored, no output activation (a
+    conditional model's code has its label's one-hot numbers after it)."""
     d_in = math.prod(config.input_shape)
-    body = mlp([config.latent_dim, *reversed(config.hidden), d_in], config.activation, None)
+    body = mlp([config.latent_dim + config.classes, *reversed(config.hidden), d_in], config.activation, None)
     return nn.Sequential(body, nn.Unflatten(1, tuple(config.input_shape)))
 
 
@@ -64,8 +66,11 @@ def conv_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
 
 def conv_encoder(config, out_features: int) -> nn.Module:
     """x (N, C, H, W) -> (N, out_features): a stride-2 3x3 convolution per entry of `hidden` (its channel
-    count), each halving the size (rounding up), then a linear layer from the flattened map to the code."""
+    count), each halving the size (rounding up), then a linear layer from the flattened map to the code (a
+    conditional model's input has a constant plane per class after the image's channels, (N, C + classes, H, W),
+    its label's one-hot numbers)."""
     c, h, w = config.input_shape
+    c += config.classes
     act = ACTIVATIONS[config.activation]
     layers: list[nn.Module] = []
     for width in config.hidden:
@@ -79,7 +84,7 @@ def conv_encoder(config, out_features: int) -> nn.Module:
 
 
 def conv_decoder(config) -> nn.Module:
-    """z (N, latent_dim) -> logits (N, C, H, W): the encoder mirrored with stride-2 transposed convolutions
+    """z (N, latent_dim + classes) -> logits (N, C, H, W): the encoder mirrored with stride-2 transposed convolutions
     whose output padding lands exactly on each of the encoder's sizes, odd or even."""
     c_img, h, w = config.input_shape
     widths = list(config.hidden)
@@ -87,7 +92,7 @@ def conv_decoder(config) -> nn.Module:
     act = ACTIVATIONS[config.activation]
     h_last, w_last = sizes[-1]
     layers: list[nn.Module] = [
-        nn.Linear(config.latent_dim, widths[-1] * h_last * w_last),
+        nn.Linear(config.latent_dim + config.classes, widths[-1] * h_last * w_last),
         act(),
         nn.Unflatten(1, (widths[-1], h_last, w_last)),
     ]

@@ -76,10 +76,10 @@ class SparseAutoencoder(Autoencoder):
         top = flat.topk(c.k, dim=1)
         return torch.zeros_like(flat).scatter(1, top.indices, top.values).view_as(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         # Sigmoid codes average rho; the decoder sees them divided by rho, so its weights need not grow
         # 1/rho times larger under Adam's fixed-size steps (an equivalent model that trains much better).
-        return super().decode_logits(z / self.config.rho if self.config.sparsity == "kl" else z)
+        return super().decode_logits(z / self.config.rho if self.config.sparsity == "kl" else z, labels)
 
     def check_refine(self, steps: int) -> None:
         super().check_refine(steps)
@@ -93,10 +93,10 @@ class SparseAutoencoder(Autoencoder):
         """Which code values count as on."""
         return z > 0.5 if self.config.sparsity == "kl" else z != 0
 
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Output:
         c = self.config
-        z = self.encode(x)
-        reconstruction, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+        z = self.encode(x, labels)
+        reconstruction, x_hat = sigmoid_squared_error(self.decode_logits(z, labels), x)
         if c.sparsity == "kl":
             penalty = kl_sparsity(c.rho, z.mean(0))
         elif c.sparsity == "l1":

@@ -48,6 +48,7 @@ class VanillaConfig(ModelConfig):
             self.rate_lambda is None or self.latent_activation == "none",
             "model.rate_lambda: a compressor's code is rounded to integers; leave latent_activation none",
         )
+        check(self.rate_lambda is None or not self.conditional, "model.rate_lambda: a compressor is not conditional")
         check(
             self.entropy in ENTROPY_MODELS,
             f"model.entropy must be one of {', '.join(ENTROPY_MODELS)}, got {self.entropy!r}",
@@ -168,10 +169,10 @@ class VanillaAutoencoder(Autoencoder):
         if self.entropy is not None:
             self.entropy.update_tables()
 
-    def forward(self, x: torch.Tensor) -> Output:
-        z = self.encode(x)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Output:
+        z = self.encode(x, labels)
         if self.entropy is None:
-            loss, x_hat = sigmoid_squared_error(self.decode_logits(z), x)
+            loss, x_hat = sigmoid_squared_error(self.decode_logits(z, labels), x)
             return Output(x_hat, z, loss, {"mse": loss.detach() / x[0].numel()})
         bits = self.entropy.bits(self.code_map(z), noisy=self.training)
         rounded = z + (torch.round(z) - z).detach()  # straight through; z is already whole outside training

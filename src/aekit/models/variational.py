@@ -91,9 +91,9 @@ class VariationalAutoencoder(Autoencoder):
     def code_features(self) -> int:
         return 2 * self.config.latent_dim
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of q(z | x), each (N, latent_dim)."""
-        mu, logvar = self.encoder_output(x).chunk(2, dim=1)
+    def posterior(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z | x) (q(z | x, y) with a conditional model's labels), each (N, latent_dim)."""
+        mu, logvar = self.encoder_output(x, labels).chunk(2, dim=1)
         return mu, logvar.clamp(-20, 10)
 
     def code_of(self, h: torch.Tensor) -> torch.Tensor:
@@ -113,12 +113,12 @@ class VariationalAutoencoder(Autoencoder):
         generator = None if self.training else torch.Generator(x.device).manual_seed(0)
         return torch.bernoulli(x.clamp(0, 1), generator=generator)
 
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Output:
         c = self.config
         target = self.target(x)
-        mu, logvar = self.posterior(target)
+        mu, logvar = self.posterior(target, labels)
         z = reparameterize(mu, logvar)
-        logits = self.decode_logits(z)
+        logits = self.decode_logits(z, labels)
         rec = -self.log_likelihood(logits, target)  # (N,)
         kl_units = kl_to_prior(mu, logvar)  # (N, latent_dim)
         kl = kl_units.sum(1)
@@ -130,7 +130,7 @@ class VariationalAutoencoder(Autoencoder):
             self.steps += 1
             x_hat = torch.sigmoid(logits)
         else:
-            x_hat = torch.sigmoid(self.decode_logits(mu))  # the mean reconstruction, deterministic
+            x_hat = torch.sigmoid(self.decode_logits(mu, labels))  # the mean reconstruction, deterministic
         loss = rec.mean() + weight * kl_term
         logs = {
             "mse": (x_hat.detach() - x).pow(2).mean(),
@@ -151,18 +151,31 @@ class VariationalAutoencoder(Autoencoder):
         return []
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n new items (N, *input_shape): decoder means at z ~ N(0, temperature^2 I)."""
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """n new items (N, *input_shape): decoder means at z ~ N(0, temperature^2 I) (of the classes labels (n,) for a
+        conditional model)."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device) * temperature
-        return self.decode(z)
+        return self.decode(z, labels)
 
     @torch.no_grad()
     def nll(
-        self, x: torch.Tensor, k: int = 1000, batch_size: int = 4096, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        k: int = 1000,
+        batch_size: int = 4096,
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Importance-sampled negative log-likelihood per item, (N,) float64 in nats (Burda et al. 2016):
-        -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). x is taken as given (binarize it first).
+        -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x). x is taken as given (binarize it first); a
+        conditional model's is -log p(x | y) for the items' labels (N,).
 
         Memory stays at batch_size samples whatever k (the log-mean is accumulated pass by pass); k is at
         most MAX_NLL_K, and a terminal shows the progress over the items.
@@ -172,15 +185,15 @@ class VariationalAutoencoder(Autoencoder):
         items = max(1, batch_size // k)  # items per pass, each with k samples (or fewer passes per item)
         per_pass = max(1, min(k, batch_size))
         for part in chunks(len(x), items, "importance sampling" if len(x) * k > 10**6 else None):
-            xb = x[part]
-            mu, logvar = self.posterior(xb)
+            xb, yb = x[part], None if labels is None else labels[part]
+            mu, logvar = self.posterior(xb, yb)
             std = (0.5 * logvar).exp()
             total = torch.full((len(xb),), -math.inf, dtype=torch.float64, device=xb.device)
             for s in range(0, k, per_pass):
                 m = min(per_pass, k - s)
                 eps = torch.randn(m, *mu.shape, generator=generator, device=mu.device)  # (m, B, L)
                 z = mu + std * eps
-                logits = self.decode_logits(z.flatten(0, 1))
+                logits = self.decode_logits(z.flatten(0, 1), None if yb is None else yb.repeat(m))
                 log_px = self.log_likelihood(logits, xb.repeat(m, *([1] * (xb.dim() - 1)))).view(m, -1)
                 log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
                 log_qz = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - std.log().sum(-1)
@@ -205,13 +218,17 @@ class VariationalAutoencoder(Autoencoder):
         return torch.cat(out)
 
     @torch.no_grad()
-    def extra_metrics(self, x: torch.Tensor, nll_k: int = 0, **options) -> dict[str, float]:
+    def extra_metrics(
+        self, x: torch.Tensor, nll_k: int = 0, labels: torch.Tensor | None = None, **options
+    ) -> dict[str, float]:
         """Active units (Burda et al.: Var_x E_q[z_u] > 0.01) and, with nll_k > 0, the importance-sampled
-        NLL over x (binarized with a fixed seed when binarize is on)."""
+        NLL over x (binarized with a fixed seed when binarize is on; given a conditional model's labels)."""
         target = self.target(x)  # eval mode: seeded
-        mu = torch.cat([self.posterior(part)[0] for part in target.split(INFERENCE_BATCH)])
+        parts = [slice(i, i + INFERENCE_BATCH) for i in range(0, len(x), INFERENCE_BATCH)]
+        mu = torch.cat([self.posterior(target[p], None if labels is None else labels[p])[0] for p in parts])
         result = {"active_units": int((mu.var(0) > 0.01).sum())}
         if nll_k:
-            nll = self.nll(target, nll_k, generator=torch.Generator(x.device).manual_seed(0))
+            seeded = torch.Generator(x.device).manual_seed(0)
+            nll = self.nll(target, nll_k, generator=seeded, labels=labels)
             result.update({"nll": float(nll.mean()), "nll_k": nll_k})
         return result
