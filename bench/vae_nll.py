@@ -16,16 +16,13 @@ Published: Pythae's VAE reproduction 89.78; Burda et al.'s 1-layer VAE 86.76 (32
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-import tempfile
 import time
 
 import torch
 
 import aekit
+import peer_pythae
 
 HIDDEN, LATENT, BATCH, LR = (512, 256), 32, 128, 1e-3
 TARGET_NLL, TARGET_MINUTES = 90.0, 30.0
@@ -52,38 +49,8 @@ def train_aekit(epochs: int, out: str) -> tuple[aekit.Run, float]:
 
 
 def train_pythae(epochs: int, train_x: torch.Tensor):
+    """Pythae's VAE of the same sizes, trained on train_x binarized afresh each time an item is read."""
     from pythae.data.datasets import DatasetOutput
-    from pythae.models import VAE, VAEConfig
-    from pythae.models.base.base_utils import ModelOutput
-    from pythae.models.nn import BaseDecoder, BaseEncoder
-    from pythae.pipelines import TrainingPipeline
-    from pythae.trainers import BaseTrainerConfig
-    from torch import nn
-
-    class Encoder(BaseEncoder):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, HIDDEN[0]), nn.ReLU(), nn.Linear(*HIDDEN), nn.ReLU())
-            self.mu, self.logvar = nn.Linear(HIDDEN[1], LATENT), nn.Linear(HIDDEN[1], LATENT)
-
-        def forward(self, x):
-            h = self.body(x)
-            return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
-
-    class Decoder(BaseDecoder):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(
-                nn.Linear(LATENT, HIDDEN[1]),
-                nn.ReLU(),
-                nn.Linear(HIDDEN[1], HIDDEN[0]),
-                nn.ReLU(),
-                nn.Linear(HIDDEN[0], 784),
-                nn.Sigmoid(),
-            )
-
-        def forward(self, z):
-            return ModelOutput(reconstruction=self.body(z).view(-1, 1, 28, 28))
 
     class DynamicallyBinarized(torch.utils.data.Dataset):
         def __init__(self, x):
@@ -96,30 +63,9 @@ def train_pythae(epochs: int, train_x: torch.Tensor):
             return DatasetOutput(data=torch.bernoulli(self.x[i]))
 
     torch.manual_seed(0)
-    model = VAE(
-        VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce"),
-        encoder=Encoder(),
-        decoder=Decoder(),
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        config = BaseTrainerConfig(
-            output_dir=tmp,
-            num_epochs=epochs,
-            learning_rate=LR,
-            per_device_train_batch_size=BATCH,
-            optimizer_cls="Adam",
-            scheduler_cls="CosineAnnealingLR",
-            scheduler_params={"T_max": epochs},
-            no_cuda=True,
-            steps_saving=None,
-        )
-        start = time.perf_counter()
-        logging.disable(logging.WARNING)  # Pythae logs every epoch; keep the report readable
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            TrainingPipeline(model=model, training_config=config)(train_data=DynamicallyBinarized(train_x))
-        logging.disable(logging.NOTSET)
-        seconds = time.perf_counter() - start
-    return model.eval(), seconds
+    model = peer_pythae.vae(HIDDEN, LATENT)
+    seconds = peer_pythae.train(model, DynamicallyBinarized(train_x), epochs, BATCH, LR)
+    return model, seconds
 
 
 def main() -> int:

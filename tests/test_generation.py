@@ -128,3 +128,45 @@ def test_conditional_refusals(big_digits, cvae, digits_run, tmp_path):
         cvae.model.reconstruct(x[:2], labels=torch.tensor([0, 10]))
     with pytest.raises(AekitError, match="whole-number labels"):
         cvae.model.encode(x[:2], torch.tensor([0.0, 1.0]))
+
+
+def test_the_vampprior_density_is_its_mixture_and_its_kl_estimate_is_unbiased():
+    from aekit.models.priors import VampPrior, gaussian_log_prob
+
+    generator = torch.Generator().manual_seed(0)
+    mu_k, logvar_k = torch.randn(5, 3, generator=generator), torch.randn(5, 3, generator=generator) * 0.3
+    posterior = lambda u: (mu_k, logvar_k)  # noqa: E731 - the pseudo-inputs' posteriors, fixed
+    prior = VampPrior(3, (2,), {"pseudo_inputs": 5})
+    z = torch.randn(7, 4, 3, generator=generator)
+    direct = torch.logsumexp(gaussian_log_prob(z[..., None, :], mu_k, logvar_k), -1) - np.log(5)
+    torch.testing.assert_close(prior.log_prob(z, posterior), direct)
+    one = lambda u: (mu_k[:1], logvar_k[:1])  # noqa: E731 - one component: p is that Gaussian
+    mu, logvar = torch.zeros(20000, 3), torch.full((20000, 3), -1.0)
+    draws = mu + (0.5 * logvar).exp() * torch.randn(20000, 3, generator=generator)
+    estimate = prior.kl(draws, mu, logvar, one).mean()
+    var_q, var_p = logvar.exp()[0], logvar_k[0].exp()
+    exact = 0.5 * (var_q / var_p + (mu_k[0] - 0).pow(2) / var_p - 1 + logvar_k[0] - logvar[0]).sum()
+    assert abs(float(estimate - exact)) < 0.05 * float(exact) + 0.02
+
+
+def test_a_vae_with_the_vampprior_trains_samples_and_bounds_its_likelihood(big_digits, tmp_path):
+    path, x, _ = big_digits
+    options = {"epochs": 3, "hidden": [64], "latent_dim": 4, "quiet": True, "seed": 0}
+    vamp = aekit.train(path, "vae", out=tmp_path / "v", prior="vamp", pseudo_inputs=20, **options)
+    assert vamp.model.prior.pseudo_inputs.shape == (20, 1, 28, 28)
+    first = aekit.data.load(path).train.floats()[:20]  # they started as the first training items, then moved
+    moved = (vamp.model.prior.pseudo_inputs.detach() - first).abs()
+    assert 0 < float(moved.max()) < 0.1
+    assert aekit.generate(vamp, 8).shape == (8, 1, 28, 28)
+    nll = vamp.model.nll(x[:50], k=20, generator=torch.Generator().manual_seed(0))
+    scores = vamp.model.anomaly_scores(x[:50])  # the negative ELBO: never below the NLL bound's estimate by much
+    assert torch.isfinite(nll).all() and float(scores.mean()) > float(nll.mean()) - 1
+    reopened = aekit.Run.open(vamp.path)  # the pseudo-inputs are in the weights
+    assert torch.equal(reopened.model.prior.pseudo_inputs, vamp.model.prior.pseudo_inputs)
+    for flags, message in (
+        (["--prior", "vamp", "--free-bits", "0.5"], "free_bits needs the normal prior"),
+        (["--prior", "vamp", "--conditional"], "conditional vae keeps the normal prior"),
+        (["--prior", "uniform"], "model.prior must be one of normal, vamp"),
+    ):
+        result = run_cli("train", "--data", path, "--model", "vae", *flags, "--out", tmp_path / "bad")
+        assert_clean_error(result, message)

@@ -14,11 +14,11 @@ from ..errors import check
 from ..limits import INFERENCE_BATCH
 from ..progress import chunks
 from .base import Autoencoder, Capabilities, ModelConfig, Output
+from .priors import LOG_2PI, PRIORS
 from .types import register_model
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 MAX_NLL_K = 100_000  # importance samples per item: published figures use 5000
-LOG_2PI = math.log(2 * math.pi)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -28,11 +28,6 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     else:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + (0.5 * logvar).exp() * eps
-
-
-def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) of each code unit, (N, latent_dim), in nats."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
 
 
 @dataclass(frozen=True)
@@ -46,6 +41,9 @@ class VariationalConfig(ModelConfig):
     free_bits: nats of KL per code unit (batch average) that are not penalised, against posterior collapse.
     binarize: sample each training batch to 0/1 with its values as probabilities (dynamic binarization;
         bernoulli only); evaluation binarizes with a fixed seed.
+    prior: p(z): normal (N(0, I)) or vamp (a mixture of the posteriors of learned pseudo-inputs, the VampPrior;
+        mlp and conv backbones).
+    pseudo_inputs: vamp: how many pseudo-inputs (mixture components); they start as the first training items.
     """
 
     likelihood: str = "bernoulli"
@@ -53,6 +51,8 @@ class VariationalConfig(ModelConfig):
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
     binarize: bool = False
+    prior: str = "normal"
+    pseudo_inputs: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,6 +64,12 @@ class VariationalConfig(ModelConfig):
         check(self.kl_warmup_steps >= 0, f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         check(self.free_bits >= 0, f"model.free_bits must be >= 0, got {self.free_bits}")
         check(not self.binarize or self.likelihood == "bernoulli", "model.binarize needs the bernoulli likelihood")
+        check(self.prior in PRIORS, f"model.prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if self.prior == "vamp":
+            check(self.pseudo_inputs >= 1, f"model.pseudo_inputs must be at least 1, got {self.pseudo_inputs}")
+            check(self.backbone != "resnet", "model.prior vamp takes the mlp or conv backbone, not resnet")
+            check(not self.conditional, "model.prior vamp: a conditional vae keeps the normal prior")
+            check(self.free_bits == 0, "model.free_bits needs the normal prior (its KL is one term per code unit)")
         check(
             self.latent_activation == "none",
             "model.latent_activation: the VAE's posterior mean and log-variance are linear; leave it none",
@@ -87,6 +93,13 @@ class VariationalAutoencoder(Autoencoder):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for the KL warm-up; saved
         if config.likelihood == "gaussian":
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))
+        self.prior = PRIORS[config.prior](
+            config.latent_dim, config.input_shape, {"pseudo_inputs": config.pseudo_inputs}
+        )
+
+    def start(self, x: torch.Tensor) -> None:
+        """The prior's start from the first training items x (the VampPrior's pseudo-inputs)."""
+        self.prior.start(x)
 
     def code_features(self) -> int:
         return 2 * self.config.latent_dim
@@ -120,9 +133,13 @@ class VariationalAutoencoder(Autoencoder):
         z = reparameterize(mu, logvar)
         logits = self.decode_logits(z, labels)
         rec = -self.log_likelihood(logits, target)  # (N,)
-        kl_units = kl_to_prior(mu, logvar)  # (N, latent_dim)
-        kl = kl_units.sum(1)
-        kl_term = kl_units.mean(0).clamp(min=c.free_bits).sum() if c.free_bits > 0 else kl.mean()
+        if self.prior.factorized:
+            kl_units = self.prior.kl_units(mu, logvar)  # (N, latent_dim)
+            kl = kl_units.sum(1)
+            kl_term = kl_units.mean(0).clamp(min=c.free_bits).sum() if c.free_bits > 0 else kl.mean()
+        else:
+            kl = self.prior.kl(z, mu, logvar, self.posterior)  # (N,), estimated at the draw z
+            kl_term = kl.mean()
         weight = c.beta
         if self.training:
             if c.kl_warmup_steps:
@@ -160,8 +177,7 @@ class VariationalAutoencoder(Autoencoder):
     ) -> torch.Tensor:
         """n new items (N, *input_shape): decoder means at z ~ N(0, temperature^2 I) (of the classes labels (n,) for a
         conditional model)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device) * temperature
+        z = self.prior.sample(n, temperature, generator, self.posterior, self.device)
         return self.decode(z, labels)
 
     @torch.no_grad()
@@ -195,7 +211,7 @@ class VariationalAutoencoder(Autoencoder):
                 z = mu + std * eps
                 logits = self.decode_logits(z.flatten(0, 1), None if yb is None else yb.repeat(m))
                 log_px = self.log_likelihood(logits, xb.repeat(m, *([1] * (xb.dim() - 1)))).view(m, -1)
-                log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+                log_pz = self.prior.log_prob(z, self.posterior)  # (m, B)
                 log_qz = -0.5 * (eps.pow(2) + LOG_2PI).sum(-1) - std.log().sum(-1)
                 total = torch.logaddexp(total, torch.logsumexp((log_px + log_pz - log_qz).double(), 0))
             out.append(math.log(k) - total)
@@ -209,11 +225,13 @@ class VariationalAutoencoder(Autoencoder):
         out = []
         for xb in x.split(batch_size):
             mu, logvar = self.posterior(xb)
-            kl = kl_to_prior(mu, logvar).sum(1)
+            kl = self.prior.kl_units(mu, logvar).sum(1) if self.prior.factorized else 0.0  # else: estimated per draw
             rec = 0.0
             for _ in range(samples):
                 z = reparameterize(mu, logvar, generator)
                 rec = rec - self.log_likelihood(self.decode_logits(z), xb) / samples
+                if not self.prior.factorized:
+                    kl = kl + self.prior.kl(z, mu, logvar, self.posterior) / samples
             out.append((rec + kl).double())
         return torch.cat(out)
 
