@@ -55,7 +55,7 @@ pretrained: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check bm3d
 	$(BIN)/python bench/pretrained.py
 
-# Every benchmark in docs/benchmarks.md, one after another (about 5 hours on 2 cores). The peer libraries they
+# Every benchmark in docs/benchmarks.md, one after another (about 6 hours on 2 cores). The peer libraries they
 # compare with (Pythae, PyOD) and BM3D are installed here only, next to torch 2.13.0 (scikit-image comes with dev).
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check pythae pyod bm3d
@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/denoise.py
 	$(BIN)/python bench/conv_ae.py
 	$(BIN)/python bench/vae_nll.py
+	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/compress.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/anomaly.py

@@ -48,6 +48,11 @@ FIGURES: dict[str, list[str]] = {
         "aekit train mnist --model vae --latent-dim 2 --epochs 10 --out runs/guide/vae2d --force",
         f"aekit generate runs/guide/vae2d --manifold -o {OUT}/vae-manifold.png --force",
     ],
+    "cvae-classes": [
+        "aekit train mnist --model vae --conditional --hidden 512,256 --latent-dim 16 --epochs 30 "
+        "--out runs/guide/cvae --force",
+        f"aekit generate runs/guide/cvae -n 80 --sampler gmm -o {OUT}/cvae-classes.png --force",
+    ],
     "compression": [
         "aekit train mnist --model ae --hidden 256,128 --latent-dim 32 --rate-lambda 40 --epochs 10 "
         "--out runs/guide/compressor --force",

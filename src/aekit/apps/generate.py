@@ -52,8 +52,8 @@ def generate(
 
     sampler: where the codes come from (apps.samplers): "prior" (the type's own, its default where it has one),
     "gaussian" (one Gaussian fitted to the codes of the run's training data, the default of the others) or "gmm"
-    (a mixture of components Gaussians fitted to them). The codes are drawn and decoded INFERENCE_BATCH at a time
-    (from one generator seeded with seed), so n is bounded only by the memory its output takes. size=(H, W): images
+    (a mixture of components Gaussians fitted to them). The codes are drawn from one generator seeded with seed
+    and decoded INFERENCE_BATCH at a time, so n is bounded only by the memory its output takes. size=(H, W): images
     of that size from a fully convolutional VAE, whose prior is the same Gaussian at every position of its code
     map (a map for H x W is drawn and decoded whole). label: a conditional model's class of every item (default:
     the classes in turn, 0, 1, 2, ...).
@@ -164,8 +164,8 @@ def generate_file(
     label: int | None = None,
 ) -> dict:
     """Write new items to out (.png grid, or .npz/.npy in the data's units): n samples by default (sampler,
-    components, label: see generate); with between=(I, J) the line between items I and J of data (default: the run's own
-    data, its split part); with grid=G the 2-d latent manifold on a G x G lattice."""
+    components, label: see generate); with between=(I, J) the line between items I and J of data (default: the
+    run's own data, its split part); with grid=G the 2-d latent manifold on a G x G lattice."""
     run = open_run(run)
     sampler = "prior" if size is not None else samplers.choose(run.model, sampler)
     output = OutputPath(out, (".png", ".npz", ".npy"), force, run.input_paths(data if between else None, data_dir))
