@@ -27,6 +27,7 @@ import time
 import torch
 
 import aekit
+import mnist_run
 import peer_pythae
 from aekit import quality
 
@@ -35,23 +36,9 @@ TARGET_GAIN, TARGET_CLASS = 0.20, 0.95
 
 
 def train_aekit(kind: str, epochs: int, out: str, **options) -> tuple[aekit.Run, float]:
-    start = time.perf_counter()
-    run = aekit.train(
-        "mnist",
-        kind,
-        out=out,
-        force=True,
-        quiet=True,
-        hidden=HIDDEN,
-        latent_dim=LATENT,
-        epochs=epochs,
-        batch_size=BATCH,
-        lr=LR,
-        schedule="cosine",
-        seed=0,
-        **options,
+    return mnist_run.train(
+        kind, out, hidden=HIDDEN, latent_dim=LATENT, epochs=epochs, batch_size=BATCH, lr=LR, **options
     )
-    return run, time.perf_counter() - start
 
 
 def class_shares(run: aekit.Run, net: quality.DigitClassifier, sampler: str, n: int) -> list[float]:

@@ -26,6 +26,7 @@ import time
 import torch
 
 import aekit
+import mnist_run
 import peer_pythae
 
 HIDDEN, LATENT, BATCH, LR, PSEUDO_INPUTS = (512, 256), 32, 128, 1e-3, 100
@@ -34,27 +35,10 @@ TARGET_NLL, TARGET_MINUTES = 86.0, 30.0
 
 def train_aekit(epochs: int | None, minutes: float, prior: str, pseudo: int, out: str) -> tuple[aekit.Run, float]:
     """aekit's vae, for epochs, else for minutes of epochs (the schedule spans those that fit)."""
-    start = time.perf_counter()
     budget = {"epochs": epochs} if epochs else {"minutes": minutes}
     vamp = {"pseudo_inputs": pseudo} if prior == "vamp" else {}
-    run = aekit.train(
-        "mnist",
-        "vae",
-        out=out,
-        force=True,
-        quiet=True,
-        binarize=True,
-        hidden=HIDDEN,
-        latent_dim=LATENT,
-        batch_size=BATCH,
-        lr=LR,
-        schedule="cosine",
-        seed=0,
-        prior=prior,
-        **budget,
-        **vamp,
-    )
-    return run, time.perf_counter() - start
+    options = {"binarize": True, "hidden": HIDDEN, "latent_dim": LATENT, "batch_size": BATCH, "lr": LR, "prior": prior}
+    return mnist_run.train("vae", out, **options, **budget, **vamp)
 
 
 def train_pythae(epochs: int, train_x: torch.Tensor):
