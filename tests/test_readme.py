@@ -8,8 +8,8 @@ tests/test_readme.py` and why (GPUs, several machines).
 
 What makes it a check of every block rather than a second training of every model (SMALLER): MNIST is fetched as
 the README says, then read as its first TRAIN_ITEMS training and TEST_ITEMS test digits; a tenth of the epochs (at
-least 1), 10 importance samples, 5 refinement steps; the photos at a quarter of their sides; the one line that
-starts several processes (which read MNIST themselves) trains on the bundled digits.
+least 1), 10 importance samples, 5 refinement steps, 200 generated items to score; the photos at a quarter of
+their sides; the one line that starts several processes (which read MNIST themselves) trains on the bundled digits.
 """
 
 import os
@@ -32,6 +32,7 @@ BLOCK = re.compile(r"(?P<note><!--[^\n]*-->\n)?```(?P<lang>\w+)\n(?P<code>.*?)``
 SMALLER = [  # (pattern, replacement), applied to every line
     (re.compile(r"(--epochs |\bepochs=)(\d+)"), lambda m: f"{m[1]}{max(1, int(m[2]) // 10)}"),
     (re.compile(r"--nll-k \d+"), lambda m: "--nll-k 10"),
+    (re.compile(r"--samples \d+"), lambda m: "--samples 200"),
     (re.compile(r"(--refine |\brefine=)\d+"), lambda m: f"{m[1]}5"),
     (re.compile(r"(Image\.fromarray\(.*\))(\.save\()"), lambda m: f"{m[1]}.reduce(4){m[2]}"),
     (re.compile(r"^(aekit train) mnist (.*--nproc .*)$"), lambda m: f"{m[1]} digits {m[2]}"),

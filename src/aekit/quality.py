@@ -65,6 +65,7 @@ def check_images(x: torch.Tensor) -> None:
     )
 
 
+@torch.enable_grad()  # also when called under torch.no_grad() (evaluate runs under it)
 def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = EPOCHS, seed: int = SEED) -> DigitClassifier:
     """A DigitClassifier trained on images x (N, 1, 28, 28) in [0, 1] with labels y (N,): Adam, batch BATCH,
     shuffled by a generator seeded with seed (the same weights on the same machine every time)."""
