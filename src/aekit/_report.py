@@ -204,13 +204,10 @@ def _samples(page: Page) -> str:
         return ""
 
     generator = torch.Generator(page.model.device).manual_seed(0)
-    columns = page.model.config.classes or 8  # a conditional model's: a class a column
-    n = 64 - 64 % columns
-    with torch.no_grad():
-        labels = page.model.labels_for(n)
-        x = page.model.sample(n, generator=generator, **({} if labels is None else {"labels": labels})).cpu()
-    what = f"{n} items decoded from codes drawn from the model's prior"
-    if columns == page.model.config.classes:
+    x, columns = page.model.sample_grid(64, generator)
+    x = x.cpu()
+    what = f"{len(x)} items decoded from codes drawn from the model's prior"
+    if page.model.config.conditional:
         what += f", the classes 0 to {columns - 1} from left to right"
     out = page.figure(plots.image_grid(x, columns), "samples", what + ".")
     if page.model.config.latent_dim == 2:

@@ -100,10 +100,6 @@ class RunFigures(Callback):
         figure = plots.reconstructions(x.cpu(), model.reconstruct(x, labels=trainer.labels(sample, slice(0, 8))).cpu())
         disk.write_bytes(path / "reconstructions.png", figure, record=True)
         if model.capabilities.samples and sample.is_image:
-            columns = model.config.classes or 8  # conditional: a class a column
-            n = 64 - 64 % columns
-            labels = model.labels_for(n)
-            given = {} if labels is None else {"labels": labels}  # a type's sample takes labels where it is conditional
-            generated = model.sample(n, generator=torch.Generator(trainer.device).manual_seed(0), **given)
+            generated, columns = model.sample_grid(64, torch.Generator(trainer.device).manual_seed(0))
             figure = plots.image_grid(generated.cpu(), columns, title=f"{model.name}: samples from the prior")
             disk.write_bytes(path / "samples.png", figure, record=True)

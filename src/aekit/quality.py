@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import metrics
+from .data import load
+from .data.registry import default_data_dir
 from .errors import check
 from .limits import INFERENCE_BATCH
 from .progress import chunks
@@ -87,8 +89,6 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = EPOCHS, see
 
 def cached_path(data_dir: str | os.PathLike | None = None) -> Path:
     """Where the classifier's weights are kept: beside the MNIST files in the data folder."""
-    from .data.registry import default_data_dir
-
     return Path(data_dir or default_data_dir()) / f"mnist-classifier-v{VERSION}.safetensors"
 
 
@@ -101,8 +101,6 @@ def classifier(data_dir: str | os.PathLike | None = None) -> DigitClassifier:
         tensors, _ = read_tensors(path)
         model.load_state_dict(tensors)
         return model.eval()
-    from .data import load
-
     train = load("mnist", data_dir=data_dir).train
     model = train_classifier(train.floats(), train.y)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -210,6 +210,16 @@ class Autoencoder(nn.Module):
         )
         return torch.full((n,), label)
 
+    @torch.no_grad()
+    def sample_grid(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """(at most n items (N, *input_shape) from the prior (sample), the columns of the grid that shows them): 8
+        columns, or for a conditional model a class a column, n rounded down to whole rows of its classes."""
+        columns = self.config.classes or 8
+        n -= n % columns if self.config.conditional else 0
+        labels = self.labels_for(n)
+        given = {} if labels is None else {"labels": labels}  # a type's sample takes labels where it is conditional
+        return self.sample(n, generator=generator, **given), columns
+
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(N, *input_shape) -> (N, latent_dim) code; outside training (eval mode) without gradients. labels (N,):
         a conditional model's classes of the items."""
